@@ -1,0 +1,168 @@
+// Tokens: 256 random bits, handed out once. Only an HMAC of the token (and of
+// its accessor) is stored; details are sealed by the barrier. Looking a token
+// up goes through the HMAC index, then the stored hash is compared in
+// constant time.
+
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { errors } from '../errors.ts';
+import type { Barrier } from '../seal/barrier.ts';
+import type { Storage, TokenRow } from '../storage/storage.ts';
+
+export const DEFAULT_TOKEN_TTL = 768 * 3600; // Vault's default max lease TTL, 32 days
+const TOKEN_PREFIX = 'hvs.'; // what Vault clients expect a service token to look like
+
+export interface TokenDetails {
+  accessor: string;
+  policies: string[];
+  displayName: string;
+  meta: Record<string, string>;
+  creationTime: number;
+  /** Seconds; 0 = no expiry (root tokens). */
+  ttl: number;
+  explicitMaxTtl: number;
+  renewable: boolean;
+  numUses: number;
+  path: string;
+  entityId: string;
+}
+
+export interface Token extends TokenDetails {
+  idHash: string;
+  expiresAt: number | null;
+  usesLeft: number | null;
+  parentHash: string | null;
+}
+
+export interface CreateTokenRequest {
+  policies: string[];
+  ttl?: number;
+  explicitMaxTtl?: number;
+  renewable?: boolean;
+  numUses?: number;
+  displayName?: string;
+  meta?: Record<string, string>;
+  path?: string;
+  /** Dev mode: a chosen token value. */
+  id?: string;
+  parent?: Token | null;
+}
+
+const identity = (idHash: string): string => `token/${idHash}`;
+
+export class TokenStore {
+  constructor(
+    private readonly storage: Storage,
+    private readonly keys: () => Barrier,
+  ) {}
+
+  private async load(row: TokenRow): Promise<Token> {
+    const details = this.keys().decryptJSON<TokenDetails>(identity(row.idHash), row.sealed);
+    return { ...details, idHash: row.idHash, expiresAt: row.expiresAt, usesLeft: row.usesLeft, parentHash: row.parentHash };
+  }
+
+  /** Create a token; returns the secret once, plus its stored view. */
+  async create(req: CreateTokenRequest, barrier: Barrier = this.keys()): Promise<{ secret: string; token: Token }> {
+    const secret = req.id ?? TOKEN_PREFIX + randomBytes(32).toString('base64url');
+    const accessor = randomBytes(18).toString('base64url');
+    const isRoot = req.policies.includes('root');
+    const now = Date.now();
+    let ttl = req.ttl ?? 0;
+    if (ttl === 0 && !isRoot) ttl = DEFAULT_TOKEN_TTL;
+    const explicitMaxTtl = req.explicitMaxTtl ?? 0;
+    if (explicitMaxTtl > 0 && (ttl === 0 || ttl > explicitMaxTtl)) ttl = explicitMaxTtl;
+    let expiresAt = ttl > 0 ? now + ttl * 1000 : null;
+    // A child never outlives its parent.
+    if (req.parent?.expiresAt != null && (expiresAt === null || expiresAt > req.parent.expiresAt)) {
+      expiresAt = req.parent.expiresAt;
+      ttl = Math.max(0, Math.ceil((expiresAt - now) / 1000));
+    }
+    const details: TokenDetails = {
+      accessor,
+      policies: [...new Set(req.policies)].sort(),
+      displayName: req.displayName ?? 'token',
+      meta: req.meta ?? {},
+      creationTime: now,
+      ttl,
+      explicitMaxTtl,
+      renewable: req.renewable ?? !isRoot,
+      numUses: req.numUses ?? 0,
+      path: req.path ?? 'auth/token/create',
+      entityId: '',
+    };
+    const idHash = barrier.hmac(secret);
+    const row: TokenRow = {
+      idHash,
+      accessorHash: barrier.hmac('accessor:' + accessor),
+      parentHash: req.parent?.idHash ?? null,
+      expiresAt,
+      usesLeft: details.numUses > 0 ? details.numUses : null,
+      sealed: barrier.encryptJSON(identity(idHash), details),
+    };
+    await this.storage.insertToken(row);
+    return { secret, token: { ...details, idHash, expiresAt, usesLeft: row.usesLeft, parentHash: row.parentHash } };
+  }
+
+  /** Find a live token by its secret, or undefined. Does not take a use. */
+  async lookup(secret: string): Promise<Token | undefined> {
+    if (secret.length === 0 || secret.length > 512) return undefined;
+    const idHash = this.keys().hmac(secret);
+    const row = await this.storage.getToken(idHash);
+    if (!row || !timingSafeEqual(Buffer.from(row.idHash), Buffer.from(idHash))) return undefined;
+    if (row.expiresAt !== null && row.expiresAt <= Date.now()) return undefined;
+    if (row.usesLeft !== null && row.usesLeft <= 0) return undefined;
+    return this.load(row);
+  }
+
+  async lookupByAccessor(accessor: string): Promise<Token | undefined> {
+    if (accessor.length === 0 || accessor.length > 512) return undefined;
+    const row = await this.storage.getTokenByAccessor(this.keys().hmac('accessor:' + accessor));
+    if (!row || (row.expiresAt !== null && row.expiresAt <= Date.now())) return undefined;
+    return this.load(row);
+  }
+
+  /**
+   * Take one use of a limited-use token. A token whose last use this was is
+   * revoked afterwards by the caller (so its request still completes).
+   */
+  async use(token: Token): Promise<{ ok: boolean; exhausted: boolean }> {
+    if (token.usesLeft === null) return { ok: true, exhausted: false };
+    const ok = await this.storage.useToken(token.idHash);
+    return { ok, exhausted: ok && token.usesLeft <= 1 };
+  }
+
+  /** Renew: a new TTL counted from now, capped by explicit_max_ttl from creation. */
+  async renew(token: Token, increment: number): Promise<{ token: Token; warnings: string[] }> {
+    if (!token.renewable || token.expiresAt === null) throw errors.TOKEN_NOT_RENEWABLE();
+    const warnings: string[] = [];
+    const now = Date.now();
+    let ttl = increment > 0 ? increment : token.ttl;
+    if (token.explicitMaxTtl > 0) {
+      const maxEnd = token.creationTime + token.explicitMaxTtl * 1000;
+      if (now + ttl * 1000 > maxEnd) {
+        ttl = Math.max(0, Math.floor((maxEnd - now) / 1000));
+        warnings.push(`TTL of "${increment}s" exceeded the effective max_ttl of "${ttl}s"; TTL value is capped accordingly`);
+      }
+    }
+    const expiresAt = now + ttl * 1000;
+    await this.storage.updateToken(token.idHash, { expiresAt });
+    return { token: { ...token, expiresAt }, warnings };
+  }
+
+  /** Revoke a token and, depth first, every token created from it. Returns the revoked hashes. */
+  async revokeTree(idHash: string): Promise<string[]> {
+    const revoked: string[] = [];
+    const stack = [idHash];
+    while (stack.length > 0) {
+      const current = stack.pop()!;
+      stack.push(...(await this.storage.childTokens(current)));
+      await this.storage.deleteToken(current);
+      revoked.push(current);
+    }
+    return revoked;
+  }
+
+  /** Hashes of tokens that expired by now (for the cleanup pass). */
+  async expired(limit: number): Promise<string[]> {
+    return this.storage.expiredTokens(Date.now(), limit);
+  }
+}

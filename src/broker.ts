@@ -1,0 +1,179 @@
+// The broker: owns storage, the seal, tokens, policies, mounts and the lease
+// manager, and dispatches every HTTP request to a route after the checks all
+// routes share (sealed, token, policy, body schema, token uses).
+
+import type { Logger } from 'pino';
+import { allows, DEFAULT_POLICY, parsePolicy, type PathRule } from './auth/policy.ts';
+import { TokenStore, type Token } from './auth/token-store.ts';
+import type { BrokerConfig } from './config.ts';
+import { EngineRegistry } from './engine/registry.ts';
+import { errors } from './errors.ts';
+import type { Dispatcher } from './http/server.ts';
+import { compilePattern, matchPattern, type Reply, type RequestContext, type Route } from './http/route.ts';
+import { compile } from './http/schema.ts';
+import { LeaseManager } from './leases/lease-manager.ts';
+import { RevocationLoop } from './leases/revocation-loop.ts';
+import { MountTable } from './mounts/mount-table.ts';
+import { policyRoutes } from './routes/sys-policies.ts';
+import { sealRoutes } from './routes/sys-seal.ts';
+import { keyRoutes } from './routes/sys-keys.ts';
+import { leaseRoutes } from './routes/sys-leases.ts';
+import { mountRoutes } from './routes/sys-mounts.ts';
+import { tokenRoutes } from './routes/auth-token.ts';
+import { Seal } from './seal/seal.ts';
+import type { Storage } from './storage/storage.ts';
+
+export const VERSION = '0.1.0';
+
+interface CompiledRoute {
+  route: Route;
+  pattern: ReturnType<typeof compilePattern>;
+  validate?: (value: unknown) => void;
+}
+
+export function compileRoutes(routes: Route[]): CompiledRoute[] {
+  return routes.map((route) => ({ route, pattern: compilePattern(route.pattern), ...(route.schema ? { validate: compile(route.schema) } : {}) }));
+}
+
+function findRoute(routes: CompiledRoute[], path: string): { compiled: CompiledRoute; params: Record<string, string> } | undefined {
+  for (const compiled of routes) {
+    const params = matchPattern(compiled.pattern, path);
+    if (params) return { compiled, params };
+  }
+  return undefined;
+}
+
+export class Broker implements Dispatcher {
+  readonly seal: Seal;
+  readonly tokens: TokenStore;
+  readonly mounts: MountTable;
+  readonly leases: LeaseManager;
+  readonly engines: EngineRegistry;
+  private readonly revocation: RevocationLoop;
+  private readonly coreRoutes: CompiledRoute[];
+  private readonly policyCache = new Map<string, PathRule[]>();
+  private readonly unsealHooks: Array<() => Promise<void>> = [];
+
+  constructor(
+    readonly config: BrokerConfig,
+    readonly storage: Storage,
+    readonly logger: Logger,
+  ) {
+    this.seal = new Seal(storage, VERSION);
+    this.tokens = new TokenStore(storage, () => this.seal.keys);
+    this.engines = new EngineRegistry(config.plugins, config.baseDir);
+    this.mounts = new MountTable(this);
+    this.leases = new LeaseManager(this);
+    this.revocation = new RevocationLoop(this.leases, () => this.storage, logger, config.revocationInterval * 1000);
+    this.coreRoutes = compileRoutes([...sealRoutes(this), ...keyRoutes(this), ...mountRoutes(this), ...leaseRoutes(this), ...policyRoutes(this), ...tokenRoutes(this)]);
+  }
+
+  async start(): Promise<void> {
+    await this.seal.load();
+  }
+
+  /** Called after a successful unseal: load mounts, recover interrupted work, start loops. */
+  async afterUnseal(): Promise<void> {
+    await this.mounts.load();
+    await this.leases.recoverInterrupted();
+    this.revocation.start();
+    this.mounts.resumeRotations();
+    for (const hook of this.unsealHooks) await hook();
+  }
+
+  onUnseal(hook: () => Promise<void>): void {
+    this.unsealHooks.push(hook);
+  }
+
+  async sealNow(): Promise<void> {
+    this.revocation.stop();
+    await this.revocation.idle();
+    await this.mounts.close();
+    this.policyCache.clear();
+    this.seal.seal();
+  }
+
+  async stop(): Promise<void> {
+    if (!this.seal.sealed) await this.sealNow();
+    await this.storage.close();
+  }
+
+  wakeRevocation(): void {
+    this.revocation.wake();
+  }
+
+  /** The policies a token carries, parsed (cached until changed or sealed). */
+  async policiesOf(token: Token): Promise<PathRule[][]> {
+    const out: PathRule[][] = [];
+    for (const name of token.policies) {
+      if (name === 'root') continue;
+      let rules = this.policyCache.get(name);
+      if (!rules) {
+        const text = name === 'default' ? DEFAULT_POLICY : await this.readPolicy(name);
+        rules = text === undefined ? [] : parsePolicy(text);
+        this.policyCache.set(name, rules);
+      }
+      out.push(rules);
+    }
+    return out;
+  }
+
+  async readPolicy(name: string): Promise<string | undefined> {
+    const sealed = await this.storage.getEntry(`sys/policy/${name}`);
+    if (!sealed) return undefined;
+    return this.seal.keys.decryptJSON<{ policy: string }>(`sys/policy/${name}`, sealed).policy;
+  }
+
+  invalidatePolicy(name: string): void {
+    this.policyCache.delete(name);
+  }
+
+  async dispatch(req: Omit<RequestContext, 'params'>, tokenSecret: string | undefined): Promise<Reply | undefined> {
+    const core = req.path.startsWith('sys/') || req.path.startsWith('auth/') || req.path === 'sys' || req.path === 'auth';
+    let found = core ? findRoute(this.coreRoutes, req.path) : undefined;
+    if (this.seal.sealed && !(found && found.compiled.route.sealedOk)) throw errors.SEALED();
+
+    let mount: string | undefined;
+    if (!core) {
+      const hit = this.mounts.resolve(req.path);
+      if (hit) {
+        mount = hit.mount;
+        found = findRoute(hit.routes, hit.rest);
+      }
+    }
+    if (!found) throw errors.NOT_FOUND(req.path);
+    const { compiled, params } = found;
+    const route = compiled.route;
+    if (!route.methods.includes(req.method) && !(req.method === 'HEAD' && route.methods.includes('GET'))) {
+      throw errors.METHOD_NOT_ALLOWED(req.method, req.path);
+    }
+
+    const ctx: RequestContext = { ...req, params, ...(mount !== undefined ? { mount } : {}) };
+    let exhausted = false;
+    if (route.auth === 'token') {
+      const token = tokenSecret ? await this.tokens.lookup(tokenSecret) : undefined;
+      if (!token) throw errors.PERMISSION_DENIED();
+      if (!token.policies.includes('root') && !allows(await this.policiesOf(token), req.path, req.method, route.sudo === true)) {
+        throw errors.PERMISSION_DENIED();
+      }
+      const use = await this.tokens.use(token);
+      if (!use.ok) throw errors.PERMISSION_DENIED();
+      exhausted = use.exhausted;
+      ctx.token = token;
+    }
+    if (compiled.validate && req.method === 'PUT') compiled.validate(req.body);
+    try {
+      return await route.handler(ctx);
+    } finally {
+      if (exhausted && ctx.token) await this.revokeToken(ctx.token.idHash);
+    }
+  }
+
+  /** Revoke a token tree and every lease those tokens created. */
+  async revokeToken(idHash: string): Promise<void> {
+    const revoked = await this.tokens.revokeTree(idHash);
+    let leases = 0;
+    for (const hash of revoked) leases += await this.storage.expediteLeases({ tokenHash: hash }, Date.now());
+    if (leases > 0) this.wakeRevocation();
+  }
+}

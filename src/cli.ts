@@ -1,0 +1,59 @@
+// The dbroker command line.
+
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from './config.ts';
+import { runDevServer } from './dev/dev-mode.ts';
+import { closeOnSignals, startServer } from './server.ts';
+import { VERSION } from './broker.ts';
+
+const USAGE = `usage:
+  dbroker server --config <file.json>
+  dbroker server --dev [--listen ADDR] [--dev-root-token T] [--dev-pg-url URL]
+  dbroker version`;
+
+export async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  try {
+    if (command === 'version' || command === '--version') {
+      console.log(`dbroker ${VERSION}`);
+      return;
+    }
+    if (command !== 'server') {
+      console.error(command && command !== 'help' && command !== '--help' ? `unknown command "${command}"\n${USAGE}` : USAGE);
+      process.exitCode = command === 'help' || command === '--help' ? 0 : 2;
+      return;
+    }
+    const { values } = parseArgs({
+      args: rest,
+      options: {
+        config: { type: 'string' },
+        dev: { type: 'boolean' },
+        listen: { type: 'string' },
+        'dev-root-token': { type: 'string' },
+        'dev-pg-url': { type: 'string' },
+        'log-level': { type: 'string' },
+      },
+      strict: true,
+    });
+    if (values.dev) {
+      await runDevServer({
+        ...(values.listen ? { listen: values.listen } : {}),
+        rootToken: values['dev-root-token'] ?? 'root',
+        ...(values['dev-pg-url'] ? { pgUrl: values['dev-pg-url'] } : {}),
+        ...(values['log-level'] ? { logLevel: values['log-level'] } : {}),
+      });
+      return;
+    }
+    if (!values.config && !process.env.DBROKER_STORAGE_PATH) throw new ConfigError('--config', 'give a config file (or --dev)');
+    const config = loadConfig(values.config, process.env, { listen: values.listen, log_level: values['log-level'] });
+    const server = await startServer(config);
+    closeOnSignals(server.close, server.logger);
+  } catch (err) {
+    if (err instanceof ConfigError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      console.error(`dbroker: ${(err as Error).message}`);
+      process.exit(2);
+    }
+    console.error(`dbroker: ${(err as Error).message}`);
+    process.exit(1);
+  }
+}

@@ -1,0 +1,130 @@
+// `dbroker server --dev`: a throwaway broker, initialised and unsealed, with a
+// root token of your choosing, an embedded PostgreSQL (unless --dev-pg-url),
+// connection `demo` and role `readonly`. Like `vault server -dev`: never for
+// production (one unseal key, kept in memory, and everything is deleted on exit).
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { loadConfig } from '../config.ts';
+import { closeOnSignals, startServer } from '../server.ts';
+import { generatePassword } from '../util/random.ts';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres.ts';
+
+export interface DevOptions {
+  listen?: string;
+  rootToken: string;
+  pgUrl?: string;
+  logLevel?: string;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Call our own HTTP API, as any client would. */
+async function api(base: string, token: string | undefined, method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
+  const res = await fetch(`${base}/v1/${path}`, {
+    method,
+    headers: { 'content-type': 'application/json', ...(token ? { 'x-vault-token': token } : {}) },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`dev setup: ${method} ${path} → ${res.status} ${text}`);
+  return text ? (JSON.parse(text) as Record<string, unknown>) : {};
+}
+
+/** Split a postgres URL into the admin credentials and a templated URL. */
+function templatedUrl(url: string): { connectionUrl: string; username: string; password: string } {
+  const u = new URL(url);
+  const username = decodeURIComponent(u.username || 'postgres');
+  const password = decodeURIComponent(u.password);
+  u.username = 'USERNAME';
+  u.password = 'PASSWORD';
+  const connectionUrl = u.toString().replace('USERNAME:PASSWORD', '{{username}}:{{password}}');
+  return { connectionUrl, username, password };
+}
+
+export async function runDevServer(opts: DevOptions): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'dbroker-dev-'));
+  let embedded: EmbeddedPostgres | undefined;
+  const cleanup = async () => {
+    await embedded?.stop().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const config = loadConfig(undefined, { ...process.env, DBROKER_STORAGE_PATH: join(dir, 'dbroker.db') }, { listen: opts.listen ?? '127.0.0.1:8200', log_level: opts.logLevel ?? 'info' });
+    let pgUrl = opts.pgUrl;
+    if (!pgUrl) {
+      process.stderr.write('starting embedded PostgreSQL...\n');
+      embedded = await startEmbeddedPostgres({ dataDir: join(dir, 'pg'), port: await freePort(), password: generatePassword() });
+      pgUrl = embedded.url;
+    }
+    const server = await startServer(config);
+    closeOnSignals(async () => {
+      await server.close();
+      await cleanup();
+    }, server.logger);
+    const base = `http://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${config.listen.port}`;
+
+    const init = await api(base, undefined, 'PUT', 'sys/init', { secret_shares: 1, secret_threshold: 1 });
+    const [unsealKey] = init.keys_base64 as string[];
+    await api(base, undefined, 'PUT', 'sys/unseal', { key: unsealKey });
+    const initialRoot = init.root_token as string;
+    await api(base, initialRoot, 'PUT', 'auth/token/create', { id: opts.rootToken, policies: ['root'], display_name: 'root', no_parent: true });
+    await api(base, opts.rootToken, 'PUT', 'auth/token/revoke', { token: initialRoot });
+
+    const demo = new pg.Client({ connectionString: pgUrl });
+    await demo.connect();
+    await demo.query('CREATE TABLE IF NOT EXISTS demo_items (id serial PRIMARY KEY, name text NOT NULL)');
+    await demo.query(`INSERT INTO demo_items (name) SELECT n FROM unnest(ARRAY['apple','banana','cherry']) AS n WHERE NOT EXISTS (SELECT 1 FROM demo_items)`);
+    await demo.end();
+
+    const admin = templatedUrl(pgUrl);
+    await api(base, opts.rootToken, 'PUT', 'database/config/demo', {
+      plugin_name: 'postgresql-database-plugin',
+      connection_url: admin.connectionUrl,
+      username: admin.username,
+      password: admin.password,
+      allowed_roles: ['readonly'],
+    });
+    await api(base, opts.rootToken, 'PUT', 'database/roles/readonly', {
+      db_name: 'demo',
+      creation_statements: [`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'; GRANT SELECT ON demo_items TO "{{name}}";`],
+      default_ttl: '1h',
+      max_ttl: '24h',
+    });
+
+    const pgTarget = new URL(pgUrl);
+    const out = process.stdout;
+    out.write(`
+dbroker is running in dev mode at ${base} (sealed storage in ${dir}, deleted on exit).
+Dev mode keeps everything in memory-only throwaway storage: never use it in production.
+
+  Unseal key:  ${unsealKey}
+  Root token:  ${opts.rootToken}
+
+Get a short-lived PostgreSQL login:
+
+  curl -s -H "X-Vault-Token: ${opts.rootToken}" ${base}/v1/database/creds/readonly
+
+Then log in with the username and password it returns:
+
+  psql "postgresql://USERNAME:PASSWORD@${pgTarget.hostname}:${pgTarget.port || 5432}${pgTarget.pathname}" -c "SELECT * FROM demo_items"
+
+Press Ctrl-C to stop.
+`);
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}

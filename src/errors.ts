@@ -1,0 +1,81 @@
+// One registry of coded errors, in the manner of fastify's lib/errors.js:
+// DBR_ERR_<AREA>_<WHAT>, an HTTP status, and a message template whose %s
+// slots are filled in order. Messages never carry secret values.
+
+export class BrokerError extends Error {
+  override name = 'BrokerError';
+  constructor(
+    readonly code: string,
+    readonly statusCode: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+type ErrorFactory = ((...args: Array<string | number>) => BrokerError) & { code: string; statusCode: number };
+
+function define(code: string, statusCode: number, template: string): ErrorFactory {
+  const factory = (...args: Array<string | number>): BrokerError => {
+    let i = 0;
+    const message = template.replace(/%s/g, () => String(args[i++] ?? ''));
+    return new BrokerError(code, statusCode, message);
+  };
+  return Object.assign(factory, { code, statusCode });
+}
+
+export const errors = {
+  // request shape
+  BAD_REQUEST: define('DBR_ERR_REQUEST_INVALID', 400, '%s'),
+  BAD_FIELD: define('DBR_ERR_REQUEST_FIELD', 400, 'invalid field "%s": %s'),
+  BAD_JSON: define('DBR_ERR_REQUEST_JSON', 400, 'malformed JSON body: %s'),
+  BODY_TOO_LARGE: define('DBR_ERR_REQUEST_TOO_LARGE', 413, 'request body is larger than %s bytes'),
+  NOT_FOUND: define('DBR_ERR_ROUTE_NOT_FOUND', 404, 'no handler for route "%s"'),
+  METHOD_NOT_ALLOWED: define('DBR_ERR_ROUTE_METHOD', 405, 'method %s is not supported on "%s"'),
+  UNSUPPORTED_MEDIA: define('DBR_ERR_REQUEST_MEDIA_TYPE', 415, 'unsupported content type "%s"'),
+
+  // auth
+  PERMISSION_DENIED: define('DBR_ERR_AUTH_DENIED', 403, 'permission denied'),
+  TOKEN_NOT_RENEWABLE: define('DBR_ERR_AUTH_NOT_RENEWABLE', 400, 'token is not renewable'),
+  TOKEN_NOT_FOUND: define('DBR_ERR_AUTH_TOKEN_NOT_FOUND', 400, 'token not found'),
+
+  // seal
+  SEALED: define('DBR_ERR_SEAL_SEALED', 503, 'dbroker is sealed'),
+  NOT_INITIALIZED: define('DBR_ERR_SEAL_NOT_INITIALIZED', 400, 'dbroker is not initialized'),
+  ALREADY_INITIALIZED: define('DBR_ERR_SEAL_ALREADY_INITIALIZED', 400, 'dbroker is already initialized'),
+  BAD_UNSEAL_KEY: define('DBR_ERR_SEAL_BAD_KEY', 400, '%s'),
+  UNSEAL_FAILED: define('DBR_ERR_SEAL_COMBINE', 400, 'the unseal keys do not combine to the root key; progress was reset, submit the keys again'),
+
+  // barrier
+  DECRYPT_FAILED: define('DBR_ERR_BARRIER_DECRYPT', 500, 'stored record "%s" failed to decrypt'),
+  UNKNOWN_KEY_TERM: define('DBR_ERR_BARRIER_TERM', 500, 'stored record "%s" uses unknown key term %s'),
+
+  // mounts
+  MOUNT_EXISTS: define('DBR_ERR_MOUNT_EXISTS', 400, 'path is already in use at "%s"'),
+  MOUNT_TYPE: define('DBR_ERR_MOUNT_TYPE', 400, 'unsupported mount type "%s" (only "database")'),
+  MOUNT_RESERVED: define('DBR_ERR_MOUNT_RESERVED', 400, 'cannot mount at reserved path "%s"'),
+  MOUNT_NOT_FOUND: define('DBR_ERR_MOUNT_NOT_FOUND', 400, 'no mount at "%s"'),
+
+  // database engine
+  CONNECTION_NOT_FOUND: define('DBR_ERR_DB_CONNECTION_NOT_FOUND', 400, 'no database connection named "%s"'),
+  ROLE_NOT_FOUND: define('DBR_ERR_DB_ROLE_NOT_FOUND', 400, 'unknown role: %s'),
+  ROLE_NOT_ALLOWED: define('DBR_ERR_DB_ROLE_NOT_ALLOWED', 400, 'role "%s" is not allowed by connection "%s" (allowed_roles)'),
+  UNKNOWN_PLUGIN: define('DBR_ERR_DB_PLUGIN', 400, 'unknown plugin_name "%s"'),
+  ENGINE_INPUT: define('DBR_ERR_DB_INPUT', 400, '%s'),
+  ENGINE_CONNECTION: define('DBR_ERR_DB_UNREACHABLE', 502, 'database connection "%s" failed: %s'),
+  ENGINE_FAILED: define('DBR_ERR_DB_FAILED', 500, 'database operation on "%s" failed: %s'),
+  IN_USE: define('DBR_ERR_DB_IN_USE', 409, '%s "%s" still has %s active lease(s); revoke them first (e.g. sys/leases/revoke-prefix/%s)'),
+
+  // leases
+  LEASE_NOT_FOUND: define('DBR_ERR_LEASE_NOT_FOUND', 400, 'lease not found'),
+  LEASE_NOT_RENEWABLE: define('DBR_ERR_LEASE_NOT_RENEWABLE', 400, 'lease is not renewable: %s'),
+  LEASE_PAST_MAX: define('DBR_ERR_LEASE_PAST_MAX', 400, 'lease is past its max_ttl and cannot be renewed'),
+  REVOCATION_FAILED: define('DBR_ERR_LEASE_REVOKE', 500, 'revocation failed and will be retried: %s'),
+
+  // config
+  CONFIG_INVALID: define('DBR_ERR_CONFIG_INVALID', 400, 'invalid configuration field "%s": %s'),
+} as const;
+
+export function isBrokerError(err: unknown): err is BrokerError {
+  return err instanceof BrokerError;
+}

@@ -1,0 +1,75 @@
+// Route definitions and matching. Paths are Vault paths without `/v1/`.
+// Patterns: `sys/leases/lookup`, `config/:name` (one segment),
+// `sys/leases/revoke-prefix/*prefix` (the rest, may contain `/`).
+
+import type { Token } from '../auth/token-store.ts';
+
+export type Method = 'GET' | 'PUT' | 'DELETE' | 'LIST' | 'HEAD';
+
+export interface RequestContext {
+  method: Method;
+  path: string;
+  params: Record<string, string>;
+  body: Record<string, unknown>;
+  query: Record<string, string>;
+  /** Set for routes with auth 'token'. */
+  token?: Token;
+  /** The mount path (with trailing slash) for routes inside a mount. */
+  mount?: string;
+  requestId: string;
+}
+
+export interface Reply {
+  status?: number;
+  /** A body sent as is (sys/init, sys/health, ...), not in the envelope. */
+  raw?: unknown;
+  data?: unknown;
+  leaseId?: string;
+  leaseDuration?: number;
+  renewable?: boolean;
+  warnings?: string[];
+  auth?: unknown;
+}
+
+export interface Route {
+  methods: Method[];
+  pattern: string;
+  /** JSON schema for the body (PUT) or query (GET); compiled once. */
+  schema?: Record<string, unknown>;
+  /** 'none': open even while sealed or without a token. */
+  auth: 'none' | 'token';
+  /** Works while sealed (only the seal endpoints). */
+  sealedOk?: boolean;
+  /** Needs the root policy (sudo paths). */
+  sudo?: boolean;
+  handler(ctx: RequestContext): Promise<Reply | undefined>;
+}
+
+interface CompiledPattern {
+  segments: string[];
+  rest: string | undefined;
+}
+
+export function compilePattern(pattern: string): CompiledPattern {
+  const segments = pattern.split('/');
+  const last = segments[segments.length - 1]!;
+  if (last.startsWith('*')) return { segments: segments.slice(0, -1), rest: last.slice(1) };
+  return { segments, rest: undefined };
+}
+
+/** Match `path` against a compiled pattern, returning the params or undefined. */
+export function matchPattern(p: CompiledPattern, path: string): Record<string, string> | undefined {
+  const parts = path.split('/');
+  if (p.rest === undefined ? parts.length !== p.segments.length : parts.length < p.segments.length) return undefined;
+  const params: Record<string, string> = {};
+  for (let i = 0; i < p.segments.length; i++) {
+    const seg = p.segments[i]!;
+    const part = parts[i]!;
+    if (seg.startsWith(':')) {
+      if (part === '') return undefined;
+      params[seg.slice(1)] = part;
+    } else if (seg !== part) return undefined;
+  }
+  if (p.rest !== undefined) params[p.rest] = parts.slice(p.segments.length).join('/');
+  return params;
+}

@@ -1,0 +1,55 @@
+// Request validation: one Ajv instance, schemas compiled once per route, and
+// error messages that name the offending field.
+
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { errors, type BrokerError } from '../errors.ts';
+import { parseDuration } from '../util/duration.ts';
+
+const ajv = new Ajv({ allErrors: false, coerceTypes: false, useDefaults: false, strict: false });
+
+/** Seconds or a Go duration string. */
+export const duration = { type: ['integer', 'string'], minimum: 0, maxLength: 64 } as const;
+/** A list given as a JSON array or a comma-separated string (Vault accepts both). */
+export const stringList = { anyOf: [{ type: 'string', maxLength: 65536 }, { type: 'array', maxItems: 1000, items: { type: 'string', maxLength: 4096 } }] } as const;
+export const name = { type: 'string', minLength: 1, maxLength: 128 } as const;
+
+export function object(properties: Record<string, unknown>, required: string[] = []): Record<string, unknown> {
+  return { type: 'object', properties, required, additionalProperties: false };
+}
+
+function fieldOf(e: ErrorObject): string {
+  if (e.keyword === 'required') return String((e.params as { missingProperty: string }).missingProperty);
+  if (e.keyword === 'additionalProperties') return String((e.params as { additionalProperty: string }).additionalProperty);
+  return e.instancePath.replace(/^\//, '').replace(/\//g, '.') || '(body)';
+}
+
+export function describe(e: ErrorObject): BrokerError {
+  const field = fieldOf(e);
+  if (e.keyword === 'required') return errors.BAD_REQUEST(`missing required field "${field}"`);
+  if (e.keyword === 'additionalProperties') return errors.BAD_REQUEST(`unknown field "${field}"`);
+  if (e.keyword === 'anyOf' || e.keyword === 'oneOf') return errors.BAD_FIELD(field, 'has the wrong type');
+  return errors.BAD_FIELD(field, e.message ?? 'is invalid');
+}
+
+export function compile(schema: Record<string, unknown>): (value: unknown) => void {
+  const validate: ValidateFunction = ajv.compile(schema);
+  return (value) => {
+    if (!validate(value)) throw describe(validate.errors![0]!);
+  };
+}
+
+/** Read a duration field that passed the schema; throws a 400 naming it when unparsable. */
+export function durationField(body: Record<string, unknown>, field: string): number | undefined {
+  const value = body[field];
+  if (value === undefined || value === null) return undefined;
+  const parsed = parseDuration(value);
+  if (typeof parsed === 'string') throw errors.BAD_FIELD(field, parsed);
+  return parsed;
+}
+
+export function listField(body: Record<string, unknown>, field: string): string[] | undefined {
+  const value = body[field];
+  if (value === undefined || value === null) return undefined;
+  const items = Array.isArray(value) ? (value as string[]) : String(value).split(',');
+  return items.map((s) => s.trim()).filter((s) => s.length > 0);
+}

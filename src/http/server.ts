@@ -1,0 +1,116 @@
+// The HTTP front: fastify with one catch-all route under /v1/, Vault's
+// envelope, and one error path that turns every failure into
+// {"errors":[...]} with the right status. A client mistake is never a 500.
+
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { BrokerError, errors, isBrokerError } from '../errors.ts';
+import type { Method, Reply, RequestContext } from './route.ts';
+
+export interface Dispatcher {
+  dispatch(ctx: Omit<RequestContext, 'params'>, tokenSecret: string | undefined): Promise<Reply | undefined>;
+}
+
+export interface HttpOptions {
+  logger: Logger;
+  bodyLimit: number;
+  tls?: { certFile: string; keyFile: string };
+}
+
+const METHODS: Record<string, Method> = { GET: 'GET', HEAD: 'HEAD', PUT: 'PUT', POST: 'PUT', DELETE: 'DELETE', LIST: 'LIST' };
+
+function tokenOf(req: FastifyRequest): string | undefined {
+  const header = req.headers['x-vault-token'];
+  if (typeof header === 'string' && header.length > 0) return header;
+  const auth = req.headers.authorization;
+  if (typeof auth === 'string' && auth.startsWith('Bearer ')) return auth.slice(7).trim();
+  return undefined;
+}
+
+function envelope(reply: Reply, requestId: string): Record<string, unknown> {
+  return {
+    request_id: requestId,
+    lease_id: reply.leaseId ?? '',
+    renewable: reply.renewable ?? false,
+    lease_duration: reply.leaseDuration ?? 0,
+    data: reply.data ?? null,
+    wrap_info: null,
+    warnings: reply.warnings && reply.warnings.length > 0 ? reply.warnings : null,
+    auth: reply.auth ?? null,
+  };
+}
+
+/** Map anything thrown to a status and a message that is safe to show. */
+export function toHttpError(err: unknown, logger: Logger, requestId: string): { status: number; message: string } {
+  if (isBrokerError(err)) {
+    if (err.statusCode >= 500) logger.warn({ requestId, code: err.code, msg: err.message }, 'request failed');
+    return { status: err.statusCode, message: err.message };
+  }
+  const e = err as { statusCode?: number; code?: string; message?: string };
+  if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return { status: 413, message: errors.BODY_TOO_LARGE('the configured limit of').message };
+  if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+    return { status: e.statusCode, message: e.message ?? 'bad request' };
+  }
+  logger.error({ requestId, err }, 'internal error');
+  return { status: 500, message: `internal error (request ${requestId})` };
+}
+
+export function buildHttpServer(dispatcher: Dispatcher, opts: HttpOptions): FastifyInstance {
+  const https = opts.tls ? { key: readFileSync(opts.tls.keyFile), cert: readFileSync(opts.tls.certFile) } : null;
+  const app = Fastify({
+    loggerInstance: opts.logger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: opts.bodyLimit,
+    return503OnClosing: true,
+    genReqId: () => randomUUID(),
+    ...(https ? { https } : {}),
+  }) as unknown as FastifyInstance;
+
+  // Vault clients send JSON under any content type (curl's default is form
+  // encoding), so every body is parsed as JSON.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
+    const text = String(body).trim();
+    if (text === '') return done(null, {});
+    try {
+      done(null, JSON.parse(text));
+    } catch (err) {
+      done(errors.BAD_JSON((err as Error).message), undefined);
+    }
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    const { status, message } = toHttpError(err, opts.logger, String(req.id));
+    void reply.code(status).send({ errors: [message] });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send({ errors: [errors.NOT_FOUND(req.url.split('?')[0]!).message] });
+  });
+
+  const handle = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const requestId = String(req.id);
+    const query = (req.query ?? {}) as Record<string, string>;
+    let method = METHODS[req.method];
+    if (!method) throw errors.METHOD_NOT_ALLOWED(req.method, req.url);
+    if (method === 'GET' && (query.list === 'true' || query.list === '1')) method = 'LIST';
+    const body = req.body ?? {};
+    if (typeof body !== 'object' || Array.isArray(body)) throw errors.BAD_REQUEST('the request body must be a JSON object');
+    const path = (req.params as { '*': string })['*'].replace(/\/+$/, '');
+    const result = await dispatcher.dispatch({ method, path, body: body as Record<string, unknown>, query, requestId }, tokenOf(req));
+    if (!result) {
+      void reply.code(204).send();
+      return;
+    }
+    const status = result.status ?? 200;
+    void reply.code(status).header('cache-control', 'no-store');
+    if (method === 'HEAD') void reply.send();
+    else void reply.send(result.raw !== undefined ? result.raw : envelope(result, requestId));
+  };
+
+  app.route({ method: ['GET', 'HEAD', 'PUT', 'POST', 'DELETE'], url: '/v1/*', handler: handle, exposeHeadRoute: false });
+  return app;
+}
+
+export { BrokerError };

@@ -1,0 +1,230 @@
+// Leases: issue (write-ahead), renew, revoke, and the revocation work the
+// loop hands back here.
+//
+// Issuance writes the lease row (state pending, sealed username) durably
+// *before* the database user is created, and activates it afterwards. A
+// crash in between leaves a pending row that the loop revokes (deleteUser is
+// idempotent), so no database user ever exists without a lease that tracks it.
+
+import type { Token } from '../auth/token-store.ts';
+import type { Broker } from '../broker.ts';
+import type { ConnectionRecord } from '../database/connections.ts';
+import type { RoleRecord } from '../database/database-backend.ts';
+import { errors, isBrokerError } from '../errors.ts';
+import type { LeaseRow } from '../storage/storage.ts';
+import { fault } from '../util/faults.ts';
+import { generatePassword, randomString } from '../util/random.ts';
+
+/** In-database expiry runs this much past the lease end (VALID UNTIL). */
+export const EXPIRY_GRACE_MS = 5_000;
+/** A pending lease older than this belongs to an issuance that died. */
+const PENDING_GRACE_MS = 120_000;
+/** A claimed lease becomes due again after this if its revocation never finished. */
+export const CLAIM_MS = 120_000;
+/** From this many failed attempts on, a lease is reported as irrevocable (and still retried). */
+export const IRREVOCABLE_AFTER = 5;
+const BACKOFF_BASE_MS = 1_000;
+const BACKOFF_CAP_MS = 3_600_000;
+
+interface LeaseContext {
+  username: string;
+  revocationStatements: string[];
+  renewStatements: string[];
+  displayName: string;
+}
+
+export interface IssueRequest {
+  mount: string;
+  role: RoleRecord;
+  connection: ConnectionRecord;
+  username: string;
+  token: Token | null;
+}
+
+const identity = (id: string): string => `lease/${id}`;
+
+/** Exponential backoff with jitter (50–100 % of the step), capped. */
+export function backoffMs(attempts: number): number {
+  const step = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.min(30, attempts - 1));
+  return Math.round(step * (0.5 + Math.random() * 0.5));
+}
+
+export class LeaseManager {
+  constructor(private readonly broker: Broker) {}
+
+  private get storage() {
+    return this.broker.storage;
+  }
+
+  private context(row: LeaseRow): LeaseContext {
+    return this.broker.seal.keys.decryptJSON<LeaseContext>(identity(row.id), row.sealed);
+  }
+
+  private backend(mount: string) {
+    const backend = this.broker.mounts.backend(mount);
+    if (!backend) throw errors.MOUNT_NOT_FOUND(mount);
+    return backend;
+  }
+
+  async issue(req: IssueRequest): Promise<{ id: string; ttl: number; password: string; warnings: string[] }> {
+    const cfg = this.broker.config;
+    const now = Date.now();
+    const warnings: string[] = [];
+    const maxTtl = req.role.maxTtl > 0 ? Math.min(req.role.maxTtl, cfg.maxLeaseTtl) : cfg.maxLeaseTtl;
+    let ttl = Math.min(req.role.defaultTtl > 0 ? req.role.defaultTtl : cfg.defaultLeaseTtl, maxTtl);
+    let maxExpire = now + maxTtl * 1000;
+    // A lease never outlives the token that asked for it.
+    const tokenEnd = req.token?.expiresAt ?? null;
+    if (tokenEnd !== null && tokenEnd < now + ttl * 1000) {
+      ttl = Math.max(1, Math.floor((tokenEnd - now) / 1000));
+      warnings.push(`TTL capped to the requesting token's remaining TTL (${ttl}s)`);
+    }
+    if (tokenEnd !== null) maxExpire = Math.min(maxExpire, tokenEnd);
+    const id = `${req.mount}creds/${req.role.name}/${randomString(24)}`;
+    const password = generatePassword();
+    const expireTime = now + ttl * 1000;
+    const ctx: LeaseContext = {
+      username: req.username,
+      revocationStatements: req.role.revocationStatements,
+      renewStatements: req.role.renewStatements,
+      displayName: req.token?.displayName ?? '',
+    };
+    await this.storage.insertLease({
+      id,
+      mount: req.mount,
+      role: req.role.name,
+      connection: req.connection.name,
+      state: 'pending',
+      issueTime: now,
+      expireTime,
+      maxExpireTime: maxExpire,
+      lastRenewal: null,
+      dueAt: now + PENDING_GRACE_MS,
+      attempts: 0,
+      lastError: null,
+      tokenHash: req.token?.idHash ?? null,
+      sealed: this.broker.seal.keys.encryptJSON(identity(id), ctx),
+    });
+    fault('issue.after_pending');
+    const connections = this.backend(req.mount).connections;
+    try {
+      await connections.run(req.connection.name, [password], (engine) =>
+        engine.newUser({
+          username: req.username,
+          password,
+          expiration: new Date(expireTime + EXPIRY_GRACE_MS),
+          creationStatements: req.role.creationStatements,
+          rollbackStatements: req.role.rollbackStatements,
+        }),
+      );
+    } catch (err) {
+      // The engine rolled back what it could; the pending row, now due,
+      // makes the loop drop anything that is left.
+      await this.storage.updateLease(id, { dueAt: Date.now() });
+      this.broker.wakeRevocation();
+      throw err;
+    }
+    fault('issue.after_create_user');
+    await this.storage.updateLease(id, { state: 'active', dueAt: expireTime });
+    return { id, ttl, password, warnings };
+  }
+
+  async lookup(id: string): Promise<LeaseRow> {
+    const row = await this.storage.getLease(id);
+    if (!row || row.state === 'pending') throw errors.LEASE_NOT_FOUND();
+    return row;
+  }
+
+  /** Renew: `increment` from now (default: the role's TTL), capped at max_ttl from issue time. */
+  async renew(id: string, increment: number): Promise<{ row: LeaseRow; ttl: number; warnings: string[] }> {
+    const row = await this.lookup(id);
+    if (row.state !== 'active') throw errors.LEASE_NOT_RENEWABLE('it is being revoked');
+    const now = Date.now();
+    if (row.expireTime <= now) throw errors.LEASE_NOT_RENEWABLE('it has expired');
+    if (now >= row.maxExpireTime) throw errors.LEASE_PAST_MAX();
+    const backend = this.backend(row.mount);
+    const role = await backend.readRole(row.role);
+    const fallback = role && role.defaultTtl > 0 ? role.defaultTtl : this.broker.config.defaultLeaseTtl;
+    const wanted = increment > 0 ? increment : fallback;
+    const warnings: string[] = [];
+    let expireTime = now + wanted * 1000;
+    if (expireTime > row.maxExpireTime) {
+      expireTime = row.maxExpireTime;
+      warnings.push(`TTL of "${wanted}s" exceeded the effective max_ttl of "${Math.floor((row.maxExpireTime - now) / 1000)}s"; TTL value is capped accordingly`);
+    }
+    const ctx = this.context(row);
+    await backend.connections.run(row.connection, [], (engine) =>
+      engine.updateUser({ username: ctx.username, expiration: { value: new Date(expireTime + EXPIRY_GRACE_MS), statements: ctx.renewStatements } }),
+    );
+    // Only push the due time if the loop has not claimed the lease meanwhile.
+    const current = await this.storage.getLease(id);
+    if (!current || current.state !== 'active') throw errors.LEASE_NOT_RENEWABLE('it is being revoked');
+    await this.storage.updateLease(id, { expireTime, dueAt: expireTime, lastRenewal: now });
+    const updated = { ...current, expireTime, dueAt: expireTime, lastRenewal: now };
+    return { row: updated, ttl: Math.max(0, Math.round((expireTime - now) / 1000)), warnings };
+  }
+
+  /** Revoke one lease now. Unknown leases count as revoked. A failure leaves it scheduled for retry. */
+  async revoke(id: string): Promise<void> {
+    const row = await this.storage.getLease(id);
+    if (!row) return;
+    const now = Date.now();
+    await this.storage.updateLease(id, { state: 'revoking', dueAt: now + CLAIM_MS, expireTime: Math.min(row.expireTime, now) });
+    const error = await this.revokeClaimed({ ...row, state: 'revoking' });
+    if (error) throw errors.REVOCATION_FAILED(error);
+  }
+
+  /**
+   * Drop the database user of a claimed lease and forget the lease; on
+   * failure record the error and schedule a retry. Returns the error, if any.
+   */
+  async revokeClaimed(row: LeaseRow): Promise<string | undefined> {
+    try {
+      const ctx = this.context(row);
+      await this.backend(row.mount).connections.run(row.connection, [], (engine) =>
+        engine.deleteUser({ username: ctx.username, statements: ctx.revocationStatements }),
+      );
+      fault('revoke.after_delete_user');
+      await this.storage.deleteLease(row.id);
+      return undefined;
+    } catch (err) {
+      const message = isBrokerError(err) ? err.message : err instanceof Error ? err.message : String(err);
+      const attempts = row.attempts + 1;
+      await this.storage.updateLease(row.id, { attempts, lastError: message, dueAt: Date.now() + backoffMs(attempts) });
+      const log = { leaseId: row.id, connection: row.connection, attempts, error: message };
+      if (attempts === IRREVOCABLE_AFTER) this.broker.logger.error(log, 'lease is now irrevocable; still retrying');
+      else this.broker.logger.warn(log, 'lease revocation failed; will retry');
+      return message;
+    }
+  }
+
+  /** Make every lease under `prefix` due now; the loop revokes them. */
+  async revokePrefix(prefix: string): Promise<number> {
+    const n = await this.storage.expediteLeases({ prefix }, Date.now());
+    this.broker.wakeRevocation();
+    return n;
+  }
+
+  /**
+   * Revoke every lease of a mount before it is unmounted, synchronously and
+   * in batches. Throws if any revocation fails (the mount stays).
+   */
+  async revokeMount(mount: string): Promise<void> {
+    for (;;) {
+      const ids = await this.storage.listLeaseIds(`${mount}`, 256);
+      const own = [];
+      for (const id of ids) {
+        const row = await this.storage.getLease(id);
+        if (row && row.mount === mount) own.push(id);
+      }
+      if (own.length === 0) return;
+      for (const id of own) await this.revoke(id);
+    }
+  }
+
+  /** After a restart: interrupted issuances and revocations become due now. */
+  async recoverInterrupted(): Promise<void> {
+    const n = await this.storage.recoverInterrupted(Date.now());
+    if (n > 0) this.broker.logger.info({ leases: n }, 'resuming interrupted lease work');
+  }
+}

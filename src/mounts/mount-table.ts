@@ -1,0 +1,117 @@
+// The mount table: which path serves a database engine. `database/` exists
+// from init; more are added with sys/mounts/:path. Entries are sealed.
+
+import { randomUUID } from 'node:crypto';
+import type { Broker } from '../broker.ts';
+import { compileRoutes } from '../broker.ts';
+import { DatabaseBackend } from '../database/database-backend.ts';
+import { errors } from '../errors.ts';
+import type { Barrier } from '../seal/barrier.ts';
+
+export interface MountEntry {
+  path: string;
+  type: 'database';
+  description: string;
+  uuid: string;
+  accessor: string;
+  createdAt: number;
+}
+
+const PREFIX = 'core/mounts/';
+const RESERVED = ['sys/', 'auth/', 'cubbyhole/', 'identity/'];
+const MOUNT_PATH = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*\/$/;
+
+export function normalizeMountPath(path: string): string {
+  return path.replace(/^\/+/, '').replace(/\/*$/, '/');
+}
+
+interface Mounted {
+  entry: MountEntry;
+  backend: DatabaseBackend;
+  routes: ReturnType<typeof compileRoutes>;
+}
+
+export class MountTable {
+  private mounts = new Map<string, Mounted>();
+
+  constructor(private readonly broker: Broker) {}
+
+  private newEntry(path: string, description: string): MountEntry {
+    return { path, type: 'database', description, uuid: randomUUID(), accessor: `database_${randomUUID().slice(0, 8)}`, createdAt: Date.now() };
+  }
+
+  async createDefaults(barrier: Barrier): Promise<void> {
+    const entry = this.newEntry('database/', 'database secrets engine');
+    await this.broker.storage.putEntry(PREFIX + entry.path, barrier.encryptJSON(PREFIX + entry.path, entry));
+  }
+
+  async load(): Promise<void> {
+    await this.close();
+    for (const key of await this.broker.storage.listEntries(PREFIX)) {
+      const sealed = await this.broker.storage.getEntry(key);
+      if (!sealed) continue;
+      this.attach(this.broker.seal.keys.decryptJSON<MountEntry>(key, sealed));
+    }
+  }
+
+  private attach(entry: MountEntry): void {
+    const backend = new DatabaseBackend(this.broker, entry.path);
+    backend.rotation.start();
+    this.mounts.set(entry.path, { entry, backend, routes: compileRoutes(backend.routes()) });
+  }
+
+  /** Settle interrupted root rotations and arm schedules, in the background. */
+  resumeRotations(): void {
+    for (const m of this.mounts.values()) {
+      void m.backend.rotation.resume().catch((err: unknown) => this.broker.logger.error({ mount: m.entry.path, err: String(err) }, 'resuming root rotations failed'));
+    }
+  }
+
+  list(): MountEntry[] {
+    return [...this.mounts.values()].map((m) => m.entry).sort((a, b) => a.path.localeCompare(b.path));
+  }
+
+  backend(path: string): DatabaseBackend | undefined {
+    return this.mounts.get(path)?.backend;
+  }
+
+  /** The mount serving `path` (longest prefix wins), with the rest of the path. */
+  resolve(path: string): { mount: string; rest: string; routes: Mounted['routes'] } | undefined {
+    let best: Mounted | undefined;
+    for (const m of this.mounts.values()) {
+      if ((path + '/').startsWith(m.entry.path) && (!best || m.entry.path.length > best.entry.path.length)) best = m;
+    }
+    if (!best) return undefined;
+    return { mount: best.entry.path, rest: path.slice(best.entry.path.length), routes: best.routes };
+  }
+
+  async mount(rawPath: string, type: string, description: string): Promise<void> {
+    const path = normalizeMountPath(rawPath);
+    if (!MOUNT_PATH.test(path)) throw errors.BAD_FIELD('path', 'may contain only letters, digits, "_", "." and "-", separated by "/"');
+    if (RESERVED.some((r) => path.startsWith(r))) throw errors.MOUNT_RESERVED(path);
+    if (type !== 'database') throw errors.MOUNT_TYPE(type);
+    for (const existing of this.mounts.keys()) {
+      if (existing.startsWith(path) || path.startsWith(existing)) throw errors.MOUNT_EXISTS(existing);
+    }
+    const entry = this.newEntry(path, description);
+    await this.broker.storage.putEntry(PREFIX + path, this.broker.seal.keys.encryptJSON(PREFIX + path, entry));
+    this.attach(entry);
+  }
+
+  /** Unmount: revoke the mount's leases first; refuse while any revocation fails. */
+  async unmount(rawPath: string): Promise<void> {
+    const path = normalizeMountPath(rawPath);
+    const mounted = this.mounts.get(path);
+    if (!mounted) return;
+    await this.broker.leases.revokeMount(path);
+    await mounted.backend.close();
+    for (const key of await this.broker.storage.listEntries(`mounts/${path}`)) await this.broker.storage.deleteEntry(key);
+    await this.broker.storage.deleteEntry(PREFIX + path);
+    this.mounts.delete(path);
+  }
+
+  async close(): Promise<void> {
+    for (const m of this.mounts.values()) await m.backend.close();
+    this.mounts.clear();
+  }
+}

@@ -1,0 +1,141 @@
+// sys/leases/*: lookup, list, renew, revoke, revoke-prefix, revoke-force,
+// and the irrevocable listing and counts. Vault's older aliases
+// (sys/renew, sys/revoke, sys/revoke-prefix) answer too.
+
+import type { Broker } from '../broker.ts';
+import { errors } from '../errors.ts';
+import type { RequestContext, Route } from '../http/route.ts';
+import { duration, durationField, object } from '../http/schema.ts';
+import { IRREVOCABLE_AFTER } from '../leases/lease-manager.ts';
+import type { LeaseRow } from '../storage/storage.ts';
+
+const LIST_LIMIT = 10_000;
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+function leaseView(row: LeaseRow): Record<string, unknown> {
+  return {
+    id: row.id,
+    issue_time: iso(row.issueTime),
+    expire_time: iso(row.expireTime),
+    last_renewal: iso(row.lastRenewal),
+    renewable: row.state === 'active' && row.expireTime > Date.now() && row.maxExpireTime > Date.now(),
+    ttl: Math.max(0, Math.round((row.expireTime - Date.now()) / 1000)),
+  };
+}
+
+export function leaseRoutes(broker: Broker): Route[] {
+  const leases = broker.leases;
+  const leaseIdOf = (ctx: RequestContext): string => {
+    const id = (ctx.params.lease_id || ctx.body.lease_id || ctx.body.lease_id) as string | undefined;
+    if (typeof id !== 'string' || id === '') throw errors.BAD_REQUEST('missing required field "lease_id"');
+    return id;
+  };
+  const leaseBody = object({ lease_id: { type: 'string', maxLength: 1024 }, increment: duration, sync: { type: 'boolean' } });
+
+  const renew: Route['handler'] = async (ctx) => {
+    const { row, ttl, warnings } = await leases.renew(leaseIdOf(ctx), durationField(ctx.body, 'increment') ?? 0);
+    return { leaseId: row.id, leaseDuration: ttl, renewable: true, warnings };
+  };
+  const revoke: Route['handler'] = async (ctx) => {
+    const id = leaseIdOf(ctx);
+    if (ctx.body.sync === false) {
+      await broker.storage.expediteLeases({ prefix: id }, Date.now());
+      broker.wakeRevocation();
+      return { status: 202, data: null };
+    }
+    await leases.revoke(id);
+    return undefined;
+  };
+  const revokePrefix: Route['handler'] = async (ctx) => {
+    await leases.revokePrefix(ctx.params.prefix ?? '');
+    return undefined;
+  };
+
+  return [
+    {
+      methods: ['PUT'],
+      pattern: 'sys/leases/lookup',
+      auth: 'token',
+      schema: leaseBody,
+      handler: async (ctx) => ({ data: leaseView(await leases.lookup(leaseIdOf(ctx))) }),
+    },
+    {
+      methods: ['LIST'],
+      pattern: 'sys/leases/lookup/*prefix',
+      auth: 'token',
+      sudo: true,
+      async handler(ctx) {
+        const prefix = ctx.params.prefix ? ctx.params.prefix.replace(/\/*$/, '/') : '';
+        const keys = new Set<string>();
+        let after: string | undefined;
+        let scanned = 0;
+        // Directory-style listing: the next path segment under the prefix.
+        while (scanned < LIST_LIMIT) {
+          const ids = await broker.storage.listLeaseIds(prefix, 1000, after);
+          if (ids.length === 0) break;
+          for (const id of ids) {
+            const rest = id.slice(prefix.length);
+            const slash = rest.indexOf('/');
+            keys.add(slash === -1 ? rest : rest.slice(0, slash + 1));
+          }
+          scanned += ids.length;
+          after = ids[ids.length - 1];
+        }
+        if (keys.size === 0) throw errors.NOT_FOUND(ctx.path);
+        return { data: { keys: [...keys] }, ...(scanned >= LIST_LIMIT ? { warnings: [`listing stopped after ${LIST_LIMIT} leases; use a longer prefix`] } : {}) };
+      },
+    },
+    { methods: ['PUT'], pattern: 'sys/leases/renew', auth: 'token', schema: leaseBody, handler: renew },
+    { methods: ['PUT'], pattern: 'sys/leases/renew/*lease_id', auth: 'token', schema: leaseBody, handler: renew },
+    { methods: ['PUT'], pattern: 'sys/renew', auth: 'token', schema: leaseBody, handler: renew },
+    { methods: ['PUT'], pattern: 'sys/renew/*lease_id', auth: 'token', schema: leaseBody, handler: renew },
+    { methods: ['PUT'], pattern: 'sys/leases/revoke', auth: 'token', schema: leaseBody, handler: revoke },
+    { methods: ['PUT'], pattern: 'sys/leases/revoke/*lease_id', auth: 'token', schema: leaseBody, handler: revoke },
+    { methods: ['PUT'], pattern: 'sys/revoke', auth: 'token', schema: leaseBody, handler: revoke },
+    { methods: ['PUT'], pattern: 'sys/revoke/*lease_id', auth: 'token', schema: leaseBody, handler: revoke },
+    { methods: ['PUT'], pattern: 'sys/leases/revoke-prefix/*prefix', auth: 'token', sudo: true, schema: object({ sync: { type: 'boolean' } }), handler: revokePrefix },
+    { methods: ['PUT'], pattern: 'sys/revoke-prefix/*prefix', auth: 'token', sudo: true, schema: object({ sync: { type: 'boolean' } }), handler: revokePrefix },
+    {
+      methods: ['PUT'],
+      pattern: 'sys/leases/revoke-force/*prefix',
+      auth: 'token',
+      sudo: true,
+      async handler(ctx) {
+        const prefix = ctx.params.prefix ?? '';
+        if (prefix === '') throw errors.BAD_REQUEST('revoke-force needs a prefix');
+        const n = await broker.storage.deleteLeases(prefix);
+        broker.logger.warn({ prefix, leases: n }, 'leases forgotten by revoke-force; their database users were NOT dropped');
+        return undefined;
+      },
+    },
+    {
+      methods: ['GET'],
+      pattern: 'sys/leases/count',
+      auth: 'token',
+      sudo: true,
+      async handler(ctx) {
+        const irrevocable = ctx.query.type === 'irrevocable';
+        const n = await broker.storage.countLeases(irrevocable ? { minAttempts: IRREVOCABLE_AFTER } : {});
+        return { data: { lease_count: n, counts: null } };
+      },
+    },
+    {
+      methods: ['GET'],
+      pattern: 'sys/leases',
+      auth: 'token',
+      sudo: true,
+      async handler(ctx) {
+        if (ctx.query.type !== 'irrevocable') throw errors.BAD_FIELD('type', 'only "irrevocable" is supported');
+        const limit = Math.min(Number(ctx.query.limit ?? 1000) || 1000, LIST_LIMIT);
+        const rows = await broker.storage.listFailingLeases(IRREVOCABLE_AFTER, limit);
+        const total = await broker.storage.countLeases({ minAttempts: IRREVOCABLE_AFTER });
+        return {
+          data: {
+            lease_count: total,
+            leases: rows.map((r) => ({ lease_id: r.id, mount_id: r.mount, connection: r.connection, attempts: r.attempts, error: r.lastError, next_attempt: iso(r.dueAt) })),
+          },
+        };
+      },
+    },
+  ];
+}

@@ -1,0 +1,64 @@
+// sys/mounts and sys/mounts/:path.
+
+import type { Broker } from '../broker.ts';
+import type { Route } from '../http/route.ts';
+import { object } from '../http/schema.ts';
+import type { MountEntry } from '../mounts/mount-table.ts';
+
+function view(m: MountEntry): Record<string, unknown> {
+  return {
+    type: m.type,
+    description: m.description,
+    accessor: m.accessor,
+    uuid: m.uuid,
+    config: { default_lease_ttl: 0, max_lease_ttl: 0, force_no_cache: false },
+    local: false,
+    seal_wrap: false,
+    external_entropy_access: false,
+    options: null,
+  };
+}
+
+export function mountRoutes(broker: Broker): Route[] {
+  return [
+    {
+      methods: ['GET'],
+      pattern: 'sys/mounts',
+      auth: 'token',
+      async handler() {
+        const data: Record<string, unknown> = {};
+        for (const m of broker.mounts.list()) data[m.path] = view(m);
+        // Vault returns the mounts both at the top level and under data.
+        return { raw: { ...data, request_id: '', lease_id: '', renewable: false, lease_duration: 0, data, wrap_info: null, warnings: null, auth: null } };
+      },
+    },
+    {
+      methods: ['GET', 'PUT', 'DELETE'],
+      pattern: 'sys/mounts/*path',
+      auth: 'token',
+      schema: object(
+        {
+          type: { type: 'string', minLength: 1, maxLength: 64 },
+          description: { type: 'string', maxLength: 1024 },
+          config: { type: 'object' },
+          options: { type: ['object', 'null'] },
+          local: { type: 'boolean' },
+          seal_wrap: { type: 'boolean' },
+          external_entropy_access: { type: 'boolean' },
+          plugin_name: { type: 'string' },
+        },
+        ['type'],
+      ),
+      async handler(ctx) {
+        const path = ctx.params.path!;
+        if (ctx.method === 'GET') {
+          const m = broker.mounts.list().find((e) => e.path === path.replace(/\/*$/, '/'));
+          return m ? { data: view(m) } : undefined;
+        }
+        if (ctx.method === 'DELETE') await broker.mounts.unmount(path);
+        else await broker.mounts.mount(path, ctx.body.type as string, (ctx.body.description as string | undefined) ?? '');
+        return undefined;
+      },
+    },
+  ];
+}

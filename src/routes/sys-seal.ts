@@ -1,0 +1,101 @@
+// sys/init, sys/unseal, sys/seal, sys/seal-status, sys/health.
+
+import type { Broker } from '../broker.ts';
+import { VERSION } from '../broker.ts';
+import { errors } from '../errors.ts';
+import type { Route } from '../http/route.ts';
+import { object } from '../http/schema.ts';
+
+export function sealRoutes(broker: Broker): Route[] {
+  const { seal } = broker;
+  return [
+    {
+      methods: ['GET', 'PUT'],
+      pattern: 'sys/init',
+      auth: 'none',
+      sealedOk: true,
+      schema: object(
+        {
+          secret_shares: { type: 'integer', minimum: 1, maximum: 255 },
+          secret_threshold: { type: 'integer', minimum: 1, maximum: 255 },
+          // Fields Vault clients send with zero values; accepted and ignored.
+          stored_shares: { type: 'integer', maximum: 0 },
+          pgp_keys: { type: ['array', 'null'], maxItems: 0 },
+          recovery_shares: { type: 'integer', maximum: 0 },
+          recovery_threshold: { type: 'integer', maximum: 0 },
+          recovery_pgp_keys: { type: ['array', 'null'], maxItems: 0 },
+          root_token_pgp_key: { type: 'string', maxLength: 0 },
+        },
+        ['secret_shares', 'secret_threshold'],
+      ),
+      async handler(ctx) {
+        if (ctx.method === 'GET') return { raw: { initialized: seal.initialized } };
+        const shares = ctx.body.secret_shares as number;
+        const threshold = ctx.body.secret_threshold as number;
+        if (threshold > shares) throw errors.BAD_FIELD('secret_threshold', 'must not exceed secret_shares');
+        if (shares > 1 && threshold < 2) throw errors.BAD_FIELD('secret_threshold', 'must be at least 2 when secret_shares is more than 1');
+        let rootToken = '';
+        const keys = await seal.init({ shares, threshold }, async (barrier) => {
+          const { secret } = await broker.tokens.create({ policies: ['root'], displayName: 'root', path: 'auth/token/root' }, barrier);
+          rootToken = secret;
+          await broker.mounts.createDefaults(barrier);
+        });
+        broker.logger.info({ shares, threshold }, 'dbroker initialized');
+        return { raw: { keys: keys.map((k) => k.toString('hex')), keys_base64: keys.map((k) => k.toString('base64')), root_token: rootToken } };
+      },
+    },
+    {
+      methods: ['PUT'],
+      pattern: 'sys/unseal',
+      auth: 'none',
+      sealedOk: true,
+      schema: object({ key: { type: 'string', maxLength: 1024 }, reset: { type: 'boolean' }, migrate: { type: 'boolean', const: false } }),
+      async handler(ctx) {
+        if (ctx.body.reset === true) {
+          seal.resetProgress();
+          return { raw: seal.status() };
+        }
+        if (typeof ctx.body.key !== 'string') throw errors.BAD_REQUEST('missing required field "key" (or "reset": true)');
+        if (!seal.initialized) throw errors.NOT_INITIALIZED();
+        if (seal.sealed && (await seal.submit(ctx.body.key))) {
+          await broker.afterUnseal();
+          broker.logger.info('dbroker unsealed');
+        }
+        return { raw: seal.status() };
+      },
+    },
+    {
+      methods: ['PUT'],
+      pattern: 'sys/seal',
+      auth: 'token',
+      sudo: true,
+      async handler() {
+        await broker.sealNow();
+        broker.logger.info('dbroker sealed');
+        return undefined;
+      },
+    },
+    {
+      methods: ['GET'],
+      pattern: 'sys/seal-status',
+      auth: 'none',
+      sealedOk: true,
+      async handler() {
+        return { raw: seal.status() };
+      },
+    },
+    {
+      methods: ['GET'],
+      pattern: 'sys/health',
+      auth: 'none',
+      sealedOk: true,
+      async handler() {
+        const status = !seal.initialized ? 501 : seal.sealed ? 503 : 200;
+        return {
+          status,
+          raw: { initialized: seal.initialized, sealed: seal.sealed, standby: false, performance_standby: false, server_time_utc: Math.floor(Date.now() / 1000), version: VERSION },
+        };
+      },
+    },
+  ];
+}

@@ -1,0 +1,266 @@
+// Default storage backend: one SQLite file (better-sqlite3, WAL, synchronous=FULL
+// so that a write-ahead lease row is on disk before the database user exists).
+
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { migrations } from './migrations.ts';
+import type { LeaseRow, Storage, TokenRow } from './storage.ts';
+
+// Upper bound for a prefix range scan: ids are ASCII, so every id starting
+// with `prefix` sorts below prefix + U+FFFF.
+const rangeEnd = (prefix: string): string => prefix + '\uffff';
+
+interface LeaseRecord {
+  id: string;
+  mount: string;
+  role: string;
+  connection: string;
+  state: LeaseRow['state'];
+  issue_time: number;
+  expire_time: number;
+  max_expire_time: number;
+  last_renewal: number | null;
+  due_at: number;
+  attempts: number;
+  last_error: string | null;
+  token_hash: string | null;
+  sealed: Buffer;
+}
+
+interface TokenRecord {
+  id_hash: string;
+  accessor_hash: string;
+  parent_hash: string | null;
+  expires_at: number | null;
+  uses_left: number | null;
+  sealed: Buffer;
+}
+
+const LEASE_COLUMNS: Record<keyof Omit<LeaseRow, 'id'>, string> = {
+  mount: 'mount',
+  role: 'role',
+  connection: 'connection',
+  state: 'state',
+  issueTime: 'issue_time',
+  expireTime: 'expire_time',
+  maxExpireTime: 'max_expire_time',
+  lastRenewal: 'last_renewal',
+  dueAt: 'due_at',
+  attempts: 'attempts',
+  lastError: 'last_error',
+  tokenHash: 'token_hash',
+  sealed: 'sealed',
+};
+
+function toLease(r: LeaseRecord): LeaseRow {
+  return {
+    id: r.id,
+    mount: r.mount,
+    role: r.role,
+    connection: r.connection,
+    state: r.state,
+    issueTime: r.issue_time,
+    expireTime: r.expire_time,
+    maxExpireTime: r.max_expire_time,
+    lastRenewal: r.last_renewal,
+    dueAt: r.due_at,
+    attempts: r.attempts,
+    lastError: r.last_error,
+    tokenHash: r.token_hash,
+    sealed: r.sealed,
+  };
+}
+
+function toToken(r: TokenRecord): TokenRow {
+  return {
+    idHash: r.id_hash,
+    accessorHash: r.accessor_hash,
+    parentHash: r.parent_hash,
+    expiresAt: r.expires_at,
+    usesLeft: r.uses_left,
+    sealed: r.sealed,
+  };
+}
+
+export class SqliteStorage implements Storage {
+  private readonly db: Database.Database;
+
+  constructor(path: string) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('busy_timeout = 5000');
+    this.migrate();
+  }
+
+  private migrate(): void {
+    const current = this.db.pragma('user_version', { simple: true }) as number;
+    for (let v = current; v < migrations.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(migrations[v]!);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+  }
+
+  async getMeta(key: string): Promise<Buffer | undefined> {
+    const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: Buffer } | undefined;
+    return row?.value;
+  }
+
+  async putMeta(key: string, value: Buffer): Promise<void> {
+    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+
+  async getEntry(path: string): Promise<Buffer | undefined> {
+    const row = this.db.prepare('SELECT sealed FROM entries WHERE path = ?').get(path) as { sealed: Buffer } | undefined;
+    return row?.sealed;
+  }
+
+  async putEntry(path: string, sealed: Buffer): Promise<void> {
+    this.db.prepare('INSERT INTO entries (path, sealed) VALUES (?, ?) ON CONFLICT(path) DO UPDATE SET sealed = excluded.sealed').run(path, sealed);
+  }
+
+  async deleteEntry(path: string): Promise<void> {
+    this.db.prepare('DELETE FROM entries WHERE path = ?').run(path);
+  }
+
+  async listEntries(prefix: string): Promise<string[]> {
+    const rows = this.db.prepare('SELECT path FROM entries WHERE path >= ? AND path < ? ORDER BY path').all(prefix, rangeEnd(prefix)) as Array<{ path: string }>;
+    return rows.map((r) => r.path);
+  }
+
+  async insertToken(row: TokenRow): Promise<void> {
+    this.db
+      .prepare('INSERT INTO tokens (id_hash, accessor_hash, parent_hash, expires_at, uses_left, sealed) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(row.idHash, row.accessorHash, row.parentHash, row.expiresAt, row.usesLeft, row.sealed);
+  }
+
+  async getToken(idHash: string): Promise<TokenRow | undefined> {
+    const r = this.db.prepare('SELECT * FROM tokens WHERE id_hash = ?').get(idHash) as TokenRecord | undefined;
+    return r && toToken(r);
+  }
+
+  async getTokenByAccessor(accessorHash: string): Promise<TokenRow | undefined> {
+    const r = this.db.prepare('SELECT * FROM tokens WHERE accessor_hash = ?').get(accessorHash) as TokenRecord | undefined;
+    return r && toToken(r);
+  }
+
+  async updateToken(idHash: string, changes: Partial<Pick<TokenRow, 'expiresAt' | 'usesLeft' | 'sealed'>>): Promise<void> {
+    const cols: string[] = [];
+    const vals: unknown[] = [];
+    if ('expiresAt' in changes) (cols.push('expires_at = ?'), vals.push(changes.expiresAt));
+    if ('usesLeft' in changes) (cols.push('uses_left = ?'), vals.push(changes.usesLeft));
+    if ('sealed' in changes) (cols.push('sealed = ?'), vals.push(changes.sealed));
+    if (cols.length === 0) return;
+    this.db.prepare(`UPDATE tokens SET ${cols.join(', ')} WHERE id_hash = ?`).run(...vals, idHash);
+  }
+
+  async useToken(idHash: string): Promise<boolean> {
+    const info = this.db.prepare('UPDATE tokens SET uses_left = uses_left - 1 WHERE id_hash = ? AND (uses_left IS NULL OR uses_left > 0)').run(idHash);
+    return info.changes === 1;
+  }
+
+  async childTokens(parentHash: string): Promise<string[]> {
+    const rows = this.db.prepare('SELECT id_hash FROM tokens WHERE parent_hash = ?').all(parentHash) as Array<{ id_hash: string }>;
+    return rows.map((r) => r.id_hash);
+  }
+
+  async deleteToken(idHash: string): Promise<void> {
+    this.db.prepare('DELETE FROM tokens WHERE id_hash = ?').run(idHash);
+  }
+
+  async expiredTokens(now: number, limit: number): Promise<string[]> {
+    const rows = this.db
+      .prepare('SELECT id_hash FROM tokens WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?')
+      .all(now, limit) as Array<{ id_hash: string }>;
+    return rows.map((r) => r.id_hash);
+  }
+
+  async insertLease(row: LeaseRow): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO leases (id, mount, role, connection, state, issue_time, expire_time, max_expire_time, last_renewal, due_at, attempts, last_error, token_hash, sealed)
+         VALUES (@id, @mount, @role, @connection, @state, @issueTime, @expireTime, @maxExpireTime, @lastRenewal, @dueAt, @attempts, @lastError, @tokenHash, @sealed)`,
+      )
+      .run(row);
+  }
+
+  async getLease(id: string): Promise<LeaseRow | undefined> {
+    const r = this.db.prepare('SELECT * FROM leases WHERE id = ?').get(id) as LeaseRecord | undefined;
+    return r && toLease(r);
+  }
+
+  async updateLease(id: string, changes: Partial<Omit<LeaseRow, 'id'>>): Promise<void> {
+    const keys = Object.keys(changes) as Array<keyof typeof LEASE_COLUMNS>;
+    if (keys.length === 0) return;
+    const sets = keys.map((k) => `${LEASE_COLUMNS[k]} = ?`).join(', ');
+    this.db.prepare(`UPDATE leases SET ${sets} WHERE id = ?`).run(...keys.map((k) => changes[k] ?? null), id);
+  }
+
+  async deleteLease(id: string): Promise<void> {
+    this.db.prepare('DELETE FROM leases WHERE id = ?').run(id);
+  }
+
+  private readonly claim = (now: number, claimUntil: number, limit: number): LeaseRecord[] => {
+    const rows = this.db.prepare('SELECT * FROM leases WHERE due_at <= ? ORDER BY due_at LIMIT ?').all(now, limit) as LeaseRecord[];
+    const push = this.db.prepare("UPDATE leases SET due_at = ?, state = CASE state WHEN 'active' THEN 'revoking' ELSE state END WHERE id = ?");
+    for (const r of rows) push.run(claimUntil, r.id);
+    return rows.map((r) => ({ ...r, state: r.state === 'active' ? 'revoking' : r.state }));
+  };
+
+  async claimDueLeases(now: number, claimUntil: number, limit: number): Promise<LeaseRow[]> {
+    return this.db.transaction(this.claim)(now, claimUntil, limit).map(toLease);
+  }
+
+  async listLeaseIds(prefix: string, limit: number, after?: string): Promise<string[]> {
+    const from = after !== undefined && after >= prefix ? after : null;
+    const rows = (
+      from === null
+        ? this.db.prepare('SELECT id FROM leases WHERE id >= ? AND id < ? ORDER BY id LIMIT ?').all(prefix, rangeEnd(prefix), limit)
+        : this.db.prepare('SELECT id FROM leases WHERE id > ? AND id < ? ORDER BY id LIMIT ?').all(from, rangeEnd(prefix), limit)
+    ) as Array<{ id: string }>;
+    return rows.map((r) => r.id);
+  }
+
+  async countLeases(filter: { prefix?: string; mount?: string; connection?: string; role?: string; minAttempts?: number }): Promise<number> {
+    const where: string[] = [];
+    const vals: unknown[] = [];
+    if (filter.prefix !== undefined) (where.push('id >= ? AND id < ?'), vals.push(filter.prefix, rangeEnd(filter.prefix)));
+    if (filter.mount !== undefined) (where.push('mount = ?'), vals.push(filter.mount));
+    if (filter.connection !== undefined) (where.push('connection = ?'), vals.push(filter.connection));
+    if (filter.role !== undefined) (where.push('role = ?'), vals.push(filter.role));
+    if (filter.minAttempts !== undefined) (where.push('attempts >= ?'), vals.push(filter.minAttempts));
+    const sql = `SELECT count(*) AS n FROM leases${where.length ? ' WHERE ' + where.join(' AND ') : ''}`;
+    return (this.db.prepare(sql).get(...vals) as { n: number }).n;
+  }
+
+  async listFailingLeases(minAttempts: number, limit: number): Promise<LeaseRow[]> {
+    const rows = this.db.prepare('SELECT * FROM leases WHERE attempts >= ? ORDER BY id LIMIT ?').all(minAttempts, limit) as LeaseRecord[];
+    return rows.map(toLease);
+  }
+
+  async expediteLeases(filter: { prefix?: string; tokenHash?: string; mount?: string }, now: number): Promise<number> {
+    const where: string[] = ['due_at > ?'];
+    const vals: unknown[] = [now];
+    if (filter.prefix !== undefined) (where.push('id >= ? AND id < ?'), vals.push(filter.prefix, rangeEnd(filter.prefix)));
+    if (filter.tokenHash !== undefined) (where.push('token_hash = ?'), vals.push(filter.tokenHash));
+    if (filter.mount !== undefined) (where.push('mount = ?'), vals.push(filter.mount));
+    const info = this.db.prepare(`UPDATE leases SET due_at = ?, expire_time = min(expire_time, ?) WHERE ${where.join(' AND ')}`).run(now, now, ...vals);
+    return info.changes;
+  }
+
+  async recoverInterrupted(now: number): Promise<number> {
+    return this.db.prepare("UPDATE leases SET due_at = ? WHERE state IN ('pending', 'revoking') AND due_at > ?").run(now, now).changes;
+  }
+
+  async deleteLeases(prefix: string): Promise<number> {
+    return this.db.prepare('DELETE FROM leases WHERE id >= ? AND id < ?').run(prefix, rangeEnd(prefix)).changes;
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}

@@ -1,0 +1,96 @@
+// The storage interface. Callers see only this; the SQLite backend
+// (sqlite-storage.ts) is the default, and a PostgreSQL backend for several
+// broker replicas can implement the same interface later.
+//
+// Storage never sees plaintext secrets: values marked "sealed" are barrier
+// ciphertext produced by the caller. Only what scheduling and lookups need is
+// kept in plaintext columns.
+
+export interface TokenRow {
+  idHash: string;
+  accessorHash: string;
+  parentHash: string | null;
+  /** Epoch ms, null = never expires. */
+  expiresAt: number | null;
+  /** Remaining uses, null = unlimited. */
+  usesLeft: number | null;
+  /** Sealed token details (policies, meta, accessor, ...). */
+  sealed: Buffer;
+}
+
+export type LeaseState = 'pending' | 'active' | 'revoking';
+
+export interface LeaseRow {
+  id: string;
+  mount: string;
+  role: string;
+  connection: string;
+  state: LeaseState;
+  issueTime: number;
+  expireTime: number;
+  maxExpireTime: number;
+  lastRenewal: number | null;
+  /** When the revocation loop must next look at this lease (epoch ms). */
+  dueAt: number;
+  attempts: number;
+  lastError: string | null;
+  tokenHash: string | null;
+  /** Sealed revocation context (username, revocation statements). */
+  sealed: Buffer;
+}
+
+export interface LeaseCounts {
+  total: number;
+  irrevocable: number;
+}
+
+export interface Storage {
+  /** Small unencrypted metadata: seal configuration and the sealed keyring. */
+  getMeta(key: string): Promise<Buffer | undefined>;
+  putMeta(key: string, value: Buffer): Promise<void>;
+
+  /** Sealed configuration entries (mounts, connections, roles, policies) by path. */
+  getEntry(path: string): Promise<Buffer | undefined>;
+  putEntry(path: string, sealed: Buffer): Promise<void>;
+  deleteEntry(path: string): Promise<void>;
+  /** Every path that starts with `prefix`, sorted. */
+  listEntries(prefix: string): Promise<string[]>;
+
+  insertToken(row: TokenRow): Promise<void>;
+  getToken(idHash: string): Promise<TokenRow | undefined>;
+  getTokenByAccessor(accessorHash: string): Promise<TokenRow | undefined>;
+  updateToken(idHash: string, changes: Partial<Pick<TokenRow, 'expiresAt' | 'usesLeft' | 'sealed'>>): Promise<void>;
+  /** Atomically take one use; false when the token has none left. */
+  useToken(idHash: string): Promise<boolean>;
+  childTokens(parentHash: string): Promise<string[]>;
+  deleteToken(idHash: string): Promise<void>;
+  /** Tokens expired by `now`, oldest first, at most `limit`. */
+  expiredTokens(now: number, limit: number): Promise<string[]>;
+
+  insertLease(row: LeaseRow): Promise<void>;
+  getLease(id: string): Promise<LeaseRow | undefined>;
+  updateLease(id: string, changes: Partial<Omit<LeaseRow, 'id'>>): Promise<void>;
+  deleteLease(id: string): Promise<void>;
+  /**
+   * Claim up to `limit` leases due by `now` (through the due_at index) by
+   * pushing their due time to `claimUntil`, so a claim survives a crash: an
+   * unfinished lease becomes due again then. Active leases become 'revoking'.
+   */
+  claimDueLeases(now: number, claimUntil: number, limit: number): Promise<LeaseRow[]>;
+  /** Lease ids starting with `prefix`, sorted, paged. */
+  listLeaseIds(prefix: string, limit: number, after?: string): Promise<string[]>;
+  countLeases(filter: { prefix?: string; mount?: string; connection?: string; role?: string; minAttempts?: number }): Promise<number>;
+  /** Irrevocable leases (attempts >= minAttempts), paged. */
+  listFailingLeases(minAttempts: number, limit: number): Promise<LeaseRow[]>;
+  /** Make every lease matching the filter due now (revoke-prefix, token revocation). Returns how many. */
+  expediteLeases(filter: { prefix?: string; tokenHash?: string; mount?: string }, now: number): Promise<number>;
+  /**
+   * After a restart: leases left pending (issuance interrupted) or revoking
+   * (revocation interrupted) by a previous process become due now.
+   */
+  recoverInterrupted(now: number): Promise<number>;
+  /** Forget leases without revoking them (revoke-force). Returns how many. */
+  deleteLeases(prefix: string): Promise<number>;
+
+  close(): Promise<void>;
+}
