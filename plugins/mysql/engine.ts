@@ -1,0 +1,281 @@
+// The MySQL/MariaDB engine: one bounded mysql2 pool, statements run as plain
+// text queries (MariaDB refuses much DDL as prepared statements; values are
+// escaped by rendering, and multipleStatements is off).
+
+import { createPool, type Pool, type PoolOptions, type RowDataPacket } from 'mysql2/promise';
+import {
+  EngineConnectionError,
+  EngineInputError,
+  type ConnectionConfig,
+  type DeleteUserRequest,
+  type Engine,
+  type NewUserRequest,
+  type UpdateUserRequest,
+} from '../../src/engine/engine.ts';
+import type { TemplateValues } from '../sql-common/statements.ts';
+import { parseConnectionUrl, parseOptions, poolOptions, type MysqlOptions } from './config.ts';
+import { formatExpiration, mysqlDialect } from './dialect.ts';
+import { renderMysql } from './guard.ts';
+import { ER_NO_SUCH_THREAD, asMysqlError, engineError } from './errors.ts';
+
+// Our session must read '...'/"..." as strings with backslash escapes, which
+// is what the dialect escapes for, whatever the server's global sql_mode.
+const SESSION_SQL_MODE = `SET SESSION sql_mode = TRIM(BOTH ',' FROM REPLACE(REPLACE(CONCAT(',', @@SESSION.sql_mode, ','), ',NO_BACKSLASH_ESCAPES,', ','), ',ANSI_QUOTES,', ','))`;
+
+// mysql.user and the process list store names as utf8mb3: a name with a
+// 4-byte character can neither exist nor be compared there.
+const NON_BMP = /[\u{10000}-\u{10FFFF}]/u;
+
+function requireName(username: string): void {
+  // An empty name would match MySQL's anonymous accounts.
+  if (typeof username !== 'string' || username === '') throw new EngineInputError('username must not be empty');
+}
+
+function account(user: string, host: string): string {
+  return `${mysqlDialect.quoteLiteral(user)}@${mysqlDialect.quoteLiteral(host)}`;
+}
+
+export class MysqlEngine implements Engine {
+  private pool: Pool | null = null;
+  private baseOptions: PoolOptions | null = null;
+  private options: MysqlOptions = { tlsSkipVerify: false };
+  private adminUser = '';
+  private adminPassword = '';
+
+  constructor(readonly type: string) {}
+
+  async initialize(config: ConnectionConfig, options: { verify: boolean }): Promise<void> {
+    const parsed = parseConnectionUrl(config);
+    this.options = parseOptions(config.options ?? {});
+    const base = poolOptions(parsed, this.options, config.maxOpenConnections);
+    await this.close();
+    this.baseOptions = base;
+    this.adminUser = parsed.user;
+    this.adminPassword = parsed.password;
+    this.pool = this.openPool(parsed.password);
+    if (options.verify) {
+      try {
+        await this.pool.query('SELECT 1');
+      } catch (err) {
+        await this.close();
+        throw new EngineConnectionError(engineError(err, 'cannot connect to MySQL', this.secrets()).message);
+      }
+    }
+  }
+
+  async newUser(request: NewUserRequest): Promise<void> {
+    const values: TemplateValues = {
+      name: request.username,
+      username: request.username,
+      password: request.password,
+      expiration: formatExpiration(request.expiration),
+    };
+    requireName(request.username);
+    if (NON_BMP.test(request.username)) {
+      throw new EngineInputError('username: MySQL user names cannot contain 4-byte characters (e.g. emoji)');
+    }
+    const creation = renderMysql(request.creationStatements, values);
+    if (creation.length === 0) throw new EngineInputError('creation_statements must not be empty');
+    const rollback = renderMysql(request.rollbackStatements, values);
+    const secrets = this.secrets(request.password);
+    // The default rollback drops only accounts this creation made.
+    const existing = rollback.length === 0 ? await this.hostsOf(request.username, secrets) : [];
+    // DDL auto-commits in MySQL: no transaction, roll back by hand instead.
+    for (const [i, sql] of creation.entries()) {
+      try {
+        await this.run(sql);
+      } catch (err) {
+        const error = engineError(err, `creation statement ${i + 1} failed`, secrets, sql);
+        await this.rollback(request.username, rollback, existing);
+        throw error;
+      }
+    }
+  }
+
+  async updateUser(request: UpdateUserRequest): Promise<void> {
+    requireName(request.username);
+    if (request.password) {
+      const { value, statements } = request.password;
+      const secrets = this.secrets(value);
+      const values: TemplateValues = { name: request.username, username: request.username, password: value };
+      const rendered = statements.length > 0 ? renderMysql(statements, values) : [];
+      if (rendered.length === 0) {
+        const hosts = request.username === this.adminUser && this.options.rootHost !== undefined
+          ? [this.options.rootHost]
+          : await this.hostsOf(request.username, secrets);
+        if (hosts.length === 0) throw new Error(`cannot set password: MySQL user "${request.username}" does not exist`);
+        // One statement for all hosts (atomic on MySQL 8).
+        const password = mysqlDialect.quoteLiteral(value);
+        rendered.push(`ALTER USER ${hosts.map((h) => `${account(request.username, h)} IDENTIFIED BY ${password}`).join(', ')}`);
+      }
+      for (const [i, sql] of rendered.entries()) {
+        try {
+          await this.run(sql);
+        } catch (err) {
+          throw engineError(err, `password statement ${i + 1} failed`, secrets, sql);
+        }
+      }
+      if (request.username === this.adminUser) await this.reopenWithPassword(value);
+    }
+    if (request.expiration && request.expiration.statements.length > 0) {
+      // MySQL has no per-account expiry time (no VALID UNTIL): renew
+      // statements run only when a role sets them.
+      const values: TemplateValues = {
+        name: request.username,
+        username: request.username,
+        expiration: formatExpiration(request.expiration.value),
+      };
+      for (const [i, sql] of renderMysql(request.expiration.statements, values).entries()) {
+        try {
+          await this.run(sql);
+        } catch (err) {
+          throw engineError(err, `renew statement ${i + 1} failed`, this.secrets(), sql);
+        }
+      }
+    }
+  }
+
+  async deleteUser(request: DeleteUserRequest): Promise<void> {
+    const { username } = request;
+    requireName(username);
+    const custom = renderMysql(request.statements, { name: username, username });
+    if (username === this.adminUser) throw new EngineInputError('refusing to delete the admin user of this connection');
+    const secrets = this.secrets();
+    const hosts = await this.hostsOf(username, secrets);
+    if (hosts.length > 0) {
+      // Stop new logins first (MariaDB >= 10.4, MySQL >= 5.7.6); where
+      // unsupported or already gone this fails and the kill + drop still follow.
+      for (const host of hosts) {
+        await this.run(`ALTER USER ${account(username, host)} ACCOUNT LOCK`).catch(() => undefined);
+      }
+      await this.killSessions(username, secrets);
+      if (custom.length > 0) await this.runRevocation(username, custom, secrets);
+      else for (const host of hosts) await this.dropAccount(username, host, secrets);
+    }
+    // Also after a drop: a session that logged in while we worked, or one left
+    // by an earlier attempt that dropped the user but failed to kill.
+    await this.killSessions(username, secrets);
+  }
+
+  private async runRevocation(username: string, statements: string[], secrets: string[]): Promise<void> {
+    for (const [i, sql] of statements.entries()) {
+      try {
+        await this.run(sql);
+      } catch (err) {
+        // Dropped concurrently (another revocation won the race): done.
+        if ((await this.hostsOf(username, secrets)).length === 0) return;
+        throw engineError(err, `revocation statement ${i + 1} failed`, secrets, sql);
+      }
+    }
+  }
+
+  private async dropAccount(username: string, host: string, secrets: string[]): Promise<void> {
+    const who = account(username, host);
+    try {
+      await this.run(`REVOKE ALL PRIVILEGES, GRANT OPTION FROM ${who}`);
+    } catch (err) {
+      // Already dropped by a concurrent revocation: nothing left to do here.
+      if (!(await this.hostsOf(username, secrets)).includes(host)) return;
+      throw engineError(err, `cannot revoke the privileges of ${who}`, secrets);
+    }
+    try {
+      await this.run(`DROP USER IF EXISTS ${who}`);
+    } catch (err) {
+      throw engineError(err, `cannot drop ${who}`, secrets);
+    }
+  }
+
+  async close(): Promise<void> {
+    const pool = this.pool;
+    this.pool = null;
+    if (pool) await pool.end().catch(() => undefined);
+  }
+
+  private openPool(password: string): Pool {
+    if (!this.baseOptions) throw new Error('MySQL engine is not initialized');
+    const pool = createPool({ ...this.baseOptions, password });
+    pool.pool.on('connection', (conn) => {
+      // mysql2 listens for 'error' on a pooled connection only once (to drop
+      // it from the pool); a later one, e.g. a write after the server closed
+      // it, would have no listener and crash the process.
+      conn.on('error', () => undefined);
+      conn.query(SESSION_SQL_MODE, () => undefined);
+    });
+    return pool;
+  }
+
+  /** After the admin's own password changed, new connections need the new one. */
+  private async reopenWithPassword(password: string): Promise<void> {
+    const old = this.pool;
+    this.adminPassword = password;
+    this.pool = this.openPool(password);
+    // end() lets queries already queued on its connections finish.
+    if (old) await old.end().catch(() => undefined);
+  }
+
+  private requirePool(): Pool {
+    if (!this.pool) throw new Error('MySQL engine is not initialized (or closed)');
+    return this.pool;
+  }
+
+  private async run(sql: string): Promise<void> {
+    await this.requirePool().query(sql);
+  }
+
+  private secrets(...extra: string[]): string[] {
+    return [this.adminPassword, ...extra];
+  }
+
+  private async hostsOf(username: string, secrets: string[]): Promise<string[]> {
+    if (NON_BMP.test(username)) return [];
+    try {
+      const [rows] = await this.requirePool().query<RowDataPacket[]>(
+        'SELECT User AS user, Host AS host FROM mysql.user WHERE User = ?',
+        [username],
+      );
+      // `=` ignores trailing spaces (PAD SPACE collation): compare exactly here.
+      return rows.filter((r) => String(r['user']) === username).map((r) => String(r['host']));
+    } catch (err) {
+      throw engineError(err, 'cannot look up the user in mysql.user', secrets);
+    }
+  }
+
+  private async killSessions(username: string, secrets: string[]): Promise<void> {
+    if (NON_BMP.test(username)) return;
+    let ids: string[];
+    try {
+      const [rows] = await this.requirePool().query<RowDataPacket[]>(
+        'SELECT ID AS id, USER AS user FROM information_schema.PROCESSLIST WHERE USER = ?',
+        [username],
+      );
+      ids = rows.filter((r) => String(r['user']) === username).map((r) => String(r['id']));
+    } catch (err) {
+      throw engineError(err, 'cannot list sessions', secrets);
+    }
+    for (const id of ids) {
+      if (!/^\d+$/.test(id)) continue;
+      try {
+        await this.run(`KILL CONNECTION ${id}`);
+      } catch (err) {
+        if (asMysqlError(err).errno === ER_NO_SUCH_THREAD) continue; // ended meanwhile
+        throw engineError(err, `cannot end a session of "${username}" (the admin needs CONNECTION ADMIN / CONNECTION_ADMIN or SUPER)`, secrets);
+      }
+    }
+  }
+
+  /** Best effort: the creation error is what the caller reports. */
+  private async rollback(username: string, rollback: string[], existing: string[]): Promise<void> {
+    try {
+      if (rollback.length > 0) {
+        for (const sql of rollback) await this.run(sql).catch(() => undefined);
+        return;
+      }
+      const made = (await this.hostsOf(username, [])).filter((h) => !existing.includes(h));
+      if (made.length === 0) return;
+      if (existing.length === 0) await this.killSessions(username, []);
+      for (const host of made) await this.dropAccount(username, host, []);
+    } catch {
+      // Nothing more to do; the lease's revocation will try again.
+    }
+  }
+}

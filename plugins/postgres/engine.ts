@@ -1,0 +1,204 @@
+// The PostgreSQL engine: one bounded pg.Pool per engine instance.
+
+import pg from 'pg';
+import {
+  EngineConnectionError,
+  EngineInputError,
+  type ConnectionConfig,
+  type DeleteUserRequest,
+  type Engine,
+  type NewUserRequest,
+  type UpdateUserRequest,
+} from '../../src/engine/engine.ts';
+import type { TemplateValues } from '../sql-common/statements.ts';
+import { parseConnectionConfig, type PostgresSettings } from './config.ts';
+import {
+  DEFAULT_RENEW,
+  DEFAULT_ROTATION,
+  checkPassword,
+  checkUsername,
+  formatExpiration,
+  renderFor,
+} from './dialect.ts';
+import { defaultRevocation, revokeRole } from './revoke.ts';
+import { scramVerifier } from './scram.ts';
+import { connect, dbError, exec, inTransaction, roleOid } from './sql.ts';
+
+export const POSTGRES_TYPE = 'postgresql-database-plugin';
+
+interface State {
+  pool: pg.Pool;
+  settings: PostgresSettings;
+  /** The admin password new connections use; updated when the admin's own password is rotated. */
+  auth: { password: string | undefined };
+}
+
+export class PostgresEngine implements Engine {
+  readonly type = POSTGRES_TYPE;
+  #state: State | undefined;
+
+  async initialize(config: ConnectionConfig, options: { verify: boolean }): Promise<void> {
+    const settings = parseConnectionConfig(config);
+    const secrets = [config.password, settings.adminPassword];
+    const auth = { password: settings.adminPassword };
+    const pool = new pg.Pool({ ...settings.pool, password: () => auth.password ?? '' });
+    // An idle client whose connection drops emits 'error' on the pool; without
+    // a listener that would crash the process. The next checkout reconnects.
+    pool.on('error', () => undefined);
+
+    if (options.verify) {
+      try {
+        const client = await connect(pool, secrets);
+        try {
+          await exec(client, 'SELECT 1');
+          if (settings.revocationOwner !== null && (await roleOid(client, settings.revocationOwner)) === null) {
+            throw new EngineInputError(`revocation_owner: role "${settings.revocationOwner}" does not exist`);
+          }
+        } finally {
+          client.release();
+        }
+      } catch (err) {
+        await pool.end().catch(() => undefined);
+        if (err instanceof EngineInputError || err instanceof EngineConnectionError) throw err;
+        throw new EngineConnectionError(dbError('verifying the connection failed', err, secrets).message);
+      }
+    }
+
+    const old = this.#state;
+    this.#state = { pool, settings, auth };
+    if (old) await old.pool.end().catch(() => undefined);
+  }
+
+  #ready(): State {
+    if (!this.#state) throw new EngineConnectionError('the PostgreSQL engine is not initialized');
+    return this.#state;
+  }
+
+  #passwordValue(password: string, settings: PostgresSettings): string {
+    return settings.passwordAuthentication === 'scram-sha-256' ? scramVerifier(password) : password;
+  }
+
+  async newUser(request: NewUserRequest): Promise<void> {
+    const { pool, settings, auth } = this.#ready();
+    checkUsername(request.username);
+    checkPassword(request.password);
+    const password = this.#passwordValue(request.password, settings);
+    const secrets = [request.password, password, auth.password];
+    const values: TemplateValues = {
+      name: request.username,
+      username: request.username,
+      password,
+      expiration: formatExpiration(request.expiration),
+    };
+    // Render everything first, so bad templates fail before anything runs.
+    const creation = renderFor('creation', request.creationStatements, values);
+    if (creation.length === 0) throw new EngineInputError('creation_statements must not be empty');
+    const customRollback = renderFor('rollback', request.rollbackStatements, values);
+
+    const client = await connect(pool, secrets);
+    let existedBefore = true;
+    let failure: unknown;
+    try {
+      existedBefore = (await roleOid(client, request.username)) !== null;
+      await inTransaction(client, creation);
+    } catch (err) {
+      failure = err;
+    } finally {
+      client.release(failure !== undefined);
+    }
+    if (failure === undefined) return;
+
+    // The transaction is rolled back; the rollback statements are for what a
+    // transaction can't undo. The default only touches a role we may have made.
+    await this.#bestEffortRollback(pool, request.username, customRollback, existedBefore ? null : { owner: settings.revocationOwner }, secrets);
+    throw dbError('creating the user failed', failure, secrets);
+  }
+
+  async #bestEffortRollback(
+    pool: pg.Pool,
+    username: string,
+    custom: string[],
+    /** Where the default rollback reassigns owned objects; null = don't touch a role that existed before. */
+    defaultTo: { owner: string | null } | null,
+    secrets: ReadonlyArray<string | undefined>,
+  ): Promise<void> {
+    if (custom.length === 0 && defaultTo === null) return;
+    let client: pg.PoolClient;
+    try {
+      client = await connect(pool, secrets);
+    } catch {
+      return;
+    }
+    let broken = false;
+    try {
+      if (custom.length > 0) {
+        for (const statement of custom) await exec(client, statement).catch(() => undefined);
+      } else if (defaultTo) {
+        await revokeRole(client, username, defaultRevocation(username, defaultTo.owner), true);
+      }
+    } catch {
+      broken = true;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  async updateUser(request: UpdateUserRequest): Promise<void> {
+    const { pool, settings, auth } = this.#ready();
+    checkUsername(request.username);
+    if (!request.password && !request.expiration) return;
+    const base: TemplateValues = { name: request.username, username: request.username };
+    const statements: string[] = [];
+    const secrets: Array<string | undefined> = [auth.password];
+    if (request.expiration) {
+      const templates = request.expiration.statements.length > 0 ? request.expiration.statements : DEFAULT_RENEW;
+      statements.push(...renderFor('renew', templates, { ...base, expiration: formatExpiration(request.expiration.value) }));
+    }
+    if (request.password) {
+      checkPassword(request.password.value);
+      const password = this.#passwordValue(request.password.value, settings);
+      secrets.push(request.password.value, password);
+      const templates = request.password.statements.length > 0 ? request.password.statements : DEFAULT_ROTATION;
+      statements.push(...renderFor('rotation', templates, { ...base, password }));
+    }
+
+    const client = await connect(pool, secrets);
+    let failure: unknown;
+    try {
+      await inTransaction(client, statements);
+    } catch (err) {
+      failure = err;
+    } finally {
+      client.release(failure !== undefined);
+    }
+    if (failure !== undefined) throw dbError('updating the user failed', failure, secrets);
+    // Root rotation: this pool's next connections must use the new password.
+    if (request.password && request.username === settings.adminUser) auth.password = request.password.value;
+  }
+
+  async deleteUser(request: DeleteUserRequest): Promise<void> {
+    const { pool, settings, auth } = this.#ready();
+    checkUsername(request.username);
+    const custom = request.statements.length > 0;
+    const statements = custom
+      ? renderFor('revocation', request.statements, { name: request.username, username: request.username })
+      : defaultRevocation(request.username, settings.revocationOwner);
+    const secrets = [auth.password];
+    const client = await connect(pool, secrets);
+    let failure: unknown;
+    try {
+      await revokeRole(client, request.username, statements, !custom);
+    } catch (err) {
+      failure = err;
+    } finally {
+      client.release(failure !== undefined);
+    }
+    if (failure !== undefined) throw dbError('deleting the user failed', failure, secrets);
+  }
+
+  async close(): Promise<void> {
+    const state = this.#state;
+    this.#state = undefined;
+    if (state) await state.pool.end().catch(() => undefined);
+  }
+}

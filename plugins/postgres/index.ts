@@ -1,0 +1,29 @@
+// PostgreSQL engine: `postgresql-database-plugin`.
+
+import { EngineInputError, type EngineFactory, type StatementKind, type Statements } from '../../src/engine/engine.ts';
+import { splitStatements, validateSqlStatements } from '../sql-common/statements.ts';
+import { DEFAULT_ROOT_ROTATION, placeholdersFor, postgresDialect } from './dialect.ts';
+import { POSTGRES_TYPE, PostgresEngine } from './engine.ts';
+
+function validateStatements(kind: StatementKind, statements: Statements): void {
+  const field = `${kind}_statements`;
+  try {
+    if (kind === 'creation' && statements.every((s) => splitStatements(s, postgresDialect).length === 0)) {
+      throw new EngineInputError('must not be empty');
+    }
+    validateSqlStatements(statements, postgresDialect, placeholdersFor(kind));
+  } catch (err) {
+    if (err instanceof EngineInputError) throw new EngineInputError(`${field}: ${err.message}`);
+    throw err;
+  }
+}
+
+const postgresEngine: EngineFactory = {
+  type: POSTGRES_TYPE,
+  maxUsernameLength: 63,
+  defaultRootRotationStatements: DEFAULT_ROOT_ROTATION,
+  validateStatements,
+  create: () => new PostgresEngine(),
+};
+
+export default postgresEngine;
