@@ -66,8 +66,10 @@ const FUNCTIONS: Record<string, (args: Value[]) => Value> = {
     const str = String(s ?? '');
     const max = num(n);
     if (str.length <= max) return str;
-    const hash = createHash('sha256').update(str).digest('hex');
-    return str.slice(0, Math.max(0, max - hash.length)) + hash.slice(0, max);
+    // Vault's semantics: keep max-8 characters, replace the rest by 8 hex digits of its hash.
+    if (max <= 8) return str.slice(0, max);
+    const hash = createHash('sha256').update(str.slice(max - 8)).digest('hex');
+    return str.slice(0, max - 8) + hash.slice(0, 8);
   },
   lowercase: ([s]) => String(s ?? '').toLowerCase(),
   uppercase: ([s]) => String(s ?? '').toUpperCase(),

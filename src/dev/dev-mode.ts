@@ -1,7 +1,7 @@
 // `dbroker server --dev`: a throwaway broker, initialised and unsealed, with a
 // root token of your choosing, an embedded PostgreSQL (unless --dev-pg-url),
 // connection `demo` and role `readonly`. Like `vault server -dev`: never for
-// production (one unseal key, kept in memory, and everything is deleted on exit).
+// production (one unseal key, printed, and the store is deleted on exit).
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -108,7 +108,7 @@ export async function runDevServer(opts: DevOptions): Promise<void> {
     const out = process.stdout;
     out.write(`
 dbroker is running in dev mode at ${base} (sealed storage in ${dir}, deleted on exit).
-Dev mode keeps everything in memory-only throwaway storage: never use it in production.
+Dev mode prints its only unseal key and keeps a throwaway store: never use it in production.
 
   Unseal key:  ${unsealKey}
   Root token:  ${opts.rootToken}
