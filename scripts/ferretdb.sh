@@ -27,7 +27,9 @@ ADMIN_PASSWORD=${FERRETDB_ADMIN_PASSWORD:-dbroker-test-only-admin-pw}
 BIN="$CACHE_DIR/ferretdb-$FERRETDB_VERSION"
 PID_FILE="$STATE_DIR/ferretdb.pid"
 LOG_FILE="$STATE_DIR/ferretdb.log"
-LOCK_FILE="${STATE_DIR%/}.lock"
+# (Not "<state>.lock": an earlier version of this script leaked that lock's fd
+# into the server process, which then held it for its whole life.)
+LOCK_FILE="${STATE_DIR%/}.start.lock"
 
 die() { echo "ferretdb.sh: $*" >&2; exit 1; }
 
@@ -64,7 +66,7 @@ running_pid() {
 auth_ping() {
   FERRETDB_SETUP_PASSWORD="$ADMIN_PASSWORD" timeout 10 "$BIN" ping \
     --listen-addr="127.0.0.1:$PORT" --setup-database=admin --setup-username="$ADMIN_USER" \
-    --test-enable-new-auth --debug-addr=- --telemetry=disable --log-level=ERROR >/dev/null 2>&1
+    --test-enable-new-auth --debug-addr=- --telemetry=disable --log-level=ERROR >/dev/null 2>&1 9>&-
 }
 
 stop() {
@@ -88,7 +90,7 @@ start() {
     --handler=sqlite --sqlite-url="file:$STATE_DIR/data/" --state-dir="$STATE_DIR" \
     --listen-addr="127.0.0.1:$PORT" --debug-addr=- \
     --test-enable-new-auth --setup-database=admin --setup-username="$ADMIN_USER" \
-    --telemetry=disable </dev/null >"$LOG_FILE" 2>&1 &
+    --telemetry=disable </dev/null >"$LOG_FILE" 2>&1 9>&- &
   echo $! > "$PID_FILE"
   for _ in $(seq 1 300); do
     if ! kill -0 "$(cat "$PID_FILE")" 2>/dev/null; then break; fi

@@ -69,6 +69,7 @@ export class Broker implements Dispatcher {
   }
 
   async start(): Promise<void> {
+    await this.engines.loadThirdParty();
     await this.seal.load();
   }
 

@@ -38,6 +38,7 @@ export const errors = {
   PERMISSION_DENIED: define('DBR_ERR_AUTH_DENIED', 403, 'permission denied'),
   TOKEN_NOT_RENEWABLE: define('DBR_ERR_AUTH_NOT_RENEWABLE', 400, 'token is not renewable'),
   TOKEN_NOT_FOUND: define('DBR_ERR_AUTH_TOKEN_NOT_FOUND', 400, 'token not found'),
+  BAD_TOKEN: define('DBR_ERR_AUTH_BAD_TOKEN', 403, 'bad token'),
 
   // seal
   SEALED: define('DBR_ERR_SEAL_SEALED', 503, 'dbroker is sealed'),

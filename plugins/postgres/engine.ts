@@ -22,7 +22,7 @@ import {
 } from './dialect.ts';
 import { defaultRevocation, revokeRole } from './revoke.ts';
 import { scramVerifier } from './scram.ts';
-import { connect, dbError, exec, inTransaction, roleOid } from './sql.ts';
+import { connect, dbError, exec, inTransaction, roleOid, sqlState } from './sql.ts';
 
 export const POSTGRES_TYPE = 'postgresql-database-plugin';
 
@@ -100,18 +100,36 @@ export class PostgresEngine implements Engine {
     let failure: unknown;
     try {
       existedBefore = (await roleOid(client, request.username)) !== null;
+      // A dynamic user is always new: a lease must never take over (and on
+      // revocation drop) a role someone else owns, e.g. with a fixed
+      // username_template.
+      if (existedBefore) throw new EngineInputError(`a role named "${request.username}" already exists; the username_template must make unique names`);
       await inTransaction(client, creation);
     } catch (err) {
       failure = err;
     } finally {
-      client.release(failure !== undefined);
+      client.release(failure !== undefined && !(failure instanceof EngineInputError));
     }
     if (failure === undefined) return;
+    if (failure instanceof EngineInputError) throw failure;
+    // Another creation of the same name won the race: the role is theirs.
+    if (sqlState(failure) === '42710' && (await this.#roleExists(pool, request.username, secrets))) {
+      throw new EngineInputError(`a role named "${request.username}" already exists; the username_template must make unique names`);
+    }
 
     // The transaction is rolled back; the rollback statements are for what a
     // transaction can't undo. The default only touches a role we may have made.
     await this.#bestEffortRollback(pool, request.username, customRollback, existedBefore ? null : { owner: settings.revocationOwner }, secrets);
     throw dbError('creating the user failed', failure, secrets);
+  }
+
+  async #roleExists(pool: pg.Pool, username: string, secrets: ReadonlyArray<string | undefined>): Promise<boolean> {
+    const client = await connect(pool, secrets);
+    try {
+      return (await roleOid(client, username)) !== null;
+    } finally {
+      client.release();
+    }
   }
 
   async #bestEffortRollback(

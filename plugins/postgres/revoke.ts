@@ -3,7 +3,8 @@
 //   1. succeeds at once if the role does not exist (idempotent);
 //   2. sets NOLOGIN, so no new session can start;
 //   3. terminates the role's sessions;
-//   4. runs the revocation statements in one transaction, by default
+//   4. runs the revocation statements in one transaction (holding the
+//      user-change lock, see sql.ts; retried if it fails transiently), by default
 //      REASSIGN OWNED BY <role> TO <owner>; DROP OWNED BY <role>; DROP ROLE
 //      (first making the admin a member of the role if it has no privileges
 //      of it: a CREATEROLE admin that is not superuser needs that for
@@ -14,7 +15,7 @@
 // admin connection (and shared objects); see README.md.
 
 import type { PoolClient } from 'pg';
-import { exec, roleOid } from './sql.ts';
+import { beginUserChange, exec, retryTransient, roleOid } from './sql.ts';
 import { postgresDialect } from './dialect.ts';
 
 export function defaultRevocation(username: string, owner: string | null): string[] {
@@ -40,7 +41,7 @@ async function terminateSessions(client: PoolClient, oid: number): Promise<void>
 }
 
 async function runRevocation(client: PoolClient, username: string, oid: number, statements: string[], isDefault: boolean): Promise<void> {
-  await exec(client, 'BEGIN');
+  await beginUserChange(client);
   try {
     if (isDefault) {
       const { rows } = await exec<{ has: boolean }>(client, "SELECT pg_catalog.pg_has_role(CURRENT_USER, $1::oid, 'USAGE') AS has", [oid]);
@@ -64,7 +65,7 @@ export async function revokeRole(client: PoolClient, username: string, statement
   try {
     await exec(client, `ALTER ROLE ${postgresDialect.quoteIdentifier(username)} NOLOGIN`);
     await terminateSessions(client, oid);
-    await runRevocation(client, username, oid, statements, isDefault);
+    await retryTransient(() => runRevocation(client, username, oid, statements, isDefault));
     await terminateSessions(client, oid);
   } catch (err) {
     if ((await roleOid(client, username).catch(() => oid)) === null) return;

@@ -60,16 +60,59 @@ export async function connect(pool: pg.Pool, secrets: ReadonlyArray<string | und
   }
 }
 
-/** Run statements in one transaction; on failure roll back and rethrow (the raw error). */
-export async function inTransaction(client: PoolClient, statements: string[]): Promise<void> {
+/**
+ * GRANT and REVOKE on one object (and DROP OWNED, which revokes) update the
+ * same catalog row, and PostgreSQL fails the second of two concurrent
+ * updates with "tuple concurrently updated" instead of waiting. dbroker's
+ * transactions that change users take this transaction-level advisory lock
+ * first, so they run one at a time per database, also across brokers.
+ */
+const USER_CHANGE_LOCK = '7233000727465074';
+
+/** Begin a transaction that holds the user-change lock until it ends. */
+export async function beginUserChange(client: PoolClient): Promise<void> {
   await exec(client, 'BEGIN');
   try {
-    for (const statement of statements) await exec(client, statement);
-    await exec(client, 'COMMIT');
+    await exec(client, 'SELECT pg_catalog.pg_advisory_xact_lock($1::bigint)', [USER_CHANGE_LOCK]);
   } catch (err) {
     await exec(client, 'ROLLBACK').catch(() => undefined);
     throw err;
   }
+}
+
+/** Failures that a rolled back transaction can simply try again (concurrent catalog updates by others, deadlocks). */
+export function isTransient(err: unknown): boolean {
+  const code = sqlState(err);
+  if (code === '40001' || code === '40P01') return true;
+  return code === 'XX000' && /tuple concurrently (updated|deleted)/.test(describe(err).message);
+}
+
+const RETRIES = 4;
+
+/** Run a whole transaction again (after a short random pause) while it fails transiently. */
+export async function retryTransient<T>(work: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await work();
+    } catch (err) {
+      if (attempt >= RETRIES || !isTransient(err)) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 20 * attempt + Math.random() * 50 * attempt));
+    }
+  }
+}
+
+/** Run statements in one user-change transaction; on failure roll back and rethrow (the raw error). */
+export async function inTransaction(client: PoolClient, statements: string[]): Promise<void> {
+  await retryTransient(async () => {
+    await beginUserChange(client);
+    try {
+      for (const statement of statements) await exec(client, statement);
+      await exec(client, 'COMMIT');
+    } catch (err) {
+      await exec(client, 'ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+  });
 }
 
 export async function roleOid(client: PoolClient, username: string): Promise<number | null> {

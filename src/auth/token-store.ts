@@ -22,6 +22,8 @@ export interface TokenDetails {
   explicitMaxTtl: number;
   renewable: boolean;
   numUses: number;
+  /** Seconds; a periodic token renews to this with no maximum (0 = not periodic). Absent in older records. */
+  period?: number;
   path: string;
   entityId: string;
 }
@@ -37,6 +39,11 @@ export interface CreateTokenRequest {
   policies: string[];
   ttl?: number;
   explicitMaxTtl?: number;
+  period?: number;
+  /** Seconds: the TTL when none is asked for (non-root tokens). */
+  defaultTtl?: number;
+  /** Seconds from creation: the system ceiling for non-periodic tokens. */
+  maxTtl?: number;
   renewable?: boolean;
   numUses?: number;
   displayName?: string;
@@ -60,14 +67,21 @@ export class TokenStore {
     return { ...details, idHash: row.idHash, expiresAt: row.expiresAt, usesLeft: row.usesLeft, parentHash: row.parentHash };
   }
 
-  /** Create a token; returns the secret once, plus its stored view. */
-  async create(req: CreateTokenRequest, barrier: Barrier = this.keys()): Promise<{ secret: string; token: Token }> {
+  /** Create a token; returns the secret once, plus its stored view (and warnings about capped TTLs). */
+  async create(req: CreateTokenRequest, barrier: Barrier = this.keys()): Promise<{ secret: string; token: Token; warnings: string[] }> {
     const secret = req.id ?? TOKEN_PREFIX + randomBytes(32).toString('base64url');
     const accessor = randomBytes(18).toString('base64url');
     const isRoot = req.policies.includes('root');
     const now = Date.now();
-    let ttl = req.ttl ?? 0;
-    if (ttl === 0 && !isRoot) ttl = DEFAULT_TOKEN_TTL;
+    const warnings: string[] = [];
+    const period = req.period ?? 0;
+    let ttl = period > 0 ? period : (req.ttl ?? 0);
+    if (ttl === 0 && !isRoot) ttl = req.defaultTtl ?? DEFAULT_TOKEN_TTL;
+    const maxTtl = req.maxTtl ?? 0;
+    if (period === 0 && maxTtl > 0 && ttl > maxTtl) {
+      warnings.push(`TTL of "${ttl}s" exceeded the system max TTL of "${maxTtl}s"; TTL value is capped accordingly`);
+      ttl = maxTtl;
+    }
     const explicitMaxTtl = req.explicitMaxTtl ?? 0;
     if (explicitMaxTtl > 0 && (ttl === 0 || ttl > explicitMaxTtl)) ttl = explicitMaxTtl;
     let expiresAt = ttl > 0 ? now + ttl * 1000 : null;
@@ -86,6 +100,7 @@ export class TokenStore {
       explicitMaxTtl,
       renewable: req.renewable ?? !isRoot,
       numUses: req.numUses ?? 0,
+      period,
       path: req.path ?? 'auth/token/create',
       entityId: '',
     };
@@ -99,7 +114,7 @@ export class TokenStore {
       sealed: barrier.encryptJSON(identity(idHash), details),
     };
     await this.storage.insertToken(row);
-    return { secret, token: { ...details, idHash, expiresAt, usesLeft: row.usesLeft, parentHash: row.parentHash } };
+    return { secret, token: { ...details, idHash, expiresAt, usesLeft: row.usesLeft, parentHash: row.parentHash }, warnings };
   }
 
   /** Find a live token by its secret, or undefined. Does not take a use. */
@@ -117,6 +132,7 @@ export class TokenStore {
     if (accessor.length === 0 || accessor.length > 512) return undefined;
     const row = await this.storage.getTokenByAccessor(this.keys().hmac('accessor:' + accessor));
     if (!row || (row.expiresAt !== null && row.expiresAt <= Date.now())) return undefined;
+    if (row.usesLeft !== null && row.usesLeft <= 0) return undefined;
     return this.load(row);
   }
 
@@ -126,18 +142,25 @@ export class TokenStore {
    */
   async use(token: Token): Promise<{ ok: boolean; exhausted: boolean }> {
     if (token.usesLeft === null) return { ok: true, exhausted: false };
-    const ok = await this.storage.useToken(token.idHash);
-    return { ok, exhausted: ok && token.usesLeft <= 1 };
+    // The count left comes from the store, so concurrent requests agree on which was the last use.
+    const { ok, left } = await this.storage.useToken(token.idHash);
+    return { ok, exhausted: ok && left === 0 };
   }
 
-  /** Renew: a new TTL counted from now, capped by explicit_max_ttl from creation. */
-  async renew(token: Token, increment: number): Promise<{ token: Token; warnings: string[] }> {
+  /**
+   * Renew: a new TTL counted from now (a periodic token always gets its
+   * period), capped by explicit_max_ttl and, unless periodic, by the system
+   * `maxTtl`, both counted from creation.
+   */
+  async renew(token: Token, increment: number, maxTtl = 0): Promise<{ token: Token; warnings: string[] }> {
     if (!token.renewable || token.expiresAt === null) throw errors.TOKEN_NOT_RENEWABLE();
     const warnings: string[] = [];
     const now = Date.now();
-    let ttl = increment > 0 ? increment : token.ttl;
-    if (token.explicitMaxTtl > 0) {
-      const maxEnd = token.creationTime + token.explicitMaxTtl * 1000;
+    const period = token.period ?? 0;
+    let ttl = period > 0 ? period : increment > 0 ? increment : token.ttl;
+    const limits = [token.explicitMaxTtl, period > 0 ? 0 : maxTtl].filter((l) => l > 0);
+    if (limits.length > 0) {
+      const maxEnd = token.creationTime + Math.min(...limits) * 1000;
       if (now + ttl * 1000 > maxEnd) {
         ttl = Math.max(0, Math.floor((maxEnd - now) / 1000));
         warnings.push(`TTL of "${increment}s" exceeded the effective max_ttl of "${ttl}s"; TTL value is capped accordingly`);

@@ -2,10 +2,18 @@
 // (with its bounded pool) per connection, opened lazily. Every engine call
 // goes through `run`, which bounds its time and maps engine errors to coded
 // broker errors without secrets.
+//
+// The root credential: while a root rotation is under way the record holds
+// the new password as `pendingPassword` (sealed, written before the database
+// changes). Whenever it is unclear which of the two the database has (after a
+// crash, or when an engine call fails to log in), `settle` tries the current
+// and then the pending password and keeps whichever logs in. Changes of the
+// root credential are serialised per connection with `exclusive`.
 
 import type { Broker } from '../broker.ts';
-import { EngineConnectionError, EngineInputError, scrubSecrets, type Engine, type EngineFactory } from '../engine/engine.ts';
+import { EngineConnectionError, scrubSecrets, type Engine, type EngineFactory } from '../engine/engine.ts';
 import { BrokerError, errors } from '../errors.ts';
+import { KeyedLock } from './keyed-lock.ts';
 
 export interface ConnectionRecord {
   name: string;
@@ -40,10 +48,15 @@ const ENGINE_TIMEOUT_MS = 30_000;
 interface Live {
   engine: Engine;
   ready: Promise<void>;
+  /** The root password it logs in with. */
+  password: string;
 }
+
+export type SettledOn = 'current' | 'pending' | 'none';
 
 export class Connections {
   private readonly live = new Map<string, Live>();
+  private readonly locks = new KeyedLock();
 
   constructor(
     private readonly broker: Broker,
@@ -109,7 +122,14 @@ export class Connections {
     let live = this.live.get(name);
     if (!live) {
       const rec = await this.mustRead(name);
-      const engine = (await this.factory(rec)).create();
+      const factory = await this.factory(rec);
+      // Another caller (or a rotation's replace) may have set one while we awaited.
+      const raced = this.live.get(name);
+      if (raced) {
+        await raced.ready;
+        return raced.engine;
+      }
+      const engine = factory.create();
       const ready = this.bounded(
         name,
         [rec.password],
@@ -118,7 +138,7 @@ export class Connections {
           { verify: false },
         ),
       );
-      live = { engine, ready };
+      live = { engine, ready, password: rec.password };
       this.live.set(name, live);
       ready.catch(() => {
         if (this.live.get(name) === live) this.live.delete(name);
@@ -129,10 +149,10 @@ export class Connections {
     return live.engine;
   }
 
-  /** Put a freshly opened engine in place of the current one (after a root rotation). */
-  async replace(name: string, engine: Engine): Promise<void> {
+  /** Put a freshly opened engine (logging in with `password`) in place of the current one; the old pool is closed. */
+  async replace(name: string, engine: Engine, password: string): Promise<void> {
     const old = this.live.get(name);
-    this.live.set(name, { engine, ready: Promise.resolve() });
+    this.live.set(name, { engine, ready: Promise.resolve(), password });
     if (old) await old.engine.close().catch(() => undefined);
   }
 
@@ -143,13 +163,85 @@ export class Connections {
     if (live) await live.engine.close().catch(() => undefined);
   }
 
-  /** Run an engine operation on a connection, bounded in time, with errors mapped. */
-  async run<T>(name: string, secrets: Array<string | undefined>, op: (engine: Engine) => Promise<T>): Promise<T> {
-    const engine = await this.engine(name);
-    return this.bounded(name, secrets, op(engine));
+  /** Run `work` alone among the root-credential changes of this connection (rotation, settle, config write). */
+  exclusive<T>(name: string, work: () => Promise<T>): Promise<T> {
+    return this.locks.run(name, work);
   }
 
-  private async bounded<T>(name: string, secrets: Array<string | undefined>, work: Promise<T>): Promise<T> {
+  /**
+   * Run an engine operation on a connection, bounded in time, with errors
+   * mapped. When the admin login fails, settle the root credential (an
+   * interrupted rotation may have changed it) and, if that found a working
+   * one, try once more.
+   */
+  async run<T>(name: string, secrets: Array<string | undefined>, op: (engine: Engine) => Promise<T>): Promise<T> {
+    let used: Engine | undefined;
+    try {
+      used = await this.engine(name);
+      return await this.bounded(name, secrets, op(used));
+    } catch (err) {
+      if (!isConnectionFailure(err) || !(await this.recover(name, used))) throw err;
+    }
+    return this.bounded(name, secrets, op(await this.engine(name)));
+  }
+
+  /** After a failed login with `used`: whether a retry may now succeed. */
+  private recover(name: string, used: Engine | undefined): Promise<boolean> {
+    return this.exclusive(name, async () => {
+      // Replaced meanwhile (a rotation committed, a reset): retry with the new one.
+      const current = this.live.get(name);
+      if (used && current && current.engine !== used) return true;
+      const rec = await this.read(name);
+      if (!rec) return false;
+      if (rec.pendingPassword) return (await this.settle(rec)) !== 'none';
+      // A live engine still on an older password: reopen with the stored one.
+      if (current && current.password !== rec.password) {
+        await this.drop(name);
+        return true;
+      }
+      return false;
+    });
+  }
+
+  /** Settle the root credential of `name` (serialised with rotations). */
+  reconcile(name: string): Promise<SettledOn> {
+    return this.exclusive(name, async () => this.settle(await this.mustRead(name)));
+  }
+
+  /**
+   * Keep the current password if it logs in, otherwise the pending one;
+   * clear the pending one either way. Leaves both stored when neither logs in
+   * (database down), so nothing is lost. The caller holds `exclusive(name)`.
+   */
+  async settle(rec: ConnectionRecord): Promise<SettledOn> {
+    const pending = rec.pendingPassword;
+    if (!pending) return 'current';
+    for (const which of ['current', 'pending'] as const) {
+      const password = which === 'current' ? rec.password : pending;
+      let engine: Engine;
+      try {
+        engine = await this.open(rec, password, true);
+      } catch {
+        continue;
+      }
+      const settled: ConnectionRecord = { ...rec, password };
+      delete settled.pendingPassword;
+      try {
+        await this.write(settled);
+      } catch (err) {
+        await engine.close().catch(() => undefined);
+        throw err;
+      }
+      await this.replace(rec.name, engine, password);
+      this.broker.logger.info({ mount: this.mount, connection: rec.name, settledOn: which }, 'root credential settled');
+      return which;
+    }
+    this.broker.logger.error({ mount: this.mount, connection: rec.name }, 'neither the current nor the pending root credential logs in; both are kept');
+    return 'none';
+  }
+
+  /** Await `work` for at most the engine timeout, mapping its errors (secrets scrubbed). */
+  async bounded<T>(name: string, secrets: Array<string | undefined>, work: Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new EngineConnectionError(`no answer within ${ENGINE_TIMEOUT_MS / 1000}s`)), ENGINE_TIMEOUT_MS);
@@ -168,10 +260,32 @@ export class Connections {
   }
 }
 
+/**
+ * Engine errors are recognised by name, not only by class: a third-party
+ * engine may import its own copy of engine.ts, whose classes differ from ours.
+ */
+function engineErrorKind(err: unknown): 'input' | 'connection' | undefined {
+  const name = typeof err === 'object' && err !== null ? (err as { name?: unknown }).name : undefined;
+  if (name === 'EngineInputError') return 'input';
+  if (name === 'EngineConnectionError') return 'connection';
+  return undefined;
+}
+
 export function mapEngineError(connection: string, err: unknown, secrets: Array<string | undefined>): BrokerError {
   if (err instanceof BrokerError) return err;
-  const message = scrubSecrets(err instanceof Error ? err.message : String(err), secrets);
-  if (err instanceof EngineInputError) return errors.ENGINE_INPUT(message);
-  if (err instanceof EngineConnectionError) return errors.ENGINE_CONNECTION(connection, message);
-  return errors.ENGINE_FAILED(connection, message);
+  const raw = typeof err === 'object' && err !== null ? (err as { message?: unknown }).message : undefined;
+  const message = scrubSecrets(typeof raw === 'string' ? raw : String(err), secrets);
+  switch (engineErrorKind(err)) {
+    case 'input':
+      return errors.ENGINE_INPUT(message);
+    case 'connection':
+      return errors.ENGINE_CONNECTION(connection, message);
+    default:
+      return errors.ENGINE_FAILED(connection, message);
+  }
+}
+
+/** Whether a (mapped) error means the database was unreachable or refused the admin login. */
+export function isConnectionFailure(err: unknown): boolean {
+  return err instanceof BrokerError ? err.code === errors.ENGINE_CONNECTION.code : engineErrorKind(err) === 'connection';
 }

@@ -6,8 +6,9 @@ import type { Broker } from '../broker.ts';
 import { errors } from '../errors.ts';
 import type { RequestContext, Route } from '../http/route.ts';
 import { duration, durationField, listField, name, object, stringList } from '../http/schema.ts';
-import { Connections, mapEngineError, type ConnectionRecord } from './connections.ts';
+import { Connections, isConnectionFailure, mapEngineError, type ConnectionRecord } from './connections.ts';
 import { RootRotation } from './root-rotation.ts';
+import { StaticRoles } from './static-roles.ts';
 import { DEFAULT_USERNAME_TEMPLATE, renderUsername } from './username-template.ts';
 import type { StatementKind } from '../engine/engine.ts';
 
@@ -46,11 +47,20 @@ const NAME = /^[A-Za-z0-9_.-]{1,128}$/;
 
 function checkName(value: string, field = 'name'): string {
   if (!NAME.test(value)) throw errors.BAD_FIELD(field, 'may contain only letters, digits, "_", "." and "-" (1 to 128 characters)');
+  if (/^\.+$/.test(value)) throw errors.BAD_FIELD(field, 'must not consist of dots only');
   return value;
 }
 
+// The password runs to the last "@" of the authority (a password may hold "@").
 function maskUrl(url: string): string {
-  return url.replace(/(:\/\/[^:/@]*:)([^@]*)@/, (_m, head: string, pw: string) => (pw.startsWith('{{') ? `${head}${pw}@` : `${head}*****@`));
+  return url.replace(/(:\/\/[^:/@?#]*:)([^/?#]*)@/, (_m, head: string, pw: string) => (/^\{\{\s*password\s*\}\}$/.test(pw) ? `${head}${pw}@` : `${head}*****@`));
+}
+
+/** Engine options that hold secrets (TLS keys, service account files): never shown by GET. */
+const SECRET_OPTION = /password|private_key|secret|token|service_account_json|credential/i;
+
+function visibleOptions(options: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(options).filter(([k]) => !SECRET_OPTION.test(k)));
 }
 
 const configSchema = {
@@ -96,6 +106,7 @@ const roleSchema = object(
 export class DatabaseBackend {
   readonly connections: Connections;
   readonly rotation: RootRotation;
+  readonly staticRoles: StaticRoles;
 
   constructor(
     private readonly broker: Broker,
@@ -103,6 +114,7 @@ export class DatabaseBackend {
   ) {
     this.connections = new Connections(broker, mount);
     this.rotation = new RootRotation(broker, this);
+    this.staticRoles = new StaticRoles(broker, this);
   }
 
   private roleEntry(roleName: string): string {
@@ -117,6 +129,7 @@ export class DatabaseBackend {
 
   async close(): Promise<void> {
     this.rotation.stop();
+    this.staticRoles.stop();
     await this.connections.close();
   }
 
@@ -147,6 +160,7 @@ export class DatabaseBackend {
       { methods: ['LIST'], pattern: 'roles', auth: 'token', handler: async () => this.listing(await this.roleNames()) },
       { methods: ['GET', 'PUT', 'DELETE'], pattern: 'roles/:name', auth: 'token', schema: roleSchema, handler: (ctx) => this.role(ctx) },
       { methods: ['GET', 'PUT'], pattern: 'creds/:name', auth: 'token', handler: (ctx) => this.creds(ctx) },
+      ...this.staticRoles.routes(),
     ];
   }
 
@@ -170,11 +184,14 @@ export class DatabaseBackend {
     if (ctx.method === 'DELETE') {
       const active = await this.broker.storage.countLeases({ mount: this.mount, connection: connName });
       if (active > 0) throw errors.IN_USE('connection', connName, active, `${this.mount}creds/`);
-      this.rotation.unschedule(connName);
-      await this.connections.remove(connName);
+      await this.connections.exclusive(connName, async () => {
+        this.rotation.unschedule(connName);
+        await this.connections.remove(connName);
+      });
       return undefined;
     }
-    return this.writeConfig(connName, ctx.body);
+    // Serialised with root rotations, so neither overwrites the other's root password.
+    return this.connections.exclusive(connName, () => this.writeConfig(connName, ctx.body));
   }
 
   configView(rec: ConnectionRecord): Record<string, unknown> {
@@ -182,7 +199,7 @@ export class DatabaseBackend {
     return {
       plugin_name: rec.pluginName,
       plugin_version: '',
-      connection_details: { connection_url: maskUrl(rec.connectionUrl), username: rec.username, max_open_connections: rec.maxOpenConnections, ...rec.options },
+      connection_details: { connection_url: maskUrl(rec.connectionUrl), username: rec.username, max_open_connections: rec.maxOpenConnections, ...visibleOptions(rec.options) },
       allowed_roles: rec.allowedRoles,
       root_credentials_rotate_statements: rec.rootRotationStatements,
       password_policy: rec.passwordPolicy,
@@ -224,11 +241,17 @@ export class DatabaseBackend {
       options,
       ...(existing?.pendingPassword ? { pendingPassword: existing.pendingPassword } : {}),
     };
-    rec.rotation = this.rotation.planFor(rec, existing?.rotation, body);
+    // A password given here replaces any unsettled rotation's pending one.
+    if (body.password !== undefined) delete rec.pendingPassword;
+    rec.rotation = this.rotation.planFor(existing?.rotation, body);
     // Open (and with verify_connection, prove) the new settings before saving them.
-    const engine = await this.connections.open(rec, rec.password, rec.verifyConnection);
+    const engine = await this.connections.open(rec, rec.password, rec.verifyConnection).catch((err: unknown) => {
+      // A login that does not work is bad input, like Vault's "error verifying connection".
+      if (isConnectionFailure(err)) throw errors.BAD_FIELD('connection_url', `${(err as Error).message} (check connection_url, username and password, or set verify_connection=false)`);
+      throw err;
+    });
     await this.connections.write(rec);
-    await this.connections.replace(connName, engine);
+    await this.connections.replace(connName, engine, rec.password);
     this.rotation.schedule(rec);
     return undefined;
   }

@@ -1,211 +1,188 @@
 // Root credential rotation that never locks anyone out.
 //
-// Order of a rotation, each step durable before the next:
+// Order of a rotation, each step durable before the next, all under the
+// connection's lock (`Connections.exclusive`):
+//   0. a fresh engine proves the current root login works;
 //   1. the new password is stored (sealed) as `pendingPassword`;
-//   2. the database is told the new password (engine.updateUser);
-//   3. a fresh engine proves the new login works;
-//   4. the new password becomes current and pending is cleared.
-// After a crash or a failed step, `reconcile` tries the current and then the
-// pending password and settles on whichever logs in, so a working root
-// credential is always known. Rotations of one connection are serialised.
+//   2. the database is told the new password (engine.updateUser, with the
+//      connection's root_rotation_statements or the engine's default);
+//   3. another fresh engine proves the new login works;
+//   4. the new password becomes current, pending is cleared, and the live
+//      engine (its pool, with sessions on the old password) is replaced.
+// After a crash or a failed step, `Connections.settle` tries the current and
+// then the pending password and keeps whichever logs in; if neither does
+// (database down) both stay stored and a later attempt settles first.
 
-import cron from 'node-cron';
 import type { Broker } from '../broker.ts';
-import { errors } from '../errors.ts';
+import type { Engine } from '../engine/engine.ts';
+import { errors, isBrokerError } from '../errors.ts';
+import { durationField } from '../http/schema.ts';
 import { fault } from '../util/faults.ts';
 import { generatePassword } from '../util/random.ts';
-import { durationField } from '../http/schema.ts';
 import type { ConnectionRecord, RootRotationState } from './connections.ts';
 import type { DatabaseBackend } from './database-backend.ts';
+import { checkCron, checkPeriod, nextRotationAt, retryDelayMs, RotationTimers } from './rotation-schedule.ts';
 
-const MAX_TIMER_MS = 2 ** 31 - 1;
-const RETRY_BASE_MS = 5_000;
-const RETRY_CAP_MS = 3_600_000;
-
-export function nextCronRun(expression: string, after: number): number | undefined {
-  const task = cron.createTask(expression, () => undefined, { timezone: 'UTC' });
-  try {
-    const next = task.getNextRun();
-    return next && next.getTime() > after ? next.getTime() : next?.getTime();
-  } finally {
-    void task.destroy();
-  }
-}
+export type RotationTrigger = 'manual' | 'scheduled';
 
 export class RootRotation {
-  private readonly chains = new Map<string, Promise<unknown>>();
-  private readonly timers = new Map<string, NodeJS.Timeout>();
-  private stopped = false;
+  private readonly timers = new RotationTimers((name) => this.fire(name));
 
   constructor(
     private readonly broker: Broker,
     private readonly backend: DatabaseBackend,
   ) {}
 
-  /** The schedule part of a config write: validates fields and computes the next run. */
-  planFor(rec: ConnectionRecord, previous: RootRotationState | undefined, body: Record<string, unknown>): RootRotationState {
+  private get connections() {
+    return this.backend.connections;
+  }
+
+  /** The schedule part of a config write: validates the fields and keeps or recomputes the next run. */
+  planFor(previous: RootRotationState | undefined, body: Record<string, unknown>): RootRotationState {
     const state: RootRotationState = { ...(previous ?? {}) };
     const schedule = body.root_rotation_schedule as string | undefined;
     const period = durationField(body, 'root_rotation_period');
-    if (schedule !== undefined && period !== undefined && schedule !== '' && period > 0) {
-      throw errors.BAD_FIELD('root_rotation_schedule', 'set either root_rotation_schedule or root_rotation_period, not both');
-    }
+    if (schedule && period) throw errors.BAD_FIELD('root_rotation_schedule', 'set either root_rotation_schedule or root_rotation_period, not both');
     if (schedule !== undefined) {
-      if (schedule !== '' && !cron.validate(schedule)) throw errors.BAD_FIELD('root_rotation_schedule', `"${schedule}" is not a valid cron expression`);
+      if (schedule) checkCron('root_rotation_schedule', schedule);
       state.schedule = schedule || undefined;
       if (schedule) delete state.period;
     }
     if (period !== undefined) {
-      if (period > 0 && period < 5) throw errors.BAD_FIELD('root_rotation_period', 'must be at least 5 seconds');
+      checkPeriod('root_rotation_period', period);
       state.period = period || undefined;
-      if (period > 0) delete state.schedule;
+      if (period) delete state.schedule;
     }
-    state.nextRotation = this.nextAfter(state, Date.now());
-    if (!state.nextRotation) delete state.nextRotation;
-    void rec;
+    if (!state.schedule) delete state.schedule;
+    if (!state.period) delete state.period;
+    const unchanged = state.schedule === previous?.schedule && state.period === previous?.period;
+    if (!unchanged || state.nextRotation === undefined) {
+      const next = nextRotationAt(state, Date.now());
+      if (next === undefined) delete state.nextRotation;
+      else state.nextRotation = next;
+      delete state.failures;
+    }
     return state;
-  }
-
-  private nextAfter(state: RootRotationState, now: number): number | undefined {
-    if (state.schedule) return nextCronRun(state.schedule, now);
-    if (state.period) return now + state.period * 1000;
-    return undefined;
   }
 
   /** Arm the timer of one connection from its stored next rotation time. */
   schedule(rec: ConnectionRecord): void {
-    this.unschedule(rec.name);
-    if (this.stopped) return;
-    const next = rec.rotation?.nextRotation;
-    if (!next) return;
-    const delay = Math.min(Math.max(0, next - Date.now()), MAX_TIMER_MS);
-    const timer = setTimeout(() => void this.fire(rec.name), delay);
-    timer.unref();
-    this.timers.set(rec.name, timer);
+    this.timers.arm(rec.name, rec.rotation?.nextRotation);
   }
 
   unschedule(name: string): void {
-    const t = this.timers.get(name);
-    if (t) clearTimeout(t);
-    this.timers.delete(name);
+    this.timers.disarm(name);
   }
 
   start(): void {
-    this.stopped = false;
+    this.timers.start();
   }
 
   stop(): void {
-    this.stopped = true;
-    for (const name of [...this.timers.keys()]) this.unschedule(name);
+    this.timers.stop();
+    this.backend.staticRoles.stop();
   }
 
-  /** At unseal: settle interrupted rotations, then arm schedules (a missed one runs now, once). */
+  /**
+   * At unseal: settle interrupted root rotations and arm the schedules (a
+   * time missed while down fires at once, once); then the static roles,
+   * which need a settled root credential.
+   */
   async resume(): Promise<void> {
-    for (const name of await this.backend.connections.names()) {
-      const rec = await this.backend.connections.read(name);
-      if (!rec) continue;
-      if (rec.pendingPassword) await this.reconcile(name).catch((err: unknown) => this.broker.logger.error({ connection: name, mount: this.backend.mount, err: String(err) }, 'root credential reconcile failed'));
-      this.schedule((await this.backend.connections.read(name)) ?? rec);
+    for (const name of await this.connections.names()) {
+      try {
+        const rec = await this.connections.read(name);
+        if (!rec) continue;
+        if (rec.pendingPassword) await this.connections.reconcile(name);
+        this.schedule((await this.connections.read(name)) ?? rec);
+      } catch (err) {
+        this.broker.logger.error({ mount: this.backend.mount, connection: name, error: errorMessage(err) }, 'resuming root rotation failed');
+      }
     }
+    await this.backend.staticRoles.resume();
   }
 
   private async fire(name: string): Promise<void> {
-    this.timers.delete(name);
-    if (this.stopped) return;
     try {
       await this.rotate(name, 'scheduled');
     } catch {
-      // rotate() recorded the error and armed the retry.
+      // rotate() logged and recorded the error and armed the retry.
     }
   }
 
-  /** Rotate now, serialised per connection. */
-  rotate(name: string, trigger: 'manual' | 'scheduled'): Promise<void> {
-    const previous = this.chains.get(name) ?? Promise.resolve();
-    const run = previous.catch(() => undefined).then(() => this.rotateOnce(name, trigger));
-    this.chains.set(name, run);
-    void run.finally(() => {
-      if (this.chains.get(name) === run) this.chains.delete(name);
-    }).catch(() => undefined);
-    return run;
+  /** Rotate now; rotations (and other root credential changes) of one connection run one at a time. */
+  rotate(name: string, trigger: RotationTrigger): Promise<void> {
+    return this.connections.exclusive(name, () => this.rotateLocked(name, trigger));
   }
 
-  private async rotateOnce(name: string, trigger: 'manual' | 'scheduled'): Promise<void> {
-    const connections = this.backend.connections;
+  private async rotateLocked(name: string, trigger: RotationTrigger): Promise<void> {
+    const connections = this.connections;
     const started = Date.now();
-    const log = { connection: name, mount: this.backend.mount, trigger };
+    const log = { mount: this.backend.mount, connection: name, trigger };
     let rec = await connections.mustRead(name);
     if (!rec.username) throw errors.BAD_REQUEST(`connection "${name}" has no username to rotate`);
     try {
-      if (rec.pendingPassword) await this.reconcile(name);
-      rec = await connections.mustRead(name);
+      if (rec.pendingPassword) {
+        // Never replace a pending password the database may already have.
+        if ((await connections.settle(rec)) === 'none') throw errors.ENGINE_CONNECTION(name, 'an earlier rotation is unsettled and neither root password logs in');
+        rec = await connections.mustRead(name);
+      }
+      const current = await connections.open(rec, rec.password, true);
+      let fresh: Engine;
       const password = generatePassword();
-      rec.pendingPassword = password;
-      await connections.write(rec);
-      fault('rotate.after_pending');
-
-      await connections.run(name, [rec.password, password], (engine) =>
-        engine.updateUser({ username: rec.username, password: { value: password, statements: rec.rootRotationStatements } }),
-      );
-      fault('rotate.after_db_change');
-
-      const fresh = await connections.open(rec, password, true);
+      try {
+        await connections.write({ ...rec, pendingPassword: password });
+        fault('rotate.after_pending');
+        const change = current.updateUser({ username: rec.username, password: { value: password, statements: rec.rootRotationStatements } });
+        await connections.bounded(name, [rec.password, password], change);
+        fault('rotate.after_db_change');
+        fresh = await connections.open(rec, password, true);
+      } finally {
+        await current.close().catch(() => undefined);
+      }
       fault('rotate.before_commit');
-
-      rec.password = password;
-      delete rec.pendingPassword;
-      rec.rotation = { ...(rec.rotation ?? {}), lastRotation: Date.now(), failures: 0 };
-      delete rec.rotation.lastError;
-      const next = this.nextAfter(rec.rotation, Date.now());
-      if (next) rec.rotation.nextRotation = next;
-      else delete rec.rotation.nextRotation;
-      await connections.write(rec);
-      await connections.replace(name, fresh);
+      const now = Date.now();
+      const rotation: RootRotationState = { ...(rec.rotation ?? {}), lastRotation: now };
+      delete rotation.lastError;
+      delete rotation.failures;
+      const next = nextRotationAt(rotation, now);
+      if (next === undefined) delete rotation.nextRotation;
+      else rotation.nextRotation = next;
+      const committed: ConnectionRecord = { ...rec, password, rotation };
+      delete committed.pendingPassword;
+      try {
+        await connections.write(committed);
+      } catch (err) {
+        await fresh.close().catch(() => undefined);
+        throw err;
+      }
+      await connections.replace(name, fresh, password);
       this.broker.logger.info({ ...log, outcome: 'success', durationMs: Date.now() - started }, 'root credential rotated');
-      this.schedule(rec);
+      this.schedule(committed);
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      this.broker.logger.warn({ ...log, outcome: 'failure', durationMs: Date.now() - started, error: message }, 'root credential rotation failed');
-      await this.reconcile(name).catch(() => undefined);
-      const after = await connections.read(name);
+      const message = errorMessage(err);
+      // A working root credential is known again (or both are kept) before we report.
+      const after = await connections
+        .mustRead(name)
+        .then((latest) => connections.settle(latest))
+        .then(() => connections.read(name))
+        .catch(() => undefined);
       if (after) {
         const failures = (after.rotation?.failures ?? 0) + 1;
-        after.rotation = { ...(after.rotation ?? {}), lastError: message, failures };
-        if (after.rotation.schedule || after.rotation.period) {
-          const backoff = Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (failures - 1));
-          after.rotation.nextRotation = Date.now() + backoff;
-        }
-        await connections.write(after);
-        this.schedule(after);
+        const rotation: RootRotationState = { ...(after.rotation ?? {}), lastError: message, failures };
+        if (rotation.schedule || rotation.period) rotation.nextRotation = Date.now() + retryDelayMs(failures);
+        await connections.write({ ...after, rotation }).catch(() => undefined);
+        this.schedule({ ...after, rotation });
+        this.broker.logger.warn(
+          { ...log, outcome: 'failure', durationMs: Date.now() - started, failures, error: message, ...(rotation.nextRotation ? { retryAt: new Date(rotation.nextRotation).toISOString() } : {}) },
+          'root credential rotation failed',
+        );
       }
       throw err;
     }
   }
+}
 
-  /**
-   * Settle on a working root password: the current one if it logs in,
-   * otherwise the pending one (then promoted). Leaves both when neither works.
-   */
-  async reconcile(name: string): Promise<'current' | 'pending' | 'none'> {
-    const connections = this.backend.connections;
-    const rec = await connections.mustRead(name);
-    const pending = rec.pendingPassword;
-    if (!pending) return 'current';
-    for (const which of ['current', 'pending'] as const) {
-      const password = which === 'current' ? rec.password : pending;
-      try {
-        const engine = await connections.open(rec, password, true);
-        rec.password = password;
-        delete rec.pendingPassword;
-        await connections.write(rec);
-        await connections.replace(name, engine);
-        this.broker.logger.info({ connection: name, mount: this.backend.mount, settledOn: which }, 'root credential reconciled');
-        return which;
-      } catch {
-        // try the next candidate
-      }
-    }
-    this.broker.logger.error({ connection: name, mount: this.backend.mount }, 'neither the current nor the pending root password logs in');
-    return 'none';
-  }
+function errorMessage(err: unknown): string {
+  return isBrokerError(err) || err instanceof Error ? err.message : String(err);
 }

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { BrokerError, errors, isBrokerError } from '../errors.ts';
+import { clientErrorHandler } from './client-errors.ts';
 import type { Method, Reply, RequestContext } from './route.ts';
 
 export interface Dispatcher {
@@ -45,7 +46,7 @@ function envelope(reply: Reply, requestId: string): Record<string, unknown> {
 /** Map anything thrown to a status and a message that is safe to show. */
 export function toHttpError(err: unknown, logger: Logger, requestId: string): { status: number; message: string } {
   if (isBrokerError(err)) {
-    if (err.statusCode >= 500) logger.warn({ requestId, code: err.code, msg: err.message }, 'request failed');
+    if (err.statusCode >= 500 && err.code !== errors.SEALED.code) logger.warn({ requestId, code: err.code, error: err.message }, 'request failed');
     return { status: err.statusCode, message: err.message };
   }
   const e = err as { statusCode?: number; code?: string; message?: string };
@@ -57,14 +58,25 @@ export function toHttpError(err: unknown, logger: Logger, requestId: string): { 
   return { status: 500, message: `internal error (request ${requestId})` };
 }
 
+/** A URL fastify cannot route (bad percent-encoding, an overlong segment) gets our envelope too. */
+function onFrameworkError(err: { code?: string }, _req: FastifyRequest, reply: FastifyReply): void {
+  const status = err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 414 : 400;
+  void reply.code(status).send({ errors: [status === 414 ? 'the request path is too long' : 'the request path is not a valid URL (bad percent-encoding)'] });
+}
+
 export function buildHttpServer(dispatcher: Dispatcher, opts: HttpOptions): FastifyInstance {
   const https = opts.tls ? { key: readFileSync(opts.tls.keyFile), cert: readFileSync(opts.tls.certFile) } : null;
-  const app = Fastify({
+  let app: FastifyInstance | undefined = undefined;
+  app = Fastify({
     loggerInstance: opts.logger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: opts.bodyLimit,
     return503OnClosing: true,
     genReqId: () => randomUUID(),
+    // Lease ids and prefixes can be long; the default (100) would refuse them.
+    routerOptions: { maxParamLength: 8192 },
+    clientErrorHandler: clientErrorHandler(() => app!),
+    frameworkErrors: onFrameworkError,
     ...(https ? { https } : {}),
   }) as unknown as FastifyInstance;
 
@@ -109,7 +121,8 @@ export function buildHttpServer(dispatcher: Dispatcher, opts: HttpOptions): Fast
     else void reply.send(result.raw !== undefined ? result.raw : envelope(result, requestId));
   };
 
-  app.route({ method: ['GET', 'HEAD', 'PUT', 'POST', 'DELETE'], url: '/v1/*', handler: handle, exposeHeadRoute: false });
+  // PATCH and OPTIONS reach the handler only to be refused with a 405.
+  app.route({ method: ['GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'PATCH', 'OPTIONS'], url: '/v1/*', handler: handle, exposeHeadRoute: false });
   return app;
 }
 

@@ -5,6 +5,9 @@
 // *before* the database user is created, and activates it afterwards. A
 // crash in between leaves a pending row that the loop revokes (deleteUser is
 // idempotent), so no database user ever exists without a lease that tracks it.
+// A revocation that reaches a lease while this process is still issuing it
+// (revoke-prefix, a token revoked) is deferred until the issuance ends, so
+// the user is never dropped before it is created.
 
 import type { Token } from '../auth/token-store.ts';
 import type { Broker } from '../broker.ts';
@@ -25,6 +28,9 @@ export const CLAIM_MS = 120_000;
 export const IRREVOCABLE_AFTER = 5;
 const BACKOFF_BASE_MS = 1_000;
 const BACKOFF_CAP_MS = 3_600_000;
+/** How many leases a synchronous revoke-prefix revokes at once. */
+const PREFIX_CONCURRENCY = 4;
+const PREFIX_PAGE = 256;
 
 interface LeaseContext {
   username: string;
@@ -50,6 +56,11 @@ export function backoffMs(attempts: number): number {
 }
 
 export class LeaseManager {
+  /** Leases this process is issuing right now (state pending, user being created). */
+  private readonly issuing = new Set<string>();
+  /** Issuing leases whose revocation was asked for meanwhile: revoked as soon as issued. */
+  private readonly revokeWhenIssued = new Set<string>();
+
   constructor(private readonly broker: Broker) {}
 
   private get storage() {
@@ -89,44 +100,65 @@ export class LeaseManager {
       renewStatements: req.role.renewStatements,
       displayName: req.token?.displayName ?? '',
     };
-    await this.storage.insertLease({
-      id,
-      mount: req.mount,
-      role: req.role.name,
-      connection: req.connection.name,
-      state: 'pending',
-      issueTime: now,
-      expireTime,
-      maxExpireTime: maxExpire,
-      lastRenewal: null,
-      dueAt: now + PENDING_GRACE_MS,
-      attempts: 0,
-      lastError: null,
-      tokenHash: req.token?.idHash ?? null,
-      sealed: this.broker.seal.keys.encryptJSON(identity(id), ctx),
-    });
-    fault('issue.after_pending');
-    const connections = this.backend(req.mount).connections;
+    this.issuing.add(id);
     try {
-      await connections.run(req.connection.name, [password], (engine) =>
-        engine.newUser({
-          username: req.username,
-          password,
-          expiration: new Date(expireTime + EXPIRY_GRACE_MS),
-          creationStatements: req.role.creationStatements,
-          rollbackStatements: req.role.rollbackStatements,
-        }),
-      );
-    } catch (err) {
-      // The engine rolled back what it could; the pending row, now due,
-      // makes the loop drop anything that is left.
-      await this.storage.updateLease(id, { dueAt: Date.now() });
-      this.broker.wakeRevocation();
-      throw err;
+      await this.storage.insertLease({
+        id,
+        mount: req.mount,
+        role: req.role.name,
+        connection: req.connection.name,
+        state: 'pending',
+        issueTime: now,
+        expireTime,
+        maxExpireTime: maxExpire,
+        lastRenewal: null,
+        dueAt: now + PENDING_GRACE_MS,
+        attempts: 0,
+        lastError: null,
+        tokenHash: req.token?.idHash ?? null,
+        sealed: this.broker.seal.keys.encryptJSON(identity(id), ctx),
+      });
+      fault('issue.after_pending');
+      const connections = this.backend(req.mount).connections;
+      try {
+        await connections.run(req.connection.name, [password], (engine) =>
+          engine.newUser({
+            username: req.username,
+            password,
+            expiration: new Date(expireTime + EXPIRY_GRACE_MS),
+            creationStatements: req.role.creationStatements,
+            rollbackStatements: req.role.rollbackStatements,
+          }),
+        );
+      } catch (err) {
+        await this.settleFailedIssue(id, err);
+        throw err;
+      }
+      fault('issue.after_create_user');
+      const revokeNow = this.revokeWhenIssued.has(id);
+      await this.storage.updateLease(id, { state: 'active', dueAt: revokeNow ? Date.now() : expireTime });
+      if (revokeNow) this.broker.wakeRevocation();
+    } finally {
+      this.issuing.delete(id);
+      this.revokeWhenIssued.delete(id);
     }
-    fault('issue.after_create_user');
-    await this.storage.updateLease(id, { state: 'active', dueAt: expireTime });
     return { id, ttl, password, warnings };
+  }
+
+  /**
+   * After newUser failed. An input error (a bad template, a username that is
+   * taken) means nothing was created: forget the lease, so the loop never
+   * drops a role this lease does not own. Anything else may have left a user
+   * (a lost connection, a rollback that failed): the pending row, now due,
+   * makes the loop drop it.
+   */
+  private async settleFailedIssue(id: string, err: unknown): Promise<void> {
+    if (isBrokerError(err) && err.code === errors.ENGINE_INPUT.code && !this.revokeWhenIssued.has(id)) {
+      await this.storage.deleteLease(id);
+      return;
+    }
+    await this.storage.updateLease(id, { dueAt: Date.now() });
+    this.broker.wakeRevocation();
   }
 
   async lookup(id: string): Promise<LeaseRow> {
@@ -166,12 +198,18 @@ export class LeaseManager {
 
   /** Revoke one lease now. Unknown leases count as revoked. A failure leaves it scheduled for retry. */
   async revoke(id: string): Promise<void> {
+    const error = await this.revokeNow(id);
+    if (error) throw errors.REVOCATION_FAILED(error);
+  }
+
+  /** Claim and revoke one lease; returns the error, if any (the lease then stays scheduled for retry). */
+  private async revokeNow(id: string): Promise<string | undefined> {
     const row = await this.storage.getLease(id);
-    if (!row) return;
+    if (!row) return undefined;
+    if (this.deferIfIssuing(row)) return undefined;
     const now = Date.now();
     await this.storage.updateLease(id, { state: 'revoking', dueAt: now + CLAIM_MS, expireTime: Math.min(row.expireTime, now) });
-    const error = await this.revokeClaimed({ ...row, state: 'revoking' });
-    if (error) throw errors.REVOCATION_FAILED(error);
+    return this.revokeClaimed({ ...row, state: 'revoking' });
   }
 
   /**
@@ -179,6 +217,7 @@ export class LeaseManager {
    * failure record the error and schedule a retry. Returns the error, if any.
    */
   async revokeClaimed(row: LeaseRow): Promise<string | undefined> {
+    if (this.deferIfIssuing(row)) return undefined;
     try {
       const ctx = this.context(row);
       await this.backend(row.mount).connections.run(row.connection, [], (engine) =>
@@ -198,11 +237,61 @@ export class LeaseManager {
     }
   }
 
-  /** Make every lease under `prefix` due now; the loop revokes them. */
-  async revokePrefix(prefix: string): Promise<number> {
-    const n = await this.storage.expediteLeases({ prefix }, Date.now());
+  /**
+   * A lease this process is still issuing is revoked once issued instead
+   * (its user may not exist yet). Returns whether the revocation was deferred.
+   */
+  private deferIfIssuing(row: LeaseRow): boolean {
+    if (row.state !== 'pending' || !this.issuing.has(row.id)) return false;
+    this.revokeWhenIssued.add(row.id);
+    return true;
+  }
+
+  /** Make one lease due now; the loop revokes it (revoke with sync=false). */
+  async expedite(id: string): Promise<void> {
+    const row = await this.storage.getLease(id);
+    if (!row) return;
+    if (this.deferIfIssuing(row)) return;
+    const now = Date.now();
+    if (row.dueAt > now) await this.storage.updateLease(id, { dueAt: now, expireTime: Math.min(row.expireTime, now) });
     this.broker.wakeRevocation();
-    return n;
+  }
+
+  /**
+   * Revoke every lease under `prefix`. With `sync`, revoke them here, a few
+   * at a time, and throw if any failed (those stay scheduled for retry);
+   * otherwise make them due now for the loop. Returns how many were found.
+   */
+  async revokePrefix(prefix: string, sync = true): Promise<number> {
+    if (!sync) {
+      const n = await this.storage.expediteLeases({ prefix }, Date.now());
+      this.broker.wakeRevocation();
+      return n;
+    }
+    let found = 0;
+    let failed = 0;
+    let firstError = '';
+    let after: string | undefined;
+    for (;;) {
+      const ids = await this.storage.listLeaseIds(prefix, PREFIX_PAGE, after);
+      if (ids.length === 0) break;
+      after = ids[ids.length - 1];
+      found += ids.length;
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < ids.length) {
+          const id = ids[next++]!;
+          const error = await this.revokeNow(id);
+          if (error !== undefined) {
+            failed++;
+            firstError ||= error;
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: PREFIX_CONCURRENCY }, worker));
+    }
+    if (failed > 0) throw errors.REVOCATION_FAILED(`${failed} of ${found} lease(s) under the prefix; first error: ${firstError}`);
+    return found;
   }
 
   /**

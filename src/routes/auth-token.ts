@@ -1,5 +1,6 @@
 // auth/token/*: create, lookup, renew and revoke tokens.
 
+import { capabilitiesOn } from '../auth/policy.ts';
 import type { Token } from '../auth/token-store.ts';
 import type { Broker } from '../broker.ts';
 import { errors } from '../errors.ts';
@@ -24,6 +25,7 @@ function tokenData(t: Token): Record<string, unknown> {
     path: t.path,
     policies: t.policies,
     renewable: t.renewable,
+    ...(t.period ? { period: t.period } : {}),
     ttl: t.expiresAt === null ? 0 : Math.max(0, Math.floor((t.expiresAt - now) / 1000)),
     type: 'service',
   };
@@ -61,40 +63,54 @@ const createSchema = object({
   entity_alias: { type: 'string', maxLength: 0 },
 });
 
+/** Vault's display name: "token-<name>" with anything but letters, digits and "-" made "-". */
+export function tokenDisplayName(name: unknown): string {
+  if (typeof name !== 'string' || name === '') return 'token';
+  return `token-${name}`.replace(/[^a-zA-Z0-9-]/g, '-').replace(/-+$/, '');
+}
+
 export function tokenRoutes(broker: Broker): Route[] {
   const tokens = broker.tokens;
 
   const create = async (ctx: RequestContext, orphan: boolean) => {
     const parent = ctx.token!;
     const isRoot = parent.policies.includes('root');
+    // Vault: orphans, periodic tokens and chosen ids need root or sudo on the create path.
+    const sudo = isRoot || capabilitiesOn(await broker.policiesOf(parent), ctx.path).has('sudo');
     let policies = listField(ctx.body, 'policies') ?? parent.policies;
     if (!isRoot && policies.some((p) => !parent.policies.includes(p))) {
       throw errors.BAD_FIELD('policies', 'a child token can only have a subset of its parent token\'s policies');
     }
     if (ctx.body.id !== undefined && !isRoot) throw errors.BAD_FIELD('id', 'only a root token may choose a token id');
+    if (ctx.body.no_parent === true && !sudo) throw errors.BAD_FIELD('no_parent', 'only a root or sudo token may create an orphan token');
     if (ctx.body.no_default_policy !== true && !policies.includes('root') && !policies.includes('default')) policies = [...policies, 'default'];
     const ttl = durationField(ctx.body, 'ttl');
     const explicitMaxTtl = durationField(ctx.body, 'explicit_max_ttl');
-    const { secret, token } = await tokens.create({
+    const period = durationField(ctx.body, 'period');
+    if (period && !sudo) throw errors.BAD_FIELD('period', 'only a root or sudo token may create a periodic token');
+    const { secret, token, warnings } = await tokens.create({
       policies,
       ...(ttl !== undefined ? { ttl } : {}),
       ...(explicitMaxTtl !== undefined ? { explicitMaxTtl } : {}),
+      ...(period ? { period } : {}),
+      defaultTtl: broker.config.defaultLeaseTtl,
+      maxTtl: broker.config.maxLeaseTtl,
       ...(typeof ctx.body.renewable === 'boolean' ? { renewable: ctx.body.renewable } : {}),
       ...(typeof ctx.body.num_uses === 'number' ? { numUses: ctx.body.num_uses } : {}),
-      displayName: `token${ctx.body.display_name ? '-' + String(ctx.body.display_name) : ''}`,
+      displayName: tokenDisplayName(ctx.body.display_name),
       ...(ctx.body.meta ? { meta: ctx.body.meta as Record<string, string> } : {}),
       ...(typeof ctx.body.id === 'string' ? { id: ctx.body.id } : {}),
       parent: orphan || ctx.body.no_parent === true ? null : parent,
       path: orphan ? 'auth/token/create-orphan' : 'auth/token/create',
     });
-    return { auth: authBlock(secret, token) };
+    return { auth: authBlock(secret, token), warnings };
   };
 
-  const byBody = async (ctx: RequestContext): Promise<Token> => {
+  const byBody = async (ctx: RequestContext, notFound = errors.TOKEN_NOT_FOUND): Promise<Token> => {
     const secret = ctx.body.token;
     if (typeof secret !== 'string' || secret === '') throw errors.BAD_REQUEST('missing required field "token"');
     const token = await tokens.lookup(secret);
-    if (!token) throw errors.TOKEN_NOT_FOUND();
+    if (!token) throw notFound();
     return token;
   };
   const byAccessor = async (ctx: RequestContext): Promise<Token> => {
@@ -106,7 +122,7 @@ export function tokenRoutes(broker: Broker): Route[] {
   };
   const renew = async (ctx: RequestContext, token: Token) => {
     const increment = durationField(ctx.body, 'increment') ?? 0;
-    const { token: renewed, warnings } = await tokens.renew(token, increment);
+    const { token: renewed, warnings } = await tokens.renew(token, increment, broker.config.maxLeaseTtl);
     return { auth: authBlock('', renewed), warnings };
   };
 
@@ -118,7 +134,7 @@ export function tokenRoutes(broker: Broker): Route[] {
     { methods: ['PUT'], pattern: 'auth/token/create', auth: 'token', schema: createSchema, handler: (ctx) => create(ctx, false) },
     { methods: ['PUT'], pattern: 'auth/token/create-orphan', auth: 'token', sudo: true, schema: createSchema, handler: (ctx) => create(ctx, true) },
     { methods: ['GET'], pattern: 'auth/token/lookup-self', auth: 'token', handler: async (ctx) => ({ data: tokenData(ctx.token!) }) },
-    { methods: ['PUT'], pattern: 'auth/token/lookup', auth: 'token', schema: tokenField, handler: async (ctx) => ({ data: tokenData(await byBody(ctx)) }) },
+    { methods: ['PUT'], pattern: 'auth/token/lookup', auth: 'token', schema: tokenField, handler: async (ctx) => ({ data: tokenData(await byBody(ctx, errors.BAD_TOKEN)) }) },
     { methods: ['PUT'], pattern: 'auth/token/lookup-accessor', auth: 'token', schema: accessorField, handler: async (ctx) => ({ data: tokenData(await byAccessor(ctx)) }) },
     { methods: ['PUT'], pattern: 'auth/token/renew-self', auth: 'token', schema: incrementField, handler: (ctx) => renew(ctx, ctx.token!) },
     { methods: ['PUT'], pattern: 'auth/token/renew', auth: 'token', schema: tokenField, handler: async (ctx) => renew(ctx, await byBody(ctx)) },

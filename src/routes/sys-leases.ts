@@ -20,13 +20,25 @@ function leaseView(row: LeaseRow): Record<string, unknown> {
     last_renewal: iso(row.lastRenewal),
     renewable: row.state === 'active' && row.expireTime > Date.now() && row.maxExpireTime > Date.now(),
     ttl: Math.max(0, Math.round((row.expireTime - Date.now()) / 1000)),
+    // Beyond Vault: how revocation is going, for a lease whose revocation has failed.
+    ...(row.attempts > 0
+      ? { revocation_attempts: row.attempts, last_revocation_error: row.lastError, next_revocation_attempt: iso(row.dueAt), irrevocable: row.attempts >= IRREVOCABLE_AFTER }
+      : {}),
   };
+}
+
+/** `limit` of the irrevocable listing: a positive integer or "none" (at most LIST_LIMIT either way). */
+function listLimit(value: string | undefined): number {
+  if (value === undefined || value === '') return 1000;
+  if (value === 'none') return LIST_LIMIT;
+  if (!/^\d+$/.test(value) || Number(value) < 1) throw errors.BAD_FIELD('limit', 'must be a positive integer or "none"');
+  return Math.min(Number(value), LIST_LIMIT);
 }
 
 export function leaseRoutes(broker: Broker): Route[] {
   const leases = broker.leases;
   const leaseIdOf = (ctx: RequestContext): string => {
-    const id = (ctx.params.lease_id || ctx.body.lease_id || ctx.body.lease_id) as string | undefined;
+    const id = (ctx.params.lease_id || ctx.body.lease_id) as string | undefined;
     if (typeof id !== 'string' || id === '') throw errors.BAD_REQUEST('missing required field "lease_id"');
     return id;
   };
@@ -39,15 +51,21 @@ export function leaseRoutes(broker: Broker): Route[] {
   const revoke: Route['handler'] = async (ctx) => {
     const id = leaseIdOf(ctx);
     if (ctx.body.sync === false) {
-      await broker.storage.expediteLeases({ prefix: id }, Date.now());
-      broker.wakeRevocation();
+      // This lease only: revoking by prefix needs sudo (revoke-prefix).
+      await leases.expedite(id);
       return { status: 202, data: null };
     }
     await leases.revoke(id);
     return undefined;
   };
   const revokePrefix: Route['handler'] = async (ctx) => {
-    await leases.revokePrefix(ctx.params.prefix ?? '');
+    const prefix = ctx.params.prefix ?? '';
+    if (prefix === '') throw errors.BAD_FIELD('prefix', 'is required (a lease id prefix, e.g. "database/creds/<role>/")');
+    if (ctx.body.sync === false) {
+      await leases.revokePrefix(prefix, false);
+      return { status: 202, data: null };
+    }
+    await leases.revokePrefix(prefix, true);
     return undefined;
   };
 
@@ -126,7 +144,7 @@ export function leaseRoutes(broker: Broker): Route[] {
       sudo: true,
       async handler(ctx) {
         if (ctx.query.type !== 'irrevocable') throw errors.BAD_FIELD('type', 'only "irrevocable" is supported');
-        const limit = Math.min(Number(ctx.query.limit ?? 1000) || 1000, LIST_LIMIT);
+        const limit = listLimit(ctx.query.limit);
         const rows = await broker.storage.listFailingLeases(IRREVOCABLE_AFTER, limit);
         const total = await broker.storage.countLeases({ minAttempts: IRREVOCABLE_AFTER });
         return {

@@ -6,6 +6,16 @@ import { errors } from '../errors.ts';
 import type { Route } from '../http/route.ts';
 import { object } from '../http/schema.ts';
 
+/** A `...code` query parameter of sys/health: an HTTP status, or the default. */
+function statusParam(query: Record<string, unknown>, name: string, fallback: number): number {
+  const value = query[name];
+  if (value === undefined || value === '') return fallback;
+  if (typeof value !== 'string' || !/^\d{3}$/.test(value) || Number(value) < 200 || Number(value) > 599) {
+    throw errors.BAD_FIELD(name, 'must be an HTTP status code between 200 and 599');
+  }
+  return Number(value);
+}
+
 export function sealRoutes(broker: Broker): Route[] {
   const { seal } = broker;
   return [
@@ -89,8 +99,12 @@ export function sealRoutes(broker: Broker): Route[] {
       pattern: 'sys/health',
       auth: 'none',
       sealedOk: true,
-      async handler() {
-        const status = !seal.initialized ? 501 : seal.sealed ? 503 : 200;
+      async handler(ctx) {
+        // Vault's query parameters choose the status for each state (load balancers use them);
+        // all are checked, so a typo shows whatever the state. There is never a standby here.
+        const codes = { uninit: statusParam(ctx.query, 'uninitcode', 501), sealed: statusParam(ctx.query, 'sealedcode', 503), active: statusParam(ctx.query, 'activecode', 200) };
+        for (const name of ['standbycode', 'performancestandbycode', 'drsecondarycode', 'haunhealthycode', 'removedcode']) statusParam(ctx.query, name, 0);
+        const status = !seal.initialized ? codes.uninit : seal.sealed ? codes.sealed : codes.active;
         return {
           status,
           raw: { initialized: seal.initialized, sealed: seal.sealed, standby: false, performance_standby: false, server_time_utc: Math.floor(Date.now() / 1000), version: VERSION },

@@ -77,12 +77,14 @@ export class Barrier {
     return new Barrier(terms, active, Buffer.from(raw.hmac, 'base64'));
   }
 
-  toJSON(): Buffer {
+  /** The keyring, serialized; with `next`, as it will be once `next` is installed. */
+  toJSON(next?: KeyTerm): Buffer {
+    const terms = [...this.terms.values(), ...(next ? [next] : [])];
     return Buffer.from(
       JSON.stringify({
-        active: this.active.term,
+        active: (next ?? this.active).term,
         hmac: this.hmacKey.toString('base64'),
-        terms: [...this.terms.values()].map((t) => ({ term: t.term, key: t.key.toString('base64'), installTime: t.installTime })),
+        terms: terms.map((t) => ({ term: t.term, key: t.key.toString('base64'), installTime: t.installTime })),
       }),
     );
   }
@@ -95,11 +97,21 @@ export class Barrier {
     return this.active.installTime;
   }
 
-  /** Add a new term; new writes use it, old terms keep decrypting. */
+  /** A new term, not yet in use (persist the keyring with it, then install it). */
+  nextTerm(): KeyTerm {
+    return { term: Math.max(...this.terms.keys()) + 1, key: randomBytes(32), installTime: new Date().toISOString() };
+  }
+
+  /** Make `term` the active one: new writes use it, old terms keep decrypting. */
+  install(term: KeyTerm): void {
+    this.terms.set(term.term, term);
+    this.active = term;
+  }
+
+  /** Add a new term and make it active. */
   rotate(): KeyTerm {
-    const next: KeyTerm = { term: this.active.term + 1, key: randomBytes(32), installTime: new Date().toISOString() };
-    this.terms.set(next.term, next);
-    this.active = next;
+    const next = this.nextTerm();
+    this.install(next);
     return next;
   }
 

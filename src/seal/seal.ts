@@ -1,9 +1,12 @@
 // The seal: the root key is split with Shamir's scheme at init and never
 // stored. The root key only encrypts the keyring (see barrier.ts); unsealing
 // recombines the shares and proves them right by decrypting the keyring,
-// because the Shamir library itself does no integrity check.
+// because the Shamir library itself does no integrity check. To refuse a
+// wrong share at once (not only when the threshold is reached), the seal
+// config keeps a salted SHA-256 of each share: a share has 256 bits of
+// entropy, so the hashes reveal nothing useful.
 
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { combine, split } from 'shamir-secret-sharing';
 import { errors } from '../errors.ts';
 import type { Storage } from '../storage/storage.ts';
@@ -17,6 +20,12 @@ const KEYRING_IDENTITY = 'core/keyring';
 export interface SealConfig {
   shares: number;
   threshold: number;
+  /** Salted hashes of the shares made at init (absent in stores from before they existed). */
+  verifier?: { salt: string; hashes: string[] };
+}
+
+function shareHash(salt: Buffer, share: Buffer): Buffer {
+  return createHash('sha256').update(salt).update(share).digest();
 }
 
 export interface SealStatus {
@@ -30,12 +39,17 @@ export interface SealStatus {
   version: string;
 }
 
-/** Parse an unseal key given as hex or base64. */
-export function decodeKey(text: string): Buffer | undefined {
+/**
+ * Parse an unseal key given as hex or base64. A string that reads as both
+ * (base64 made only of hex digits) is taken in the encoding that gives
+ * `expectedLength` bytes.
+ */
+export function decodeKey(text: string, expectedLength?: number): Buffer | undefined {
   const t = text.trim();
-  if (/^[0-9a-fA-F]+$/.test(t) && t.length % 2 === 0) return Buffer.from(t, 'hex');
-  if (/^[A-Za-z0-9+/]+={0,2}$/.test(t) && t.length % 4 === 0) return Buffer.from(t, 'base64');
-  return undefined;
+  const hex = /^[0-9a-fA-F]+$/.test(t) && t.length % 2 === 0 ? Buffer.from(t, 'hex') : undefined;
+  const base64 = /^[A-Za-z0-9+/]+={0,2}$/.test(t) && t.length % 4 === 0 ? Buffer.from(t, 'base64') : undefined;
+  if (hex && base64 && expectedLength !== undefined && hex.length !== expectedLength && base64.length === expectedLength) return base64;
+  return hex ?? base64;
 }
 
 export class Seal {
@@ -43,6 +57,8 @@ export class Seal {
   private rootKey: Buffer | undefined;
   private barrier: Barrier | undefined;
   private pending: Buffer[] = [];
+  /** Set while sys/init runs, so two concurrent inits cannot both make a keyring. */
+  private initializing = false;
 
   constructor(
     private readonly storage: Storage,
@@ -75,7 +91,7 @@ export class Seal {
       sealed: this.sealed,
       t: this.config?.threshold ?? 0,
       n: this.config?.shares ?? 0,
-      progress: this.pending.length,
+      progress: this.sealed ? this.pending.length : 0,
       nonce: '',
       version: this.version,
     };
@@ -87,28 +103,53 @@ export class Seal {
    * store the root token); the broker stays sealed afterwards, as Vault does.
    */
   async init(config: SealConfig, withBarrier: (barrier: Barrier) => Promise<void>): Promise<Buffer[]> {
-    if (this.initialized) throw errors.ALREADY_INITIALIZED();
+    if (this.initialized || this.initializing) throw errors.ALREADY_INITIALIZED();
+    this.initializing = true;
     const rootKey = randomBytes(ROOT_KEY_BYTES);
     const barrier = Barrier.create();
-    await withBarrier(barrier);
-    await this.storage.putMeta(KEYRING, sealWith(rootKey, 0, KEYRING_IDENTITY, barrier.toJSON()));
-    const shares = config.shares === 1 ? [Buffer.from(rootKey)] : (await split(rootKey, config.shares, config.threshold)).map((s) => Buffer.from(s));
-    await this.storage.putMeta(SEAL_CONFIG, Buffer.from(JSON.stringify(config)));
-    this.config = config;
-    barrier.wipe();
-    rootKey.fill(0);
-    return shares;
+    try {
+      await withBarrier(barrier);
+      await this.storage.putMeta(KEYRING, sealWith(rootKey, 0, KEYRING_IDENTITY, barrier.toJSON()));
+      // The library checks `constructor === Uint8Array`, which a Buffer fails.
+      const shares = config.shares === 1 ? [Buffer.from(rootKey)] : (await split(new Uint8Array(rootKey), config.shares, config.threshold)).map((s) => Buffer.from(s));
+      const salt = randomBytes(16);
+      const stored: SealConfig = {
+        shares: config.shares,
+        threshold: config.threshold,
+        verifier: { salt: salt.toString('hex'), hashes: shares.map((s) => shareHash(salt, s).toString('hex')) },
+      };
+      await this.storage.putMeta(SEAL_CONFIG, Buffer.from(JSON.stringify(stored)));
+      this.config = stored;
+      return shares;
+    } finally {
+      this.initializing = false;
+      barrier.wipe();
+      rootKey.fill(0);
+    }
+  }
+
+  /** Which share (by index) this key is, or -1 when it is none of them; undefined without a verifier. */
+  private shareIndex(key: Buffer): number | undefined {
+    const verifier = this.config?.verifier;
+    if (!verifier) return undefined;
+    const hash = shareHash(Buffer.from(verifier.salt, 'hex'), key);
+    let found = -1;
+    verifier.hashes.forEach((h, i) => {
+      if (timingSafeEqual(Buffer.from(h, 'hex'), hash)) found = i;
+    });
+    return found;
   }
 
   /** Add one share. Returns true once unsealed. */
   async submit(keyText: string): Promise<boolean> {
     if (!this.config) throw errors.NOT_INITIALIZED();
     if (!this.sealed) return true;
-    const key = decodeKey(keyText);
     const expectedLength = this.config.shares === 1 ? ROOT_KEY_BYTES : ROOT_KEY_BYTES + 1;
+    const key = decodeKey(keyText, expectedLength);
     if (!key) throw errors.BAD_UNSEAL_KEY('"key" must be hex or base64');
     if (key.length !== expectedLength) throw errors.BAD_UNSEAL_KEY(`"key" has the wrong length: expected ${expectedLength} bytes, got ${key.length}`);
     if (this.pending.some((p) => timingSafeEqual(p, key))) throw errors.BAD_UNSEAL_KEY('this key was already submitted; submit a different key share');
+    if (this.shareIndex(key) === -1) throw errors.BAD_UNSEAL_KEY('"key" is not one of this dbroker\'s key shares (mistyped, corrupted, or from another store); progress is unchanged');
     // Shares carry their x coordinate in the last byte; two shares with the same x cannot combine.
     if (this.config.shares > 1 && this.pending.some((p) => p[p.length - 1] === key[key.length - 1])) {
       throw errors.BAD_UNSEAL_KEY('this key share conflicts with one already submitted (same share index)');
@@ -118,8 +159,16 @@ export class Seal {
 
     const shares = this.pending;
     this.pending = [];
-    const rootKey = this.config.shares === 1 ? shares[0]! : Buffer.from(await combine(shares.map((s) => new Uint8Array(s))));
+    let rootKey: Buffer;
+    try {
+      rootKey = this.config.shares === 1 ? shares[0]! : Buffer.from(await combine(shares.map((s) => new Uint8Array(s))));
+    } catch {
+      throw errors.UNSEAL_FAILED();
+    } finally {
+      if (this.config.shares > 1) for (const s of shares) s.fill(0);
+    }
     await this.unlock(rootKey);
+    this.pending = [];
     return true;
   }
 
@@ -142,11 +191,12 @@ export class Seal {
     this.pending = [];
   }
 
-  /** Add a key term and persist the keyring. */
+  /** Add a key term: persist the keyring with it first, then start writing with it. */
   async rotate(): Promise<void> {
     if (!this.barrier || !this.rootKey) throw errors.SEALED();
-    this.barrier.rotate();
-    await this.storage.putMeta(KEYRING, sealWith(this.rootKey, 0, KEYRING_IDENTITY, this.barrier.toJSON()));
+    const next = this.barrier.nextTerm();
+    await this.storage.putMeta(KEYRING, sealWith(this.rootKey, 0, KEYRING_IDENTITY, this.barrier.toJSON(next)));
+    this.barrier.install(next);
   }
 
   seal(): void {

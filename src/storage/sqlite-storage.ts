@@ -158,9 +158,11 @@ export class SqliteStorage implements Storage {
     this.db.prepare(`UPDATE tokens SET ${cols.join(', ')} WHERE id_hash = ?`).run(...vals, idHash);
   }
 
-  async useToken(idHash: string): Promise<boolean> {
-    const info = this.db.prepare('UPDATE tokens SET uses_left = uses_left - 1 WHERE id_hash = ? AND (uses_left IS NULL OR uses_left > 0)').run(idHash);
-    return info.changes === 1;
+  async useToken(idHash: string): Promise<{ ok: boolean; left: number | null }> {
+    const row = this.db
+      .prepare('UPDATE tokens SET uses_left = uses_left - 1 WHERE id_hash = ? AND (uses_left IS NULL OR uses_left > 0) RETURNING uses_left')
+      .get(idHash) as { uses_left: number | null } | undefined;
+    return row ? { ok: true, left: row.uses_left } : { ok: false, left: null };
   }
 
   async childTokens(parentHash: string): Promise<string[]> {

@@ -60,8 +60,11 @@ export interface Storage {
   getToken(idHash: string): Promise<TokenRow | undefined>;
   getTokenByAccessor(accessorHash: string): Promise<TokenRow | undefined>;
   updateToken(idHash: string, changes: Partial<Pick<TokenRow, 'expiresAt' | 'usesLeft' | 'sealed'>>): Promise<void>;
-  /** Atomically take one use; false when the token has none left. */
-  useToken(idHash: string): Promise<boolean>;
+  /**
+   * Atomically take one use. `ok` is false when the token has none left;
+   * `left` is what remains after this use (null = unlimited).
+   */
+  useToken(idHash: string): Promise<{ ok: boolean; left: number | null }>;
   childTokens(parentHash: string): Promise<string[]>;
   deleteToken(idHash: string): Promise<void>;
   /** Tokens expired by `now`, oldest first, at most `limit`. */

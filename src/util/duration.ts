@@ -8,12 +8,13 @@ const GO_DURATION = /^(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)/;
 export function parseDuration(value: unknown): number | string {
   if (typeof value === 'number') {
     if (!Number.isFinite(value) || value < 0) return 'must be a non-negative number of seconds';
+    if (value > 1e11) return 'is too large';
     return Math.floor(value);
   }
   if (typeof value !== 'string') return 'must be a number of seconds or a duration string like "1h30m"';
   const text = value.trim();
   if (text === '') return 0;
-  if (/^\d+$/.test(text)) return Number(text);
+  if (/^\d+$/.test(text)) return Number(text) > 1e11 ? 'is too large' : Number(text);
   let rest = text;
   let total = 0;
   while (rest.length > 0) {

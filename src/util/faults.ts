@@ -10,7 +10,9 @@ export type FaultPoint =
   | 'revoke.after_delete_user'
   | 'rotate.after_pending'
   | 'rotate.after_db_change'
-  | 'rotate.before_commit';
+  | 'rotate.before_commit'
+  | 'static.after_pending'
+  | 'static.after_db_change';
 
 export function fault(point: FaultPoint): void {
   if (enabled.has(point)) process.kill(process.pid, 'SIGKILL');

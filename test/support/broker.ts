@@ -65,6 +65,11 @@ export class BrokerProcess {
     return this.output;
   }
 
+  /** The process id of the running broker (undefined before start). */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   async start(env: Record<string, string> = {}): Promise<void> {
     const port = await freePort();
     this.url = `http://127.0.0.1:${port}`;
