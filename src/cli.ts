@@ -46,6 +46,8 @@ export async function main(argv: string[]): Promise<void> {
     }
     if (!values.config && !process.env.DBROKER_STORAGE_PATH) throw new ConfigError('--config', 'give a config file (or --dev)');
     const config = loadConfig(values.config, process.env, { listen: values.listen, log_level: values['log-level'] });
+    // Key shares stay out of the environment that anything we start would inherit.
+    delete process.env.DBROKER_UNSEAL_KEYS;
     const server = await startServer(config);
     closeOnSignals(server.close, server.logger);
   } catch (err) {

@@ -13,6 +13,12 @@ export interface BrokerConfig {
   plugins: Record<string, string>;
   /** Auto-unseal (weaker than Shamir): a 0600 file with key shares, one per line. */
   unsealKeysFile?: string;
+  /**
+   * Auto-unseal (weaker than Shamir, and weaker than the file: the environment
+   * of a process is visible to its user and often to tooling): key shares from
+   * DBROKER_UNSEAL_KEYS, comma or whitespace separated. Environment only.
+   */
+  unsealKeys?: string[];
   /** Seconds between revocation loop passes. */
   revocationInterval: number;
   defaultLeaseTtl: number;
@@ -26,7 +32,7 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
   constructor(
     readonly field: string,
-    problem: string,
+    readonly problem: string,
   ) {
     super(`invalid configuration field "${field}": ${problem}`);
   }
@@ -53,7 +59,8 @@ type Field = keyof typeof FIELDS;
 function flatten(raw: Record<string, unknown>): Map<string, unknown> {
   const out = new Map<string, unknown>();
   for (const [k, v] of Object.entries(raw)) {
-    if ((k === 'storage' || k === 'tls') && v !== null && typeof v === 'object' && !Array.isArray(v)) {
+    if (k === 'storage' || k === 'tls') {
+      if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(k, 'must be an object');
       for (const [k2, v2] of Object.entries(v as Record<string, unknown>)) out.set(`${k}.${k2}`, v2);
     } else out.set(k, v);
   }
@@ -94,12 +101,25 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
     baseDir = file.includes('/') ? file.slice(0, file.lastIndexOf('/')) || '/' : process.cwd();
   }
   for (const key of values.keys()) if (!(key in FIELDS)) throw new ConfigError(key, 'unknown field');
+  const fromEnv = new Map<string, string>();
   for (const [field, envName] of Object.entries(FIELDS)) {
     const v = env[envName];
-    if (v !== undefined && v !== '') values.set(field, field === 'plugins' ? safeJson(field, v) : v);
+    if (v !== undefined && v !== '') {
+      values.set(field, field === 'plugins' ? safeJson(field, v) : v);
+      fromEnv.set(field, envName);
+    }
   }
-  for (const [k, v] of Object.entries(overrides)) if (v !== undefined) values.set(k, v);
+  for (const [k, v] of Object.entries(overrides)) if (v !== undefined) (values.set(k, v), fromEnv.delete(k));
+  try {
+    return build(values, baseDir, env);
+  } catch (err) {
+    // Say where a bad value came from when it was the environment.
+    if (err instanceof ConfigError && fromEnv.has(err.field)) throw new ConfigError(err.field, `${err.problem} (set by ${fromEnv.get(err.field)})`);
+    throw err;
+  }
+}
 
+function build(values: Map<string, unknown>, baseDir: string, env: NodeJS.ProcessEnv): BrokerConfig {
   const get = (f: Field): unknown => values.get(f);
   const logLevel = (get('log_level') ?? 'info') as BrokerConfig['logLevel'];
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('log_level', `must be one of ${LOG_LEVELS.join(', ')}`);
@@ -128,6 +148,11 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
   if (cert !== undefined) config.tls = { certFile: str('tls.cert_file', cert), keyFile: str('tls.key_file', key) };
   const unseal = get('unseal_keys_file');
   if (unseal !== undefined) config.unsealKeysFile = str('unseal_keys_file', unseal);
+  const envKeys = env.DBROKER_UNSEAL_KEYS?.split(/[\s,]+/).filter(Boolean);
+  if (envKeys && envKeys.length > 0) {
+    if (config.unsealKeysFile) throw new ConfigError('DBROKER_UNSEAL_KEYS', 'give unseal_keys_file or DBROKER_UNSEAL_KEYS, not both');
+    config.unsealKeys = envKeys;
+  }
   if (config.defaultLeaseTtl > config.maxLeaseTtl) throw new ConfigError('default_lease_ttl', 'must not exceed max_lease_ttl');
   return config;
 }

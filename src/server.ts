@@ -5,8 +5,9 @@
 import { readFileSync, statSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { TokenExpiry } from './auth/token-expiry.ts';
 import { Broker } from './broker.ts';
-import type { BrokerConfig } from './config.ts';
+import { ConfigError, type BrokerConfig } from './config.ts';
 import { buildHttpServer } from './http/server.ts';
 import { createLogger } from './logger.ts';
 import { SqliteStorage } from './storage/sqlite-storage.ts';
@@ -19,37 +20,99 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** Auto-unseal from a file of key shares (one per line). Refuses a file others can read. */
-export async function autoUnseal(broker: Broker, file: string): Promise<void> {
-  const mode = statSync(file).mode & 0o777;
-  if ((mode & 0o077) !== 0) throw new Error(`unseal_keys_file ${file} must not be readable by group or others (mode ${mode.toString(8)}, want 600)`);
-  const keys = readFileSync(file, 'utf8').split(/\s+/).filter(Boolean);
-  for (const key of keys) {
-    if (await broker.seal.submit(key)) {
+/** Key shares from the unseal keys file (one per line). Refuses a file others can read. */
+export function readUnsealKeysFile(file: string): string[] {
+  let mode: number;
+  try {
+    mode = statSync(file).mode & 0o777;
+  } catch (err) {
+    throw new ConfigError('unseal_keys_file', `cannot read ${file}: ${(err as Error).message}`);
+  }
+  if ((mode & 0o077) !== 0) throw new ConfigError('unseal_keys_file', `${file} must not be readable by group or others (mode ${mode.toString(8)}, want 600)`);
+  return readFileSync(file, 'utf8').split(/\s+/).filter(Boolean);
+}
+
+/**
+ * Auto-unseal with key shares from `source` (unseal_keys_file or
+ * DBROKER_UNSEAL_KEYS). A share that is refused stops the start, with the
+ * source named: a broken auto-unseal should be loud.
+ */
+export async function autoUnseal(broker: Broker, keys: string[], source: string): Promise<void> {
+  for (const [i, key] of keys.entries()) {
+    let done: boolean;
+    try {
+      done = await broker.seal.submit(key);
+    } catch (err) {
+      broker.seal.resetProgress();
+      throw new ConfigError(source, `key share ${i + 1}: ${(err as Error).message}`);
+    }
+    if (done) {
       await broker.afterUnseal();
-      broker.logger.info('dbroker auto-unsealed from unseal_keys_file');
+      broker.logger.info({ source }, 'dbroker auto-unsealed');
       return;
     }
   }
-  throw new Error(`unseal_keys_file ${file} does not hold enough key shares`);
+  broker.seal.resetProgress();
+  throw new ConfigError(source, `holds ${keys.length} key share(s); ${broker.seal.status().t} are needed`);
+}
+
+function readTls(tls: BrokerConfig['tls']): { cert: Buffer; key: Buffer } | undefined {
+  if (!tls) return undefined;
+  const read = (field: string, file: string): Buffer => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new ConfigError(field, `cannot read ${file}: ${(err as Error).message}`);
+    }
+  };
+  return { cert: read('tls.cert_file', tls.certFile), key: read('tls.key_file', tls.keyFile) };
 }
 
 export async function startServer(config: BrokerConfig, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
-  const storage = new SqliteStorage(config.storagePath);
+  const tls = readTls(config.tls);
+  let storage: SqliteStorage;
+  try {
+    storage = new SqliteStorage(config.storagePath);
+  } catch (err) {
+    throw new ConfigError('storage.path', `cannot open ${config.storagePath}: ${(err as Error).message}`);
+  }
   const broker = new Broker(config, storage, logger);
-  await broker.start();
-  if (config.unsealKeysFile && broker.seal.initialized) await autoUnseal(broker, config.unsealKeysFile);
-  const app = buildHttpServer(broker, { logger, bodyLimit: config.maxRequestSize, ...(config.tls ? { tls: config.tls } : {}) });
-  const address = await app.listen({ host: config.listen.host, port: config.listen.port });
-  logger.info({ address, sealed: broker.seal.sealed, initialized: broker.seal.initialized }, 'dbroker listening');
-  let closing: Promise<void> | undefined;
-  const close = (): Promise<void> =>
-    (closing ??= (async () => {
-      await app.close();
-      await broker.stop();
-      logger.info('dbroker stopped');
-    })());
-  return { broker, app, logger, address, close };
+  let app: FastifyInstance | undefined;
+  try {
+    await broker.start();
+    if (broker.seal.initialized) {
+      if (config.unsealKeysFile) await autoUnseal(broker, readUnsealKeysFile(config.unsealKeysFile), 'unseal_keys_file');
+      else if (config.unsealKeys) await autoUnseal(broker, config.unsealKeys, 'DBROKER_UNSEAL_KEYS');
+    }
+    try {
+      app = buildHttpServer(broker, { logger, bodyLimit: config.maxRequestSize, ...(tls ? { tls } : {}) });
+    } catch (err) {
+      throw new ConfigError('tls', `cannot use the certificate and key: ${(err as Error).message}`);
+    }
+    const address = await app.listen({ host: config.listen.host, port: config.listen.port });
+    logger.info({ address, sealed: broker.seal.sealed, initialized: broker.seal.initialized }, 'dbroker listening');
+    const expiry = new TokenExpiry(
+      { expiredTokens: (limit) => broker.tokens.expired(limit), revokeToken: (hash) => broker.revokeToken(hash), get sealed() { return broker.seal.sealed; } },
+      logger,
+      config.revocationInterval * 1000,
+    );
+    expiry.start();
+    let closing: Promise<void> | undefined;
+    const running = app;
+    const close = (): Promise<void> =>
+      (closing ??= (async () => {
+        await running.close();
+        await expiry.stop();
+        await broker.stop();
+        logger.info('dbroker stopped');
+      })());
+    return { broker, app, logger, address, close };
+  } catch (err) {
+    // Do not leave the store open (or the port bound) behind a failed start.
+    await app?.close().catch(() => undefined);
+    await broker.stop().catch(() => undefined);
+    throw err;
+  }
 }
 
 /** Close on SIGTERM/SIGINT, then exit. */

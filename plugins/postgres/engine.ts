@@ -22,7 +22,7 @@ import {
 } from './dialect.ts';
 import { defaultRevocation, revokeRole } from './revoke.ts';
 import { scramVerifier } from './scram.ts';
-import { connect, dbError, exec, inTransaction, roleOid, sqlState } from './sql.ts';
+import { connect, dbError, exec, inTransaction, leadingRoleCreations, roleOid, sqlState } from './sql.ts';
 
 export const POSTGRES_TYPE = 'postgresql-database-plugin';
 
@@ -104,7 +104,7 @@ export class PostgresEngine implements Engine {
       // revocation drop) a role someone else owns, e.g. with a fixed
       // username_template.
       if (existedBefore) throw new EngineInputError(`a role named "${request.username}" already exists; the username_template must make unique names`);
-      await inTransaction(client, creation);
+      await inTransaction(client, creation, leadingRoleCreations(creation));
     } catch (err) {
       failure = err;
     } finally {

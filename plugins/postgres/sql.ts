@@ -64,20 +64,35 @@ export async function connect(pool: pg.Pool, secrets: ReadonlyArray<string | und
  * GRANT and REVOKE on one object (and DROP OWNED, which revokes) update the
  * same catalog row, and PostgreSQL fails the second of two concurrent
  * updates with "tuple concurrently updated" instead of waiting. dbroker's
- * transactions that change users take this transaction-level advisory lock
- * first, so they run one at a time per database, also across brokers.
+ * transactions that change users take this transaction-level advisory lock,
+ * so they run one at a time per database, also across brokers.
  */
 const USER_CHANGE_LOCK = '7233000727465074';
+
+async function takeUserChangeLock(client: PoolClient): Promise<void> {
+  await exec(client, 'SELECT pg_catalog.pg_advisory_xact_lock($1::bigint)', [USER_CHANGE_LOCK]);
+}
 
 /** Begin a transaction that holds the user-change lock until it ends. */
 export async function beginUserChange(client: PoolClient): Promise<void> {
   await exec(client, 'BEGIN');
   try {
-    await exec(client, 'SELECT pg_catalog.pg_advisory_xact_lock($1::bigint)', [USER_CHANGE_LOCK]);
+    await takeUserChangeLock(client);
   } catch (err) {
     await exec(client, 'ROLLBACK').catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * How many statements at the start are CREATE ROLE/USER. Those only insert a
+ * new role, so they need not hold the lock; they are also where the server
+ * hashes the password, the slow part, which would otherwise serialise issuance.
+ */
+export function leadingRoleCreations(statements: string[]): number {
+  let n = 0;
+  while (n < statements.length && /^\s*CREATE\s+(ROLE|USER)\s/i.test(statements[n]!)) n++;
+  return n;
 }
 
 /** Failures that a rolled back transaction can simply try again (concurrent catalog updates by others, deadlocks). */
@@ -101,12 +116,19 @@ export async function retryTransient<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Run statements in one user-change transaction; on failure roll back and rethrow (the raw error). */
-export async function inTransaction(client: PoolClient, statements: string[]): Promise<void> {
+/**
+ * Run statements in one transaction that takes the user-change lock before
+ * the first statement past the leading `unlocked` ones; on failure roll back
+ * and rethrow (the raw error).
+ */
+export async function inTransaction(client: PoolClient, statements: string[], unlocked = 0): Promise<void> {
   await retryTransient(async () => {
-    await beginUserChange(client);
+    await exec(client, 'BEGIN');
     try {
-      for (const statement of statements) await exec(client, statement);
+      for (const [i, statement] of statements.entries()) {
+        if (i === unlocked) await takeUserChangeLock(client);
+        await exec(client, statement);
+      }
       await exec(client, 'COMMIT');
     } catch (err) {
       await exec(client, 'ROLLBACK').catch(() => undefined);

@@ -44,12 +44,21 @@ export interface RootRotationState {
 }
 
 const ENGINE_TIMEOUT_MS = 30_000;
+/** A retired engine is closed once its operations finish, or after this at the latest. */
+const RETIRE_GRACE_MS = ENGINE_TIMEOUT_MS + 5_000;
 
 interface Live {
   engine: Engine;
   ready: Promise<void>;
   /** The root password it logs in with. */
   password: string;
+  /** Operations running on it; a replaced engine is closed when they are done. */
+  inFlight: number;
+  retired: boolean;
+}
+
+function liveEntry(engine: Engine, ready: Promise<void>, password: string): Live {
+  return { engine, ready, password, inFlight: 0, retired: false };
 }
 
 export type SettledOn = 'current' | 'pending' | 'none';
@@ -119,6 +128,10 @@ export class Connections {
 
   /** The live engine of a connection, opened on first use. */
   async engine(name: string): Promise<Engine> {
+    return (await this.liveOf(name)).engine;
+  }
+
+  private async liveOf(name: string): Promise<Live> {
     let live = this.live.get(name);
     if (!live) {
       const rec = await this.mustRead(name);
@@ -127,7 +140,7 @@ export class Connections {
       const raced = this.live.get(name);
       if (raced) {
         await raced.ready;
-        return raced.engine;
+        return raced;
       }
       const engine = factory.create();
       const ready = this.bounded(
@@ -138,29 +151,55 @@ export class Connections {
           { verify: false },
         ),
       );
-      live = { engine, ready, password: rec.password };
-      this.live.set(name, live);
+      const opened = liveEntry(engine, ready, rec.password);
+      live = opened;
+      this.live.set(name, opened);
       ready.catch(() => {
-        if (this.live.get(name) === live) this.live.delete(name);
+        if (this.live.get(name) === opened) this.live.delete(name);
         void engine.close().catch(() => undefined);
       });
     }
     await live.ready;
-    return live.engine;
+    return live;
   }
 
-  /** Put a freshly opened engine (logging in with `password`) in place of the current one; the old pool is closed. */
+  /**
+   * Put a freshly opened engine (logging in with `password`) in place of the
+   * current one. The old one, with its pool and the sessions logged in with
+   * the old password, is closed once the operations running on it are done.
+   */
   async replace(name: string, engine: Engine, password: string): Promise<void> {
     const old = this.live.get(name);
-    this.live.set(name, { engine, ready: Promise.resolve(), password });
-    if (old) await old.engine.close().catch(() => undefined);
+    this.live.set(name, liveEntry(engine, Promise.resolve(), password));
+    if (old) await this.retire(old);
   }
 
   /** Close the live engine of a connection (config changed, reset, deleted). */
   async drop(name: string): Promise<void> {
     const live = this.live.get(name);
     this.live.delete(name);
-    if (live) await live.engine.close().catch(() => undefined);
+    if (live) await this.retire(live);
+  }
+
+  private async retire(live: Live): Promise<void> {
+    live.retired = true;
+    if (live.inFlight === 0) {
+      await live.engine.close().catch(() => undefined);
+      return;
+    }
+    const force = setTimeout(() => void live.engine.close().catch(() => undefined), RETIRE_GRACE_MS);
+    force.unref();
+  }
+
+  /** Run `op` on a live engine, counted so a replacement does not close it underneath. */
+  private async onLive<T>(live: Live, name: string, secrets: Array<string | undefined>, op: (engine: Engine) => Promise<T>): Promise<T> {
+    live.inFlight++;
+    try {
+      return await this.bounded(name, secrets, op(live.engine));
+    } finally {
+      live.inFlight--;
+      if (live.retired && live.inFlight === 0) void live.engine.close().catch(() => undefined);
+    }
   }
 
   /** Run `work` alone among the root-credential changes of this connection (rotation, settle, config write). */
@@ -177,12 +216,13 @@ export class Connections {
   async run<T>(name: string, secrets: Array<string | undefined>, op: (engine: Engine) => Promise<T>): Promise<T> {
     let used: Engine | undefined;
     try {
-      used = await this.engine(name);
-      return await this.bounded(name, secrets, op(used));
+      const live = await this.liveOf(name);
+      used = live.engine;
+      return await this.onLive(live, name, secrets, op);
     } catch (err) {
       if (!isConnectionFailure(err) || !(await this.recover(name, used))) throw err;
     }
-    return this.bounded(name, secrets, op(await this.engine(name)));
+    return this.onLive(await this.liveOf(name), name, secrets, op);
   }
 
   /** After a failed login with `used`: whether a retry may now succeed. */
@@ -255,8 +295,14 @@ export class Connections {
     }
   }
 
+  /** Close every engine now (seal, unmount, shutdown), running operations or not. */
   async close(): Promise<void> {
-    for (const name of [...this.live.keys()]) await this.drop(name);
+    const all = [...this.live.values()];
+    this.live.clear();
+    for (const live of all) {
+      live.retired = true;
+      await live.engine.close().catch(() => undefined);
+    }
   }
 }
 

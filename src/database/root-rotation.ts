@@ -80,7 +80,6 @@ export class RootRotation {
 
   stop(): void {
     this.timers.stop();
-    this.backend.staticRoles.stop();
   }
 
   /**

@@ -70,8 +70,7 @@ export class StaticRoleRotation {
       try {
         const rec = await this.store.read(name);
         if (!rec) continue;
-        if (rec.pending || (!rec.active.password && !rec.skipImportRotation)) await this.rotate(name, 'resume').catch(() => undefined);
-        else this.schedule(rec);
+        await this.finish(name, 'resume').catch(() => undefined);
       } catch (err) {
         this.broker.logger.error({ mount: this.backend.mount, staticRole: name, error: messageOf(err) }, 'resuming static role rotation failed');
       }
@@ -95,6 +94,21 @@ export class StaticRoleRotation {
       return;
     }
     await this.rotate(name, 'scheduled').catch(() => undefined);
+  }
+
+  /**
+   * Finish an interrupted rotation or import, if the role has one (checked
+   * under the lock: a queued caller must not start a fresh rotation once
+   * another has finished it). Returns the role as it then is.
+   */
+  finish(name: string, trigger: 'resume' | 'read'): Promise<StaticRoleRecord> {
+    return this.exclusive(name, async () => {
+      const rec = await this.store.read(name);
+      if (!rec) throw errors.ROLE_NOT_FOUND(name);
+      if (rec.pending || (!rec.active.password && !rec.skipImportRotation)) return this.rotateLocked(name, trigger);
+      this.schedule(rec);
+      return rec;
+    });
   }
 
   /** Rotate now (finishing an interrupted rotation if there is one); returns the committed role. */

@@ -244,13 +244,7 @@ export class StaticRoles {
     let rec = (await this.store.read(roleName))!;
     // "single": a rotation under way (or interrupted) may already have replaced
     // the stored password in the database, so wait for it or finish it first.
-    if (rec.strategy === 'single' || !rec.active.password) {
-      rec = await this.rotation.exclusive(roleName, async () => {
-        const latest = await this.store.read(roleName);
-        if (!latest) throw errors.ROLE_NOT_FOUND(roleName);
-        return latest.pending && latest.strategy === 'single' ? this.rotation.rotateLocked(roleName, 'read') : latest;
-      });
-    }
+    if (rec.strategy === 'single' || !rec.active.password) rec = await this.rotation.finish(roleName, 'read');
     if (!rec.active.password) {
       throw errors.BAD_REQUEST(`static role "${roleName}" has no known password yet (skip_import_rotation was set without a password); rotate it with rotate-role/${roleName}`);
     }

@@ -4,7 +4,6 @@
 
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { BrokerError, errors, isBrokerError } from '../errors.ts';
 import { clientErrorHandler } from './client-errors.ts';
@@ -17,7 +16,8 @@ export interface Dispatcher {
 export interface HttpOptions {
   logger: Logger;
   bodyLimit: number;
-  tls?: { certFile: string; keyFile: string };
+  /** PEM certificate and key (read by the caller, which names the config field when that fails). */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 const METHODS: Record<string, Method> = { GET: 'GET', HEAD: 'HEAD', PUT: 'PUT', POST: 'PUT', DELETE: 'DELETE', LIST: 'LIST' };
@@ -44,13 +44,13 @@ function envelope(reply: Reply, requestId: string): Record<string, unknown> {
 }
 
 /** Map anything thrown to a status and a message that is safe to show. */
-export function toHttpError(err: unknown, logger: Logger, requestId: string): { status: number; message: string } {
+export function toHttpError(err: unknown, logger: Logger, requestId: string, bodyLimit?: number): { status: number; message: string } {
   if (isBrokerError(err)) {
     if (err.statusCode >= 500 && err.code !== errors.SEALED.code) logger.warn({ requestId, code: err.code, error: err.message }, 'request failed');
     return { status: err.statusCode, message: err.message };
   }
   const e = err as { statusCode?: number; code?: string; message?: string };
-  if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return { status: 413, message: errors.BODY_TOO_LARGE('the configured limit of').message };
+  if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return { status: 413, message: errors.BODY_TOO_LARGE(bodyLimit ?? 'the configured limit of').message };
   if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     return { status: e.statusCode, message: e.message ?? 'bad request' };
   }
@@ -65,7 +65,7 @@ function onFrameworkError(err: { code?: string }, _req: FastifyRequest, reply: F
 }
 
 export function buildHttpServer(dispatcher: Dispatcher, opts: HttpOptions): FastifyInstance {
-  const https = opts.tls ? { key: readFileSync(opts.tls.keyFile), cert: readFileSync(opts.tls.certFile) } : null;
+  const https = opts.tls ? { key: opts.tls.key, cert: opts.tls.cert } : null;
   let app: FastifyInstance | undefined = undefined;
   app = Fastify({
     loggerInstance: opts.logger,
@@ -94,7 +94,7 @@ export function buildHttpServer(dispatcher: Dispatcher, opts: HttpOptions): Fast
   });
 
   app.setErrorHandler((err, req, reply) => {
-    const { status, message } = toHttpError(err, opts.logger, String(req.id));
+    const { status, message } = toHttpError(err, opts.logger, String(req.id), opts.bodyLimit);
     void reply.code(status).send({ errors: [message] });
   });
   app.setNotFoundHandler((req, reply) => {
@@ -105,7 +105,7 @@ export function buildHttpServer(dispatcher: Dispatcher, opts: HttpOptions): Fast
     const requestId = String(req.id);
     const query = (req.query ?? {}) as Record<string, string>;
     let method = METHODS[req.method];
-    if (!method) throw errors.METHOD_NOT_ALLOWED(req.method, req.url);
+    if (!method) throw errors.METHOD_NOT_ALLOWED(req.method, (req.params as { '*': string })['*']);
     if (method === 'GET' && (query.list === 'true' || query.list === '1')) method = 'LIST';
     const body = req.body ?? {};
     if (typeof body !== 'object' || Array.isArray(body)) throw errors.BAD_REQUEST('the request body must be a JSON object');

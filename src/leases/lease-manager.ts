@@ -173,7 +173,8 @@ export class LeaseManager {
     if (row.state !== 'active') throw errors.LEASE_NOT_RENEWABLE('it is being revoked');
     const now = Date.now();
     if (row.expireTime <= now) throw errors.LEASE_NOT_RENEWABLE('it has expired');
-    if (now >= row.maxExpireTime) throw errors.LEASE_PAST_MAX();
+    // Less than a second to the max: a renewal would be capped to a TTL of 0 (Vault refuses it too).
+    if (row.maxExpireTime - now < 1000) throw errors.LEASE_PAST_MAX();
     const backend = this.backend(row.mount);
     const role = await backend.readRole(row.role);
     const fallback = role && role.defaultTtl > 0 ? role.defaultTtl : this.broker.config.defaultLeaseTtl;

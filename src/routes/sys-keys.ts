@@ -2,6 +2,7 @@
 
 import type { Broker } from '../broker.ts';
 import type { Route } from '../http/route.ts';
+import { object } from '../http/schema.ts';
 
 export function keyRoutes(broker: Broker): Route[] {
   return [
@@ -10,6 +11,7 @@ export function keyRoutes(broker: Broker): Route[] {
       pattern: 'sys/rotate',
       auth: 'token',
       sudo: true,
+      schema: object({}),
       async handler() {
         await broker.seal.rotate();
         broker.logger.info({ term: broker.seal.keys.term }, 'encryption key rotated');

@@ -118,6 +118,7 @@ export function leaseRoutes(broker: Broker): Route[] {
       pattern: 'sys/leases/revoke-force/*prefix',
       auth: 'token',
       sudo: true,
+      schema: object({}),
       async handler(ctx) {
         const prefix = ctx.params.prefix ?? '';
         if (prefix === '') throw errors.BAD_REQUEST('revoke-force needs a prefix');
@@ -132,7 +133,9 @@ export function leaseRoutes(broker: Broker): Route[] {
       auth: 'token',
       sudo: true,
       async handler(ctx) {
-        const irrevocable = ctx.query.type === 'irrevocable';
+        const type = ctx.query.type;
+        if (type !== undefined && type !== '' && type !== 'irrevocable' && type !== 'all') throw errors.BAD_FIELD('type', 'must be "irrevocable" or "all"');
+        const irrevocable = type === 'irrevocable';
         const n = await broker.storage.countLeases(irrevocable ? { minAttempts: IRREVOCABLE_AFTER } : {});
         return { data: { lease_count: n, counts: null } };
       },

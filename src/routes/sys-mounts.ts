@@ -1,6 +1,7 @@
 // sys/mounts and sys/mounts/:path.
 
 import type { Broker } from '../broker.ts';
+import { errors } from '../errors.ts';
 import type { Route } from '../http/route.ts';
 import { object } from '../http/schema.ts';
 import type { MountEntry } from '../mounts/mount-table.ts';
@@ -53,7 +54,8 @@ export function mountRoutes(broker: Broker): Route[] {
         const path = ctx.params.path!;
         if (ctx.method === 'GET') {
           const m = broker.mounts.list().find((e) => e.path === path.replace(/\/*$/, '/'));
-          return m ? { data: view(m) } : undefined;
+          if (!m) throw errors.MOUNT_NOT_FOUND(path);
+          return { data: view(m) };
         }
         if (ctx.method === 'DELETE') await broker.mounts.unmount(path);
         else await broker.mounts.mount(path, ctx.body.type as string, (ctx.body.description as string | undefined) ?? '');

@@ -43,7 +43,10 @@ export function policyRoutes(broker: Broker): Route[] {
       } else {
         let text = ctx.body.policy as string;
         // Vault accepts the policy base64-encoded as well.
-        if (!/path\s|"path"/.test(text) && /^[A-Za-z0-9+/=\s]+$/.test(text)) text = Buffer.from(text, 'base64').toString('utf8');
+        if (!/path\s|"path"/.test(text) && /^[A-Za-z0-9+/=\s]+$/.test(text)) {
+          const decoded = Buffer.from(text, 'base64').toString('utf8');
+          if (/path\s|"path"/.test(decoded)) text = decoded;
+        }
         parsePolicy(text);
         await broker.storage.putEntry(entry(name), broker.seal.keys.encryptJSON(entry(name), { policy: text }));
       }

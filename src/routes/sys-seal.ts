@@ -79,6 +79,7 @@ export function sealRoutes(broker: Broker): Route[] {
       pattern: 'sys/seal',
       auth: 'token',
       sudo: true,
+      schema: object({}),
       async handler() {
         await broker.sealNow();
         broker.logger.info('dbroker sealed');

@@ -3,7 +3,6 @@
 // creds, and the queries the tests assert with.
 
 import { randomBytes } from 'node:crypto';
-import { connect as connectTcp, createServer, type Socket } from 'node:net';
 import assert from 'node:assert/strict';
 import { adminQuery, type TestPostgres } from './scram-postgres.ts';
 import { initAndUnseal, startBroker, unseal, type ApiResponse, type BrokerOptions, type BrokerProcess } from './broker.ts';
@@ -111,46 +110,3 @@ export async function dropRolesWithPrefix(server: TestPostgres, prefix: string):
 
 /** A username template that gives every user of a test a unique, greppable prefix. */
 export const prefixTemplate = (prefix: string): string => `{{ printf "${prefix}%s" (random 16) }}`;
-
-/**
- * A TCP forwarder in front of a database, to make it unreachable on demand:
- * cut() refuses new connections and resets the open ones (as a server that
- * went away), restore() accepts again on the same port.
- */
-export interface TcpCut {
-  port: number;
-  cut(): Promise<void>;
-  restore(): Promise<void>;
-  close(): Promise<void>;
-}
-
-export async function cuttableProxy(targetHost: string, targetPort: number): Promise<TcpCut> {
-  const sockets = new Set<Socket>();
-  const server = createServer((inbound) => {
-    const outbound = connectTcp(targetPort, targetHost);
-    for (const s of [inbound, outbound]) {
-      sockets.add(s);
-      s.on('error', () => undefined);
-      s.on('close', () => sockets.delete(s));
-    }
-    inbound.pipe(outbound).pipe(inbound);
-    inbound.on('close', () => outbound.destroy());
-    outbound.on('close', () => inbound.destroy());
-  });
-  const listen = (port: number) =>
-    new Promise<number>((ok, fail) => {
-      server.once('error', fail);
-      server.listen(port, '127.0.0.1', () => {
-        server.off('error', fail);
-        ok((server.address() as { port: number }).port);
-      });
-    });
-  const stop = () =>
-    new Promise<void>((ok) => {
-      for (const s of sockets) s.resetAndDestroy();
-      if (!server.listening) return ok();
-      server.close(() => ok());
-    });
-  const port = await listen(0);
-  return { port, cut: stop, restore: async () => void (await listen(port)), close: stop };
-}

@@ -13,6 +13,7 @@ import { eventually, initAndUnseal, startBroker, unseal, type ApiResponse, type 
 import { adminConnection, canLogin, createAdminUser, dropLeftovers, goDsn } from '../../support/mariadb.ts';
 import { adminQuery, loginAs, startScramPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
 import { TcpProxy } from '../../support/tcp-proxy.ts';
+import { canLogin as mongoCanLogin, dropUsersWithPrefix, mongoTarget, PASSWORD, type MongoTarget } from '../../plugins/mongodb/helpers.ts';
 
 const REQUIRE_ALL = process.env.DBROKER_TEST_REQUIRE_ALL === '1';
 const tag = (): string => randomBytes(4).toString('hex');
@@ -30,6 +31,8 @@ interface TestEngine {
 
 let pgServer: TestPostgres;
 let mysqlRoot: Connection | undefined;
+let mongo: MongoTarget | undefined;
+const MONGO_PREFIX = 'rrm_';
 let broker: BrokerProcess;
 let rootToken = '';
 let keys: string[] = [];
@@ -92,6 +95,32 @@ function mysqlEngine(root: Connection): TestEngine {
   };
 }
 
+/** MongoDB (FerretDB locally): admins and users are made with createUser. */
+function mongoEngine(target: MongoTarget): TestEngine {
+  return {
+    label: 'mongodb',
+    async newAdmin() {
+      const user = `${MONGO_PREFIX}admin_${tag()}`;
+      const password = PASSWORD();
+      // FerretDB 1.x has no roles (and no authorization); a real mongod needs root.
+      const roles = target.ferretdb ? [] : ['root'];
+      await target.admin.db('admin').command({ createUser: user, pwd: password, roles });
+      return { user, password };
+    },
+    connection: (admin) => ({
+      plugin_name: 'mongodb-database-plugin',
+      connection_url: target.templateUrl,
+      username: admin.user,
+      password: admin.password,
+      allowed_roles: '*',
+      username_template: `{{ printf "${MONGO_PREFIX}v_%s" (random 16) }}`,
+      ...(target.ferretdb ? { skip_unsupported_roles: true } : {}),
+    }),
+    creationStatements: ['{"db": "admin", "roles": [{"role": "read", "db": "admin"}]}'],
+    canLogin: (user, password) => mongoCanLogin(target, user, password),
+  };
+}
+
 /** A connection on its own new admin user, and a role on it. */
 async function setup(engine: TestEngine, extra: Record<string, unknown> = {}): Promise<{ conn: string; role: string; admin: { user: string; password: string } }> {
   const admin = await engine.newAdmin();
@@ -138,6 +167,13 @@ before(async () => {
     if (REQUIRE_ALL) throw err;
     console.warn(`MariaDB not reachable, its rotation tests are left out: ${String(err)}`);
   }
+  const target = await mongoTarget();
+  if (typeof target === 'string') console.warn(`MongoDB left out of the rotation tests: ${target}`);
+  else {
+    mongo = target;
+    await dropUsersWithPrefix(mongo, MONGO_PREFIX, ['admin']);
+    engines.push(mongoEngine(mongo));
+  }
   broker = await startBroker();
   ({ rootToken, keys } = await initAndUnseal(broker));
 });
@@ -151,6 +187,10 @@ after(async () => {
   if (mysqlRoot) {
     await dropLeftovers(mysqlRoot, MY_PREFIX);
     await mysqlRoot.end();
+  }
+  if (mongo) {
+    await dropUsersWithPrefix(mongo, MONGO_PREFIX, ['admin']);
+    await mongo.admin.close();
   }
   await pgServer?.stop();
 });
@@ -192,6 +232,7 @@ test('rotation schedule fields are validated with the field named', async () => 
 
 describe('manual rotate-root', () => {
   test('every engine: the old admin password stops working, the broker keeps issuing, GET shows no password', async () => {
+    if (REQUIRE_ALL) assert.deepEqual(engines.map((e) => e.label), ['postgres', 'mysql', 'mongodb']);
     for (const engine of engines) {
       const { conn, role, admin } = await setup(engine);
       assert.ok(await engine.canLogin(admin.user, admin.password));
