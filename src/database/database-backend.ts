@@ -5,7 +5,7 @@
 import type { Broker } from '../broker.ts';
 import { errors } from '../errors.ts';
 import type { RequestContext, Route } from '../http/route.ts';
-import { duration, durationField, listField, name, object, stringList } from '../http/schema.ts';
+import { duration, durationField, listField, statementsField, name, object, stringList } from '../http/schema.ts';
 import { Connections, isConnectionFailure, mapEngineError, type ConnectionRecord } from './connections.ts';
 import { RootRotation } from './root-rotation.ts';
 import { StaticRoles } from './static-roles.ts';
@@ -222,7 +222,7 @@ export class DatabaseBackend {
     const factory = await this.broker.engines.get(pluginName);
     const connectionUrl = (body.connection_url as string | undefined) ?? existing?.connectionUrl;
     if (!connectionUrl) throw errors.BAD_REQUEST('missing required field "connection_url"');
-    const rotationStatements = listField(body, 'root_rotation_statements') ?? existing?.rootRotationStatements ?? [];
+    const rotationStatements = statementsField(body, 'root_rotation_statements') ?? existing?.rootRotationStatements ?? [];
     if (factory.validateStatements && rotationStatements.length > 0) this.validate(() => factory.validateStatements!('root_rotation', rotationStatements));
     const usernameTemplate = (body.username_template as string | undefined) ?? existing?.usernameTemplate ?? '';
     if (usernameTemplate) renderUsername(usernameTemplate, { DisplayName: 'token', RoleName: 'role' }, factory.maxUsernameLength);
@@ -296,7 +296,7 @@ export class DatabaseBackend {
     if (!conn) throw errors.BAD_FIELD('db_name', `no connection named "${dbName}" on this mount`);
     const factory = await this.connections.factory(conn);
     const statements = (field: string, kind: StatementKind, previous: string[] | undefined): string[] => {
-      const list = listField(body, field) ?? previous ?? [];
+      const list = statementsField(body, field) ?? previous ?? [];
       if (factory.validateStatements && (list.length > 0 || kind === 'creation')) {
         try {
           factory.validateStatements(kind, list);

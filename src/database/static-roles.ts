@@ -6,7 +6,7 @@
 import type { Broker } from '../broker.ts';
 import { errors } from '../errors.ts';
 import type { RequestContext, Route } from '../http/route.ts';
-import { duration, durationField, listField, name, object, stringList } from '../http/schema.ts';
+import { duration, durationField, statementsField, name, object, stringList } from '../http/schema.ts';
 import { generatePassword } from '../util/random.ts';
 import { mapEngineError } from './connections.ts';
 import type { DatabaseBackend } from './database-backend.ts';
@@ -162,7 +162,7 @@ export class StaticRoles {
     if (window > 0 && !schedule) throw errors.BAD_FIELD('rotation_window', 'is only for rotation_schedule');
     if (window > 0 && window < 3600) throw errors.BAD_FIELD('rotation_window', 'must be at least 1 hour (as in Vault)');
 
-    const statements = listField(body, 'rotation_statements') ?? existing?.rotationStatements ?? [];
+    const statements = statementsField(body, 'rotation_statements') ?? existing?.rotationStatements ?? [];
     if (factory.validateStatements && statements.length > 0) {
       try {
         factory.validateStatements('rotation', statements);

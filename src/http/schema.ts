@@ -53,3 +53,14 @@ export function listField(body: Record<string, unknown>, field: string): string[
   const items = Array.isArray(value) ? (value as string[]) : String(value).split(',');
   return items.map((s) => s.trim()).filter((s) => s.length > 0);
 }
+
+/**
+ * Statement lists (Vault's TypeStringSlice): a single string is one statement
+ * block, never split on commas (`GRANT SELECT, INSERT ...`, JSON statements).
+ */
+export function statementsField(body: Record<string, unknown>, field: string): string[] | undefined {
+  const value = body[field];
+  if (value === undefined || value === null) return undefined;
+  const items = Array.isArray(value) ? (value as string[]) : [String(value)];
+  return items.map((s) => s.trim()).filter((s) => s.length > 0);
+}

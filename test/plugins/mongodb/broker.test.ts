@@ -92,6 +92,7 @@ test('creds log in; revoking the lease drops the user and the login fails', { sk
   assert.equal(revoke.status, 204, revoke.text);
   assert.equal(await canLogin(target, c.username, c.password), false);
   assert.deepEqual(await userDatabases(target, c.username, DBS), []);
+  assert.ok(!pb.broker.logs.includes(c.password), 'a creds password is in the broker log');
 });
 
 test('a user made in another database is dropped by the default revocation too', { skip }, async () => {

@@ -55,6 +55,7 @@ after(async () => {
 
 test('initialize with verify: a good admin login works, a bad one is an EngineConnectionError without the password', { skip }, async (t) => {
   t.diagnostic(`server: ${target.ferretdb ? 'FerretDB' : 'mongod'}`);
+  await newEngine(); // resolves: the admin login was proven
   const bad = `Wrong-admin-pw-${run}-x`;
   const e = mongodbEngine.create();
   await assert.rejects(e.initialize(mongoConfig(target, { password: bad }), { verify: true }), (err: Error) => {

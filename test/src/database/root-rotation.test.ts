@@ -300,7 +300,10 @@ describe('crash at each step of a rotation, then restart and unseal', () => {
         await assertIssues(c.engine, c.role);
         // The database changed only once the pending password was stored.
         assert.equal(await c.engine.canLogin(c.admin.user, c.admin.password), point === 'rotate.after_pending', `${c.engine.label}: old password`);
-        const settled = logLines().filter((l) => l.connection === c.conn && l.msg === 'root credential settled');
+        const settledLogs = () => logLines().filter((l) => l.connection === c.conn && l.msg === 'root credential settled');
+        // Settling runs at unseal in the background (and on a failed login): wait for it.
+        await eventually(async () => settledLogs().length > 0, 20_000, `${c.engine.label}: the interrupted rotation settled`);
+        const settled = settledLogs();
         assert.deepEqual(settled.map((l) => l.settledOn), [point === 'rotate.after_pending' ? 'current' : 'pending'], `${c.engine.label}: settled once`);
         // And rotation carries on from whichever password was settled on.
         assert.equal((await api('PUT', `database/rotate-root/${c.conn}`)).status, 204);
