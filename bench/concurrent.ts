@@ -1,5 +1,8 @@
 // Run `op` from N concurrent workers until `total` operations have been
-// started or `maxMs` has passed, timing each operation.
+// started or `maxMs` has passed, timing each operation. On interrupt no new
+// operation starts; those in flight finish, then it throws.
+
+import { interrupt, throwIfInterrupted } from './abort.ts';
 
 export interface RunResult {
   completed: number;
@@ -20,7 +23,7 @@ export async function runConcurrent(
   const deadline = opts.maxMs === undefined ? Infinity : started + opts.maxMs;
   let next = 0;
   const worker = async (w: number): Promise<void> => {
-    while (next < opts.total && performance.now() < deadline) {
+    while (next < opts.total && performance.now() < deadline && !interrupt.signal.aborted) {
       const index = next++;
       const t0 = performance.now();
       try {
@@ -36,5 +39,6 @@ export async function runConcurrent(
   };
   await Promise.all(Array.from({ length: opts.workers }, (_, w) => worker(w)));
   result.elapsedMs = performance.now() - started;
+  throwIfInterrupted();
   return result;
 }

@@ -7,6 +7,7 @@
 // instant (to the second: renew increments are whole seconds). The clock runs
 // from that instant until `sys/leases/count` reaches zero.
 
+import { pause } from './abort.ts';
 import type { BenchBroker } from './bench-broker.ts';
 import { runConcurrent, type RunResult } from './concurrent.ts';
 import type { BenchTarget } from './targets/target.ts';
@@ -34,7 +35,6 @@ export interface ExpiryFigures {
 }
 
 const ROLE = 'expire';
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
 export async function benchExpiry(bench: BenchBroker, target: BenchTarget, opts: ExpiryOptions): Promise<ExpiryFigures> {
   const prefix = `${opts.runPrefix}e`;
@@ -56,7 +56,7 @@ export async function benchExpiry(bench: BenchBroker, target: BenchTarget, opts:
   const renewOverran = Date.now() >= expiresAt;
   const rssLoaded = bench.rss();
 
-  await sleep(expiresAt - Date.now());
+  await pause(expiresAt - Date.now());
   let firstGoneMs = NaN;
   let rssPeak = bench.rss();
   const deadline = Date.now() + 600_000;
@@ -70,6 +70,6 @@ export async function benchExpiry(bench: BenchBroker, target: BenchTarget, opts:
       return { issue, renew, renewOverran, firstGoneMs, allGoneMs: sinceExpiry, rssBefore, rssLoaded, rssPeak, rssAfter: bench.rss(), usersLeft };
     }
     if (Date.now() > deadline) throw new Error(`${n} leases still present 10 minutes after their expiry`);
-    await sleep(50);
+    await pause(50);
   }
 }

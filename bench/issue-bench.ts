@@ -3,6 +3,7 @@
 // the database by N clients of its own (create + grant; then drop).
 
 import { generatePassword } from '../src/util/random.ts';
+import { pause } from './abort.ts';
 import type { BenchBroker } from './bench-broker.ts';
 import { runConcurrent, type RunResult } from './concurrent.ts';
 import type { BenchTarget, DirectSession } from './targets/target.ts';
@@ -29,7 +30,7 @@ async function waitForZeroLeases(bench: BenchBroker, timeoutMs: number): Promise
   const deadline = Date.now() + timeoutMs;
   while ((await bench.leaseCount()) > 0) {
     if (Date.now() > deadline) throw new Error(`leases still present after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
+    await pause(100);
   }
 }
 

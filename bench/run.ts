@@ -9,6 +9,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { cpus, loadavg } from 'node:os';
+import { interrupt } from './abort.ts';
 import { BenchBroker } from './bench-broker.ts';
 import { benchExpiry } from './expiry-bench.ts';
 import { benchIssue } from './issue-bench.ts';
@@ -23,8 +24,6 @@ const REVOCATION_INTERVAL_S = 1;
 const progress = (message: string): void => void process.stderr.write(`bench: ${message}\n`);
 const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' ');
 
-let pendingCleanup: (() => Promise<void>) | undefined;
-
 async function benchEngine(target: BenchTarget, opts: BenchOptions): Promise<EngineResult> {
   const skipped = await target.unavailable();
   if (skipped) return { label: target.label, skipped };
@@ -36,7 +35,6 @@ async function benchEngine(target: BenchTarget, opts: BenchOptions): Promise<Eng
     bench = undefined;
     result.leftoversDropped = await target.dropUsers(runPrefix);
   };
-  pendingCleanup = cleanup;
   try {
     bench = await BenchBroker.start(target);
     progress(`${target.label}: issuing up to ${opts.creds} credentials with ${opts.clients} clients (at most ${opts.seconds} s), then the direct baseline`);
@@ -48,10 +46,9 @@ async function benchEngine(target: BenchTarget, opts: BenchOptions): Promise<Eng
     progress(`${target.label}: all ${result.expiry.issue.completed} revoked ${fmt(result.expiry.allGoneMs / 1000, 2)} s after expiry; load ${load()}`);
   } catch (err) {
     result.failed = err instanceof Error ? err.message : String(err);
-    if (bench) progress(`${target.label}: broker log tail:\n${bench.process.logs.split('\n').slice(-15).join('\n')}`);
+    if (bench && !interrupt.signal.aborted) progress(`${target.label}: broker log tail:\n${bench.process.logs.split('\n').slice(-15).join('\n')}`);
   } finally {
     await cleanup().catch((err: unknown) => (result.failed = `${result.failed ?? ''} cleanup failed: ${(err as Error).message}`.trim()));
-    pendingCleanup = undefined;
   }
   return result;
 }
@@ -65,13 +62,21 @@ async function main(): Promise<void> {
     process.exitCode = 2;
     return;
   }
+  // A second Ctrl-C gets the default behaviour (exit at once).
   process.once('SIGINT', () => {
-    progress('interrupted: cleaning up');
-    void (pendingCleanup?.() ?? Promise.resolve()).finally(() => process.exit(130));
+    progress('interrupted: finishing the requests in flight, then dropping this run\'s users (Ctrl-C again to quit at once)');
+    interrupt.abort();
   });
   console.log(`dbroker bench: ${cpus().length} CPUs, node ${process.version}, load average at start ${load()}`);
   const results: EngineResult[] = [];
-  for (const target of opts.targets) results.push(await benchEngine(target, opts));
+  for (const target of opts.targets) {
+    results.push(await benchEngine(target, opts));
+    if (interrupt.signal.aborted) {
+      const dropped = results.at(-1)?.leftoversDropped ?? 0;
+      progress(`stopped; cleanup dropped ${dropped} users`);
+      process.exit(130);
+    }
+  }
   printReport(results, { clients: opts.clients, revocationInterval: REVOCATION_INTERVAL_S });
   console.log(`\nload average at end ${load()}`);
 }

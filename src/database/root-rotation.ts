@@ -166,17 +166,19 @@ export class RootRotation {
         .then((latest) => connections.settle(latest))
         .then(() => connections.read(name))
         .catch(() => undefined);
+      let retryAt: number | undefined;
+      let failures = 1;
       if (after) {
-        const failures = (after.rotation?.failures ?? 0) + 1;
+        failures = (after.rotation?.failures ?? 0) + 1;
         const rotation: RootRotationState = { ...(after.rotation ?? {}), lastError: message, failures };
-        if (rotation.schedule || rotation.period) rotation.nextRotation = Date.now() + retryDelayMs(failures);
+        if (rotation.schedule || rotation.period) retryAt = rotation.nextRotation = Date.now() + retryDelayMs(failures);
         await connections.write({ ...after, rotation }).catch(() => undefined);
         this.schedule({ ...after, rotation });
-        this.broker.logger.warn(
-          { ...log, outcome: 'failure', durationMs: Date.now() - started, failures, error: message, ...(rotation.nextRotation ? { retryAt: new Date(rotation.nextRotation).toISOString() } : {}) },
-          'root credential rotation failed',
-        );
       }
+      this.broker.logger.warn(
+        { ...log, outcome: 'failure', durationMs: Date.now() - started, failures, error: message, ...(retryAt ? { retryAt: new Date(retryAt).toISOString() } : {}) },
+        'root credential rotation failed',
+      );
       throw err;
     }
   }

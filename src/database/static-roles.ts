@@ -158,7 +158,7 @@ export class StaticRoles {
     if (!schedule && !period) throw errors.BAD_REQUEST('one of "rotation_period" or "rotation_schedule" is required');
     if (schedule) checkCron('rotation_schedule', schedule);
     checkPeriod('rotation_period', period);
-    const window = durationField(body, 'rotation_window') ?? existing?.rotationWindow ?? 0;
+    const window = durationField(body, 'rotation_window') ?? (schedule ? existing?.rotationWindow : 0) ?? 0;
     if (window > 0 && !schedule) throw errors.BAD_FIELD('rotation_window', 'is only for rotation_schedule');
     if (window > 0 && window < 3600) throw errors.BAD_FIELD('rotation_window', 'must be at least 1 hour (as in Vault)');
 

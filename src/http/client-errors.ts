@@ -48,6 +48,7 @@ export function parseListRequest(raw: Buffer): { url: string; headers: Record<st
 }
 
 function writeAndClose(socket: Socket, status: number, headers: Record<string, string | string[]>, body: Buffer): void {
+  if (socket.destroyed) return;
   const lines = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`];
   for (const [name, value] of Object.entries(headers)) {
     if (HOP_BY_HOP.has(name.toLowerCase())) continue;
@@ -71,6 +72,12 @@ export function clientErrorHandler(app: () => FastifyInstance): (err: ParserErro
       return;
     }
     handled.add(socket);
+    // A response already under way on this connection (pipelining): writing now would corrupt it.
+    // `_httpMessage` is the in-flight ServerResponse; Node's own clientError default checks it too.
+    if ((socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+      socket.destroy();
+      return;
+    }
     if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return writeError(socket, 408, 'request timed out');
     if (err.code === 'HPE_HEADER_OVERFLOW') return writeError(socket, 431, 'request headers are too large');
     const raw = Buffer.isBuffer(err.rawPacket) ? err.rawPacket : undefined;

@@ -66,8 +66,7 @@ function onFrameworkError(err: { code?: string }, _req: FastifyRequest, reply: F
 
 export function buildHttpServer(dispatcher: Dispatcher, opts: HttpOptions): FastifyInstance {
   const https = opts.tls ? { key: opts.tls.key, cert: opts.tls.cert } : null;
-  let app: FastifyInstance | undefined = undefined;
-  app = Fastify({
+  const app: FastifyInstance = Fastify({
     loggerInstance: opts.logger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: opts.bodyLimit,
@@ -75,7 +74,7 @@ export function buildHttpServer(dispatcher: Dispatcher, opts: HttpOptions): Fast
     genReqId: () => randomUUID(),
     // Lease ids and prefixes can be long; the default (100) would refuse them.
     routerOptions: { maxParamLength: 8192 },
-    clientErrorHandler: clientErrorHandler(() => app!),
+    clientErrorHandler: clientErrorHandler(() => app),
     frameworkErrors: onFrameworkError,
     ...(https ? { https } : {}),
   }) as unknown as FastifyInstance;

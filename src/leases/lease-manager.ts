@@ -149,16 +149,19 @@ export class LeaseManager {
    * After newUser failed. An input error (a bad template, a username that is
    * taken) means nothing was created: forget the lease, so the loop never
    * drops a role this lease does not own. Anything else may have left a user
-   * (a lost connection, a rollback that failed): the pending row, now due,
-   * makes the loop drop it.
+   * (a rollback that failed, a commit whose answer was lost): the pending row
+   * makes the loop drop it, now, or after the pending grace when the database
+   * did not answer (a creation that timed out may still be running there).
    */
   private async settleFailedIssue(id: string, err: unknown): Promise<void> {
-    if (isBrokerError(err) && err.code === errors.ENGINE_INPUT.code && !this.revokeWhenIssued.has(id)) {
+    const code = isBrokerError(err) ? err.code : undefined;
+    if (code === errors.ENGINE_INPUT.code && !this.revokeWhenIssued.has(id)) {
       await this.storage.deleteLease(id);
       return;
     }
-    await this.storage.updateLease(id, { dueAt: Date.now() });
-    this.broker.wakeRevocation();
+    const unanswered = code === errors.ENGINE_CONNECTION.code && !this.revokeWhenIssued.has(id);
+    await this.storage.updateLease(id, { dueAt: Date.now() + (unanswered ? PENDING_GRACE_MS : 0) });
+    if (!unanswered) this.broker.wakeRevocation();
   }
 
   async lookup(id: string): Promise<LeaseRow> {

@@ -2,18 +2,23 @@
 // due_at index, a batch at a time, and hands each to a queue per database
 // connection with bounded concurrency. Claims are not awaited as a whole, so
 // a slow or failing connection only ever delays its own leases. The number of
-// leases in flight is capped, so memory does not grow with the lease count.
+// leases in flight is capped, so memory does not grow with the lease count;
+// so is each connection's share of it: while a connection's queue is full (a
+// database that hangs rather than refuses) its leases are not claimed, so
+// they cannot take the room other connections' leases need.
 
 import type { Logger } from 'pino';
-import type { LeaseRow } from '../storage/storage.ts';
+import type { ConnectionKey, LeaseRow } from '../storage/storage.ts';
 import { CLAIM_MS, type LeaseManager } from './lease-manager.ts';
 
 const BATCH = 256;
 const MAX_IN_FLIGHT = 2048;
 const PER_CONNECTION = 4;
+/** From this many leases held (waiting or being revoked), a connection's leases are not claimed. */
+const PER_CONNECTION_QUEUE = 256;
 
 interface RevocationStore {
-  claimDueLeases(now: number, claimUntil: number, limit: number): Promise<LeaseRow[]>;
+  claimDueLeases(now: number, claimUntil: number, limit: number, skip?: ConnectionKey[]): Promise<LeaseRow[]>;
 }
 
 class ConnectionQueue {
@@ -102,7 +107,7 @@ export class RevocationLoop {
         const room = Math.min(BATCH, MAX_IN_FLIGHT - this.inFlight);
         if (room <= 0) break;
         const now = Date.now();
-        const rows = await this.store().claimDueLeases(now, now + CLAIM_MS, room);
+        const rows = await this.store().claimDueLeases(now, now + CLAIM_MS, room, this.fullConnections());
         for (const row of rows) this.enqueue(row);
         if (rows.length < room || !this.running) break;
       }
@@ -115,13 +120,28 @@ export class RevocationLoop {
     }
   }
 
+  /** Connections whose queue is full: their leases wait in storage. */
+  private fullConnections(): ConnectionKey[] {
+    const full: ConnectionKey[] = [];
+    for (const [key, queue] of this.queues) {
+      if (queue.size < PER_CONNECTION_QUEUE) continue;
+      const [mount, connection] = key.split('\u0000') as [string, string];
+      full.push({ mount, connection });
+    }
+    return full;
+  }
+
   private enqueue(row: LeaseRow): void {
     const key = `${row.mount}\u0000${row.connection}`;
     let queue = this.queues.get(key);
     if (!queue) {
       queue = new ConnectionQueue(
         (r) => this.revokeOne(r),
-        () => this.queues.delete(key),
+        () => {
+          this.queues.delete(key);
+          // It may have been full, with more of its leases due: claim them now.
+          this.wake();
+        },
       );
       this.queues.set(key, queue);
     }

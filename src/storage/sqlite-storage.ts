@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { migrations } from './migrations.ts';
-import type { LeaseRow, Storage, TokenRow } from './storage.ts';
+import type { ConnectionKey, LeaseRow, Storage, TokenRow } from './storage.ts';
 
 // Upper bound for a prefix range scan: ids are ASCII, so every id starting
 // with `prefix` sorts below prefix + U+FFFF.
@@ -206,15 +206,18 @@ export class SqliteStorage implements Storage {
     this.db.prepare('DELETE FROM leases WHERE id = ?').run(id);
   }
 
-  private readonly claim = (now: number, claimUntil: number, limit: number): LeaseRecord[] => {
-    const rows = this.db.prepare('SELECT * FROM leases WHERE due_at <= ? ORDER BY due_at LIMIT ?').all(now, limit) as LeaseRecord[];
+  private readonly claim = (now: number, claimUntil: number, limit: number, skip: ConnectionKey[]): LeaseRecord[] => {
+    const skipSql = skip.map(() => ' AND NOT (mount = ? AND connection = ?)').join('');
+    const rows = this.db
+      .prepare(`SELECT * FROM leases WHERE due_at <= ?${skipSql} ORDER BY due_at LIMIT ?`)
+      .all(now, ...skip.flatMap((k) => [k.mount, k.connection]), limit) as LeaseRecord[];
     const push = this.db.prepare("UPDATE leases SET due_at = ?, state = CASE state WHEN 'active' THEN 'revoking' ELSE state END WHERE id = ?");
     for (const r of rows) push.run(claimUntil, r.id);
     return rows.map((r) => ({ ...r, state: r.state === 'active' ? 'revoking' : r.state }));
   };
 
-  async claimDueLeases(now: number, claimUntil: number, limit: number): Promise<LeaseRow[]> {
-    return this.db.transaction(this.claim)(now, claimUntil, limit).map(toLease);
+  async claimDueLeases(now: number, claimUntil: number, limit: number, skip: ConnectionKey[] = []): Promise<LeaseRow[]> {
+    return this.db.transaction(this.claim)(now, claimUntil, limit, skip).map(toLease);
   }
 
   async listLeaseIds(prefix: string, limit: number, after?: string): Promise<string[]> {

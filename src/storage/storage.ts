@@ -39,6 +39,12 @@ export interface LeaseRow {
   sealed: Buffer;
 }
 
+/** A database connection of a mount. */
+export interface ConnectionKey {
+  mount: string;
+  connection: string;
+}
+
 export interface LeaseCounts {
   total: number;
   irrevocable: number;
@@ -78,8 +84,9 @@ export interface Storage {
    * Claim up to `limit` leases due by `now` (through the due_at index) by
    * pushing their due time to `claimUntil`, so a claim survives a crash: an
    * unfinished lease becomes due again then. Active leases become 'revoking'.
+   * Leases of the connections in `skip` are left alone (their queue is full).
    */
-  claimDueLeases(now: number, claimUntil: number, limit: number): Promise<LeaseRow[]>;
+  claimDueLeases(now: number, claimUntil: number, limit: number, skip?: ConnectionKey[]): Promise<LeaseRow[]>;
   /** Lease ids starting with `prefix`, sorted, paged. */
   listLeaseIds(prefix: string, limit: number, after?: string): Promise<string[]>;
   countLeases(filter: { prefix?: string; mount?: string; connection?: string; role?: string; minAttempts?: number }): Promise<number>;

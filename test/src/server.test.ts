@@ -103,9 +103,9 @@ function selfSigned(dir: string): { cert: string; key: string } {
   return { cert, key };
 }
 
-function httpsGet(url: string, ca?: Buffer): Promise<{ status: number; body: string }> {
+function httpsGet(url: string, ca?: Buffer, method = 'GET'): Promise<{ status: number; body: string }> {
   return new Promise((ok, fail) => {
-    const req = httpsRequest(url, { method: 'GET', ...(ca ? { ca } : {}), timeout: 5000 }, (res) => {
+    const req = httpsRequest(url, { method, ...(ca ? { ca } : {}), timeout: 5000 }, (res) => {
       let body = '';
       res.on('data', (d: Buffer) => (body += d.toString()));
       res.on('end', () => ok({ status: res.statusCode ?? 0, body }));
@@ -139,7 +139,10 @@ test('TLS: a self-signed certificate serves HTTPS (and not plain HTTP)', async (
   // Without trusting the certificate the client refuses; plain HTTP gets no answer.
   await assert.rejects(httpsGet(`https://127.0.0.1:${port}/v1/sys/health`), /self-signed|self signed/);
   await assert.rejects(fetch(`http://127.0.0.1:${port}/v1/sys/health`, { signal: AbortSignal.timeout(5000) }));
-  // The contract's LIST works over TLS too.
+  // A raw LIST (answered outside Node's parser) works over TLS too.
+  const list = await httpsGet(`https://127.0.0.1:${port}/v1/sys/policies/acl`, ca, 'LIST');
+  assert.equal(list.status, 503, list.body);
+  assert.deepEqual(JSON.parse(list.body), { errors: ['dbroker is sealed'] });
   p.child.kill('SIGTERM');
   assert.equal(await p.exited, 0);
 

@@ -80,11 +80,14 @@ test('creds: Vault response shape, login over scram, granted table only, no CREA
   assert.equal((await pb.api('PUT', 'sys/leases/revoke', { lease_id: creds.leaseId })).status, 204);
 });
 
-test('two creds of one role are different users with different passwords', async () => {
-  const [a, b] = await Promise.all([issueCreds(pb, 'reader'), issueCreds(pb, 'reader')]);
-  assert.notEqual(a.username, b.username);
-  assert.notEqual(a.password, b.password);
-  assert.notEqual(a.leaseId, b.leaseId);
+test('concurrent creds of one role (all granted on one table) are distinct users; concurrent revocation works', async () => {
+  // GRANT and DROP OWNED on one table update the same catalog row; PostgreSQL
+  // fails concurrent updates ("tuple concurrently updated") unless serialised.
+  const all = await Promise.all(Array.from({ length: 12 }, () => issueCreds(pb, 'reader')));
+  assert.equal(new Set(all.map((c) => c.username)).size, all.length);
+  assert.equal(new Set(all.map((c) => c.password)).size, all.length);
+  assert.equal(new Set(all.map((c) => c.leaseId)).size, all.length);
+  const [a, b] = all as [(typeof all)[0], (typeof all)[0]];
   await assert.rejects(loginAs(server, a.username, b.password), (err) => sqlStateOf(err) === '28P01');
   const rp = await pb.api('PUT', 'sys/leases/revoke-prefix/database/creds/reader/');
   assert.equal(rp.status, 204, rp.text);

@@ -209,6 +209,40 @@ test('revoke-prefix revokes every lease under the prefix, synchronously, and not
   assert.equal(await roleExists(server, d.username), false);
 });
 
+test('revoke-prefix racing with issuance: every database user ends up either with a live lease or dropped', async () => {
+  const results: Array<{ leaseId: string; username: string }> = [];
+  const issuing = Array.from({ length: 24 }, async (_, i) => {
+    await new Promise((resolve) => setTimeout(resolve, i * 15));
+    const r = await pb.api('GET', 'database/creds/other');
+    assert.equal(r.status, 200, r.text);
+    results.push({ leaseId: r.body.lease_id, username: r.body.data.username });
+  });
+  const revoking = (async () => {
+    for (let i = 0; i < 4; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 80));
+      const r = await pb.api('PUT', 'sys/leases/revoke-prefix/database/creds/other/');
+      assert.ok(r.status === 204 || r.status === 500, r.text);
+    }
+  })();
+  await Promise.all([...issuing, revoking]);
+  // Let deferred revocations and the loop settle, then check the invariant.
+  await eventually(
+    async () => {
+      for (const { leaseId, username } of results) {
+        const live = (await lookup(leaseId)).status === 200;
+        if (live !== (await roleExists(server, username))) return false;
+      }
+      return true;
+    },
+    15_000,
+    'each user to exist exactly while its lease does',
+  );
+  const known = new Set(results.map((r) => r.username));
+  for (const name of await rolesWithPrefix(server, `${userPrefix}other-`)) assert.ok(known.has(name), `orphaned role ${name}`);
+  assert.equal((await pb.api('PUT', 'sys/leases/revoke-prefix/database/creds/other/')).status, 204);
+  assert.deepEqual(await rolesWithPrefix(server, `${userPrefix}other-`), []);
+});
+
 test('revoke-force forgets leases without touching the database (sudo only)', async () => {
   const leases = await Promise.all([issueCreds(pb, 'other'), issueCreds(pb, 'other')]);
   const r = await pb.api('PUT', 'sys/leases/revoke-force/database/creds/other/');

@@ -7,6 +7,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { backoffMs, IRREVOCABLE_AFTER } from '../../../src/leases/lease-manager.ts';
 import { eventually } from '../../support/broker.ts';
 import { loginAs, startScramPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
 import { TcpProxy } from '../../support/tcp-proxy.ts';
@@ -59,6 +60,18 @@ after(async () => {
   await pb?.close();
   if (server) await dropRolesWithPrefix(server, userPrefix).catch(() => undefined);
   await server?.stop();
+});
+
+test('revocation backoff: about a second at first, doubling with jitter, capped at an hour', () => {
+  for (let i = 0; i < 50; i++) {
+    const first = backoffMs(1);
+    assert.ok(first >= 500 && first <= 1000, `first retry after ${first} ms`);
+    const fifth = backoffMs(5);
+    assert.ok(fifth >= 8000 && fifth <= 16_000, `fifth retry after ${fifth} ms`);
+    const late = backoffMs(40);
+    assert.ok(late >= 1_800_000 && late <= 3_600_000, `late retry after ${late} ms`);
+  }
+  assert.ok(IRREVOCABLE_AFTER >= 3 && IRREVOCABLE_AFTER <= 10);
 });
 
 test('revoke: the login fails, the role is gone, and an open session is terminated', async () => {

@@ -22,7 +22,7 @@ import {
 const LEASES = 1000;
 const FIRST = 100;
 const CONCURRENCY = 12;
-const CALIBRATION = 50;
+const CALIBRATION = 60;
 /** RSS may move with GC and allocator noise, but not with the lease count. */
 const RSS_SLACK_KB = 48 * 1024;
 
@@ -70,7 +70,8 @@ test(`${LEASES} leases expiring together are all revoked, and broker memory does
   const calibrating = Date.now();
   await issueMany(CALIBRATION, 'warmup');
   const estimate = ((Date.now() - calibrating) / CALIBRATION) * LEASES;
-  const ttlSeconds = Math.min(75, Math.max(20, Math.ceil((estimate * 1.6) / 1000) + 5));
+  // Generous: the load on a shared machine changes from one second to the next.
+  const ttlSeconds = Math.min(60, Math.max(25, Math.ceil((estimate * 1.5) / 1000) + 10));
   await createRole(pb, 'bulk', { db_name: 'main', default_ttl: ttlSeconds, max_ttl: '1h', username_template: prefixTemplate(`${userPrefix}b`) });
   console.log(`scale: ~${Math.round(estimate)} ms to issue ${LEASES} expected, TTL ${ttlSeconds}s`);
 
@@ -82,7 +83,7 @@ test(`${LEASES} leases expiring together are all revoked, and broker memory does
   const rssAll = rssKb(pid);
   const ids = new Set([...first, ...rest]);
   assert.equal(ids.size, LEASES, 'every lease id is unique');
-  assert.equal((await pb.list('sys/leases/lookup/database/creds/bulk/')).body.data.keys.length, LEASES);
+  assert.equal((await pb.list('sys/leases/lookup/database/creds/bulk/')).body.data.keys.length, LEASES, `all ${LEASES} leases exist at once (issuing took ${issuedIn} ms, TTL ${ttlSeconds}s)`);
   assert.equal((await rolesWithPrefix(server, `${userPrefix}b`)).length, LEASES);
   const growth = rssAll - rssFirst;
   console.log(`scale: issued ${LEASES} in ${issuedIn} ms; RSS after ${FIRST}: ${rssFirst} kB, after ${LEASES}: ${rssAll} kB (${growth >= 0 ? '+' : ''}${growth} kB)`);
