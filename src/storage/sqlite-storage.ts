@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { migrations } from './migrations.ts';
+import { lockStore } from './process-lock.ts';
 import type { ConnectionKey, LeaseRow, Storage, TokenRow } from './storage.ts';
 
 // Upper bound for a prefix range scan: ids are ASCII, so every id starting
@@ -85,10 +86,19 @@ function toToken(r: TokenRecord): TokenRow {
 
 export class SqliteStorage implements Storage {
   private readonly db: Database.Database;
+  private readonly unlock: () => void = () => undefined;
 
   constructor(path: string) {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    this.db = new Database(path);
+    if (path !== ':memory:') {
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      this.unlock = lockStore(path);
+    }
+    try {
+      this.db = new Database(path);
+    } catch (err) {
+      this.unlock();
+      throw err;
+    }
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('busy_timeout = 5000');
@@ -267,5 +277,6 @@ export class SqliteStorage implements Storage {
 
   async close(): Promise<void> {
     if (this.db.open) this.db.close();
+    this.unlock();
   }
 }

@@ -23,7 +23,9 @@ import { canLogin as mongoCanLogin, dropUsersWithPrefix, mongoTarget, PASSWORD, 
 
 const REQUIRE_ALL = process.env.DBROKER_TEST_REQUIRE_ALL === '1';
 const tag = (): string => randomBytes(4).toString('hex');
-const MY_PREFIX = 'dbt_rrb_';
+// Per run: other checkouts or helpers may run this same file against the same servers at once.
+const RUN = randomBytes(2).toString('hex');
+const MY_PREFIX = `dbt_rrb_${RUN}_`;
 
 /** One database engine as these tests drive it. */
 interface TestEngine {
@@ -38,7 +40,7 @@ interface TestEngine {
 let pgServer: TestPostgres;
 let mysqlRoot: Connection | undefined;
 let mongo: MongoTarget | undefined;
-const MONGO_PREFIX = 'rrm_';
+const MONGO_PREFIX = `rrm_${RUN}_`;
 let broker: BrokerProcess;
 let rootToken = '';
 let keys: string[] = [];

@@ -15,7 +15,9 @@ import { canLogin as mongoCanLogin, dropUsersWithPrefix, mongoTarget, type Mongo
 
 const REQUIRE_ALL = process.env.DBROKER_TEST_REQUIRE_ALL === '1';
 const tag = (): string => randomBytes(4).toString('hex');
-const MY_PREFIX = 'dbt_srs_';
+// Per run: other checkouts or helpers may run this same file against the same servers at once.
+const RUN = randomBytes(2).toString('hex');
+const MY_PREFIX = `dbt_srs_${RUN}_`;
 
 interface TestEngine {
   label: string;
@@ -30,7 +32,7 @@ interface TestEngine {
 let pgServer: TestPostgres;
 let mysqlRoot: Connection | undefined;
 let mongo: MongoTarget | undefined;
-const MONGO_PREFIX = 'srm_';
+const MONGO_PREFIX = `srm_${RUN}_`;
 let broker: BrokerProcess;
 let rootToken = '';
 let keys: string[] = [];
