@@ -161,6 +161,7 @@ export class Broker implements Dispatcher {
       if (!use.ok) throw errors.PERMISSION_DENIED();
       exhausted = use.exhausted;
       ctx.token = token;
+      ctx.tokenSecret = tokenSecret;
     }
     if (compiled.validate && req.method === 'PUT') compiled.validate(req.body);
     try {

@@ -14,6 +14,8 @@ export interface RequestContext {
   query: Record<string, string>;
   /** Set for routes with auth 'token'. */
   token?: Token;
+  /** The caller's own token as sent (lookup-self echoes it, as Vault does); never log it. */
+  tokenSecret?: string;
   /** The mount path (with trailing slash) for routes inside a mount. */
   mount?: string;
   requestId: string;

@@ -7,7 +7,9 @@ import { errors } from '../errors.ts';
 import type { RequestContext, Route } from '../http/route.ts';
 import { duration, durationField, listField, object, stringList } from '../http/schema.ts';
 
-function tokenData(t: Token): Record<string, unknown> {
+// `id` is the token itself, known only when the caller sent it (lookup-self,
+// lookup); Vault answers the same way and leaves it empty for lookup-accessor.
+function tokenData(t: Token, id = ''): Record<string, unknown> {
   const now = Date.now();
   return {
     accessor: t.accessor,
@@ -17,7 +19,7 @@ function tokenData(t: Token): Record<string, unknown> {
     entity_id: t.entityId,
     expire_time: t.expiresAt === null ? null : new Date(t.expiresAt).toISOString(),
     explicit_max_ttl: t.explicitMaxTtl,
-    id: '', // the token itself is never echoed
+    id,
     issue_time: new Date(t.creationTime).toISOString(),
     meta: Object.keys(t.meta).length > 0 ? t.meta : null,
     num_uses: t.usesLeft ?? 0,
@@ -133,8 +135,8 @@ export function tokenRoutes(broker: Broker): Route[] {
   return [
     { methods: ['PUT'], pattern: 'auth/token/create', auth: 'token', schema: createSchema, handler: (ctx) => create(ctx, false) },
     { methods: ['PUT'], pattern: 'auth/token/create-orphan', auth: 'token', sudo: true, schema: createSchema, handler: (ctx) => create(ctx, true) },
-    { methods: ['GET'], pattern: 'auth/token/lookup-self', auth: 'token', handler: async (ctx) => ({ data: tokenData(ctx.token!) }) },
-    { methods: ['PUT'], pattern: 'auth/token/lookup', auth: 'token', schema: tokenField, handler: async (ctx) => ({ data: tokenData(await byBody(ctx, errors.BAD_TOKEN)) }) },
+    { methods: ['GET'], pattern: 'auth/token/lookup-self', auth: 'token', handler: async (ctx) => ({ data: tokenData(ctx.token!, ctx.tokenSecret) }) },
+    { methods: ['PUT'], pattern: 'auth/token/lookup', auth: 'token', schema: tokenField, handler: async (ctx) => ({ data: tokenData(await byBody(ctx, errors.BAD_TOKEN), ctx.body.token as string) }) },
     { methods: ['PUT'], pattern: 'auth/token/lookup-accessor', auth: 'token', schema: accessorField, handler: async (ctx) => ({ data: tokenData(await byAccessor(ctx)) }) },
     { methods: ['PUT'], pattern: 'auth/token/renew-self', auth: 'token', schema: incrementField, handler: (ctx) => renew(ctx, ctx.token!) },
     { methods: ['PUT'], pattern: 'auth/token/renew', auth: 'token', schema: tokenField, handler: async (ctx) => renew(ctx, await byBody(ctx)) },

@@ -61,12 +61,13 @@ test('create with every option; the auth block and lookups show them', async () 
   assert.equal(d.num_uses, 5);
   assert.deepEqual(d.meta, { team: 'blue', run: '42' });
   assert.equal(d.path, 'auth/token/create');
-  assert.equal(d.id, '', 'a lookup never echoes the token');
-  assert.ok(!viaRoot.text.includes(t.token));
+  assert.equal(d.id, t.token, 'lookup echoes the token the caller sent, as Vault does');
 
   const byAccessor = await broker.api('PUT', 'auth/token/lookup-accessor', { token: root, body: { accessor: t.accessor } });
   assert.equal(byAccessor.status, 200);
   assert.equal(byAccessor.body.data.display_name, 'token-ci-job--7');
+  assert.equal(byAccessor.body.data.id, '', 'a lookup by accessor never reveals the token');
+  assert.ok(!byAccessor.text.includes(t.token));
 
   // lookup-self takes one of the five uses.
   const self = await broker.api('GET', 'auth/token/lookup-self', { token: t.token });
