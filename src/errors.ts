@@ -31,6 +31,8 @@ export const errors = {
   BAD_JSON: define('DBR_ERR_REQUEST_JSON', 400, 'malformed JSON body: %s'),
   BODY_TOO_LARGE: define('DBR_ERR_REQUEST_TOO_LARGE', 413, 'request body is larger than %s bytes'),
   NOT_FOUND: define('DBR_ERR_ROUTE_NOT_FOUND', 404, 'no handler for route "%s"'),
+  ENTRY_NOT_FOUND: define('DBR_ERR_ENTRY_NOT_FOUND', 404, 'nothing is stored at "%s"'),
+  EMPTY_LIST: define('DBR_ERR_ENTRY_EMPTY_LIST', 404, 'no entries under "%s"'),
   METHOD_NOT_ALLOWED: define('DBR_ERR_ROUTE_METHOD', 405, 'method %s is not supported on "%s"'),
   UNSUPPORTED_MEDIA: define('DBR_ERR_REQUEST_MEDIA_TYPE', 415, 'unsupported content type "%s"'),
 

@@ -135,7 +135,7 @@ export class DatabaseBackend {
 
   routes(): Route[] {
     return [
-      { methods: ['LIST'], pattern: 'config', auth: 'token', handler: async () => this.listing(await this.connections.names()) },
+      { methods: ['LIST'], pattern: 'config', auth: 'token', handler: async (ctx) => this.listing(ctx.path, await this.connections.names()) },
       { methods: ['GET', 'PUT', 'DELETE'], pattern: 'config/:name', auth: 'token', schema: configSchema, handler: (ctx) => this.config(ctx) },
       {
         methods: ['PUT'],
@@ -157,15 +157,15 @@ export class DatabaseBackend {
           return undefined;
         },
       },
-      { methods: ['LIST'], pattern: 'roles', auth: 'token', handler: async () => this.listing(await this.roleNames()) },
+      { methods: ['LIST'], pattern: 'roles', auth: 'token', handler: async (ctx) => this.listing(ctx.path, await this.roleNames()) },
       { methods: ['GET', 'PUT', 'DELETE'], pattern: 'roles/:name', auth: 'token', schema: roleSchema, handler: (ctx) => this.role(ctx) },
       { methods: ['GET', 'PUT'], pattern: 'creds/:name', auth: 'token', handler: (ctx) => this.creds(ctx) },
       ...this.staticRoles.routes(),
     ];
   }
 
-  private listing(keys: string[]) {
-    if (keys.length === 0) throw errors.NOT_FOUND('(empty list)');
+  private listing(path: string, keys: string[]) {
+    if (keys.length === 0) throw errors.EMPTY_LIST(path);
     return { data: { keys } };
   }
 
@@ -178,7 +178,7 @@ export class DatabaseBackend {
     const connName = checkName(ctx.params.name!);
     if (ctx.method === 'GET') {
       const rec = await this.connections.read(connName);
-      if (!rec) throw errors.NOT_FOUND(ctx.path);
+      if (!rec) throw errors.ENTRY_NOT_FOUND(ctx.path);
       return { data: this.configView(rec) };
     }
     if (ctx.method === 'DELETE') {
@@ -268,7 +268,7 @@ export class DatabaseBackend {
     const roleName = checkName(ctx.params.name!);
     if (ctx.method === 'GET') {
       const role = await this.readRole(roleName);
-      if (!role) throw errors.NOT_FOUND(ctx.path);
+      if (!role) throw errors.ENTRY_NOT_FOUND(ctx.path);
       return {
         data: {
           db_name: role.dbName,

@@ -51,7 +51,7 @@ export class StaticRoles {
 
   routes(): Route[] {
     return [
-      { methods: ['LIST'], pattern: 'static-roles', auth: 'token', handler: async () => this.listing() },
+      { methods: ['LIST'], pattern: 'static-roles', auth: 'token', handler: async (ctx) => this.listing(ctx.path) },
       { methods: ['GET', 'PUT', 'DELETE'], pattern: 'static-roles/:name', auth: 'token', schema: staticRoleSchema, handler: (ctx) => this.role(ctx) },
       { methods: ['GET'], pattern: 'static-creds/:name', auth: 'token', handler: (ctx) => this.creds(ctx) },
       {
@@ -74,9 +74,9 @@ export class StaticRoles {
     this.rotation.stop();
   }
 
-  private async listing() {
+  private async listing(path: string) {
     const keys = await this.store.names();
-    if (keys.length === 0) throw errors.NOT_FOUND('(empty list)');
+    if (keys.length === 0) throw errors.EMPTY_LIST(path);
     return { data: { keys } };
   }
 
@@ -91,7 +91,7 @@ export class StaticRoles {
     if (!ROLE_NAME.test(roleName)) throw errors.BAD_FIELD('name', 'may contain only letters, digits, "_", "." and "-" (1 to 128 characters)');
     if (ctx.method === 'GET') {
       const rec = await this.store.read(roleName);
-      if (!rec) throw errors.NOT_FOUND(ctx.path);
+      if (!rec) throw errors.ENTRY_NOT_FOUND(ctx.path);
       return { data: this.view(rec) };
     }
     if (ctx.method === 'DELETE') {

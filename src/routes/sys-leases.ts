@@ -99,7 +99,7 @@ export function leaseRoutes(broker: Broker): Route[] {
           scanned += ids.length;
           after = ids[ids.length - 1];
         }
-        if (keys.size === 0) throw errors.NOT_FOUND(ctx.path);
+        if (keys.size === 0) throw errors.ENTRY_NOT_FOUND(ctx.path);
         return { data: { keys: [...keys] }, ...(scanned >= LIST_LIMIT ? { warnings: [`listing stopped after ${LIST_LIMIT} leases; use a longer prefix`] } : {}) };
       },
     },

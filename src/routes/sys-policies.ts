@@ -34,7 +34,7 @@ export function policyRoutes(broker: Broker): Route[] {
       if (ctx.method === 'GET') {
         if (name === 'root') return { data: { name, policy: '' } };
         const text = name === 'default' ? DEFAULT_POLICY : await broker.readPolicy(name);
-        if (text === undefined) throw errors.NOT_FOUND(ctx.path);
+        if (text === undefined) throw errors.ENTRY_NOT_FOUND(ctx.path);
         return { data: { name, policy: text } };
       }
       if (name === 'root' || name === 'default') throw errors.BAD_FIELD('name', `cannot change the built-in "${name}" policy`);
