@@ -78,8 +78,12 @@ export class MysqlEngine implements Engine {
     if (creation.length === 0) throw new EngineInputError('creation_statements must not be empty');
     const rollback = renderMysql(request.rollbackStatements, values);
     const secrets = this.secrets(request.password);
-    // The default rollback drops only accounts this creation made.
-    const existing = rollback.length === 0 ? await this.hostsOf(request.username, secrets) : [];
+    // A name that is taken belongs to someone else: refuse it (as input
+    // error, so the broker keeps no lease that would later drop that user).
+    const existing = await this.hostsOf(request.username, secrets);
+    if (existing.length > 0) {
+      throw new EngineInputError(`a user named "${request.username}" already exists; the username_template must make unique names`);
+    }
     // DDL auto-commits in MySQL: no transaction, roll back by hand instead.
     for (const [i, sql] of creation.entries()) {
       try {

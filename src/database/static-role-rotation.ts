@@ -67,13 +67,10 @@ export class StaticRoleRotation {
   /** At unseal: finish interrupted rotations and imports, arm the schedules (a missed time fires once, at once). */
   async resume(): Promise<void> {
     for (const name of await this.store.names()) {
-      try {
-        const rec = await this.store.read(name);
-        if (!rec) continue;
-        await this.finish(name, 'resume').catch(() => undefined);
-      } catch (err) {
-        this.broker.logger.error({ mount: this.backend.mount, staticRole: name, error: messageOf(err) }, 'resuming static role rotation failed');
-      }
+      // A failed rotation is also recorded on the role and retried on its own schedule.
+      await this.finish(name, 'resume').catch((err: unknown) =>
+        this.broker.logger.error({ mount: this.backend.mount, staticRole: name, error: messageOf(err) }, 'resuming static role failed'),
+      );
     }
   }
 

@@ -158,17 +158,22 @@ test('a failed creation never drops an account that existed before', async () =>
   const user = `${P}pre`;
   const theirs = 'Aa1-pre-existing-password-01';
   await admin.query(`CREATE USER ?@'%' IDENTIFIED BY ?`, [user, theirs]);
-  await assert.rejects(create(engine, user, PASSWORD, [`CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'`]));
+  // A taken name is refused as input (so the broker keeps no lease that would drop it later).
+  await assert.rejects(create(engine, user, PASSWORD, [`CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'`]), (err: Error) => err instanceof EngineInputError && /already exists/.test(err.message));
   assert.deepEqual(await userHosts(admin, user), ['%']);
   assert.equal(await canLogin(user, theirs), true);
+  // Even when the creation would only add another host.
+  await assert.rejects(create(engine, user, PASSWORD, [`CREATE USER '{{name}}'@'localhost' IDENTIFIED BY '{{password}}'`]), EngineInputError);
+  assert.deepEqual(await userHosts(admin, user), ['%']);
+  await engine.deleteUser({ username: user, statements: [] });
 
-  // A new host made by the failing creation is dropped; the old one stays.
-  await assert.rejects(create(engine, user, PASSWORD, [
+  // A host made by a creation that fails half-way is dropped again.
+  const fresh = `${P}half`;
+  await assert.rejects(create(engine, fresh, PASSWORD, [
     `CREATE USER '{{name}}'@'localhost' IDENTIFIED BY '{{password}}'`,
     `GRANT SELECT ON ${DB}.${P}missing TO '{{name}}'@'localhost'`,
   ]));
-  assert.deepEqual(await userHosts(admin, user), ['%']);
-  await engine.deleteUser({ username: user, statements: [] });
+  assert.deepEqual(await userHosts(admin, fresh), []);
 });
 
 test('names are matched exactly: trailing spaces and empty names touch nobody', async () => {
