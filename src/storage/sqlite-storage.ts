@@ -84,9 +84,18 @@ function toToken(r: TokenRecord): TokenRow {
   };
 }
 
+interface GroupedWrite {
+  run: () => unknown;
+  ok: () => void;
+  fail: (err: unknown) => void;
+}
+
 export class SqliteStorage implements Storage {
   private readonly db: Database.Database;
   private readonly unlock: () => void = () => undefined;
+  private readonly statements = new Map<string, Database.Statement>();
+  private pending: GroupedWrite[] = [];
+  private flushScheduled = false;
 
   constructor(path: string) {
     if (path !== ':memory:') {
@@ -103,6 +112,56 @@ export class SqliteStorage implements Storage {
     this.db.pragma('synchronous = FULL');
     this.db.pragma('busy_timeout = 5000');
     this.migrate();
+  }
+
+  private statement(name: string, sql: string): Database.Statement {
+    let stmt = this.statements.get(name);
+    if (!stmt) this.statements.set(name, (stmt = this.db.prepare(sql)));
+    return stmt;
+  }
+
+  /**
+   * Group commit for the hot lease writes. Writes that arrive in the same
+   * turn of the event loop share one transaction, so one fsync covers them
+   * all. A write's promise settles only after that commit, so a write-ahead
+   * row is on disk before its caller goes on. Each write runs in its own
+   * savepoint (a nested better-sqlite3 transaction): one failing write does
+   * not undo the others.
+   */
+  private grouped(run: () => unknown): Promise<void> {
+    return new Promise((ok, fail) => {
+      this.pending.push({ run, ok, fail });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return;
+    const failures = new Map<GroupedWrite, unknown>();
+    try {
+      this.db.transaction(() => {
+        for (const write of batch) {
+          try {
+            this.db.transaction(write.run)();
+          } catch (err) {
+            failures.set(write, err);
+          }
+        }
+      })();
+    } catch (err) {
+      for (const write of batch) write.fail(err);
+      return;
+    }
+    for (const write of batch) {
+      if (failures.has(write)) write.fail(failures.get(write));
+      else write.ok();
+    }
   }
 
   private migrate(): void {
@@ -192,12 +251,13 @@ export class SqliteStorage implements Storage {
   }
 
   async insertLease(row: LeaseRow): Promise<void> {
-    this.db
-      .prepare(
+    return this.grouped(() =>
+      this.statement(
+        'insertLease',
         `INSERT INTO leases (id, mount, role, connection, state, issue_time, expire_time, max_expire_time, last_renewal, due_at, attempts, last_error, token_hash, sealed)
          VALUES (@id, @mount, @role, @connection, @state, @issueTime, @expireTime, @maxExpireTime, @lastRenewal, @dueAt, @attempts, @lastError, @tokenHash, @sealed)`,
-      )
-      .run(row);
+      ).run(row),
+    );
   }
 
   async getLease(id: string): Promise<LeaseRow | undefined> {
@@ -209,11 +269,12 @@ export class SqliteStorage implements Storage {
     const keys = Object.keys(changes) as Array<keyof typeof LEASE_COLUMNS>;
     if (keys.length === 0) return;
     const sets = keys.map((k) => `${LEASE_COLUMNS[k]} = ?`).join(', ');
-    this.db.prepare(`UPDATE leases SET ${sets} WHERE id = ?`).run(...keys.map((k) => changes[k] ?? null), id);
+    const values = keys.map((k) => changes[k] ?? null);
+    return this.grouped(() => this.db.prepare(`UPDATE leases SET ${sets} WHERE id = ?`).run(...values, id));
   }
 
   async deleteLease(id: string): Promise<void> {
-    this.db.prepare('DELETE FROM leases WHERE id = ?').run(id);
+    return this.grouped(() => this.statement('deleteLease', 'DELETE FROM leases WHERE id = ?').run(id));
   }
 
   private readonly claim = (now: number, claimUntil: number, limit: number, skip: ConnectionKey[]): LeaseRecord[] => {
@@ -276,6 +337,7 @@ export class SqliteStorage implements Storage {
   }
 
   async close(): Promise<void> {
+    if (this.db.open) this.flush();
     if (this.db.open) this.db.close();
     this.unlock();
   }

@@ -1,0 +1,92 @@
+// The SQLite store's lease table: group commit of concurrent writes, and
+// finding due leases through the index without reading the rest.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import Database from 'better-sqlite3';
+import { SqliteStorage } from '../../../src/storage/sqlite-storage.ts';
+import type { LeaseRow } from '../../../src/storage/storage.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'dbroker-store-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function lease(id: string, dueAt: number): LeaseRow {
+  return {
+    id,
+    mount: 'database/',
+    role: 'r',
+    connection: 'c',
+    state: 'active',
+    issueTime: 0,
+    expireTime: dueAt,
+    maxExpireTime: dueAt,
+    lastRenewal: null,
+    dueAt,
+    attempts: 0,
+    lastError: null,
+    tokenHash: null,
+    sealed: Buffer.from('x'),
+  };
+}
+
+test('concurrent lease writes share a commit; one failing write rejects alone', async () => {
+  const path = join(dir, 'group.db');
+  const store = new SqliteStorage(path);
+  await store.insertLease(lease('database/creds/r/dup', 10));
+  const results = await Promise.allSettled([
+    store.insertLease(lease('database/creds/r/a', 1)),
+    store.insertLease(lease('database/creds/r/dup', 2)), // primary key clash
+    store.insertLease(lease('database/creds/r/b', 3)),
+    store.updateLease('database/creds/r/dup', { attempts: 7 }),
+    store.deleteLease('database/creds/r/missing'),
+  ]);
+  assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled', 'fulfilled', 'fulfilled']);
+  assert.match(String((results[1] as PromiseRejectedResult).reason), /UNIQUE/);
+  // Every fulfilled write is on disk once its promise settled: read through another connection.
+  const other = new Database(path, { readonly: true });
+  try {
+    const rows = other.prepare('SELECT id, due_at, attempts FROM leases ORDER BY id').all();
+    assert.deepEqual(rows, [
+      { id: 'database/creds/r/a', due_at: 1, attempts: 0 },
+      { id: 'database/creds/r/b', due_at: 3, attempts: 0 },
+      { id: 'database/creds/r/dup', due_at: 10, attempts: 7 },
+    ]);
+  } finally {
+    other.close();
+  }
+  await store.close();
+});
+
+test('writes queued when the store closes are committed, later ones fail', async () => {
+  const store = new SqliteStorage(join(dir, 'close.db'));
+  const queued = store.insertLease(lease('database/creds/r/q', 1));
+  await store.close();
+  await queued;
+  await assert.rejects(store.insertLease(lease('database/creds/r/late', 1)));
+  const reopened = new SqliteStorage(join(dir, 'close.db'));
+  assert.equal((await reopened.getLease('database/creds/r/q'))?.dueAt, 1);
+  await reopened.close();
+});
+
+test('due leases are claimed in due order through the index, a batch at a time', async () => {
+  const path = join(dir, 'due.db');
+  const store = new SqliteStorage(path);
+  await Promise.all(Array.from({ length: 50 }, (_, i) => store.insertLease(lease(`database/creds/r/${String(i).padStart(3, '0')}`, i < 10 ? 100 + i : 10_000 + i))));
+  const claimed = await store.claimDueLeases(1_000, 5_000, 4);
+  assert.deepEqual(claimed.map((l) => l.dueAt), [100, 101, 102, 103]);
+  assert.ok(claimed.every((l) => l.state === 'revoking'));
+  const again = await store.claimDueLeases(1_000, 5_000, 100);
+  assert.equal(again.length, 6, 'claimed leases are pushed out and not claimed twice');
+  await store.close();
+  const db = new Database(path, { readonly: true });
+  try {
+    const plan = db.prepare('EXPLAIN QUERY PLAN SELECT * FROM leases WHERE due_at <= ? ORDER BY due_at LIMIT ?').all(1, 1) as Array<{ detail: string }>;
+    assert.ok(plan.some((p) => /USING INDEX/.test(p.detail)), JSON.stringify(plan));
+    assert.ok(!plan.some((p) => /SCAN leases$/.test(p.detail)), 'never a full table scan');
+  } finally {
+    db.close();
+  }
+});
