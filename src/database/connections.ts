@@ -207,6 +207,11 @@ export class Connections {
     return this.locks.run(name, work);
   }
 
+  /** Wait for running and queued exclusive work (rotations, config writes) to end. */
+  idle(): Promise<void> {
+    return this.locks.idle();
+  }
+
   /**
    * Run an engine operation on a connection, bounded in time, with errors
    * mapped. When the admin login fails, settle the root credential (an

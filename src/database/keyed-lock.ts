@@ -15,6 +15,11 @@ export class KeyedLock {
     return result;
   }
 
+  /** Resolves once no work on any key is running or queued. */
+  async idle(): Promise<void> {
+    while (this.tails.size > 0) await Promise.all(this.tails.values());
+  }
+
   /** Whether work on `key` is running or queued. */
   busy(key: string): boolean {
     return this.tails.has(key);

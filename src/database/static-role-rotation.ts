@@ -52,6 +52,11 @@ export class StaticRoleRotation {
     return this.locks.run(name, work);
   }
 
+  /** Wait for running and queued rotations to end. */
+  idle(): Promise<void> {
+    return this.locks.idle();
+  }
+
   schedule(rec: StaticRoleRecord): void {
     this.timers.arm(rec.name, rec.nextRotation);
   }
