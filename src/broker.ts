@@ -17,6 +17,7 @@ import { MountTable } from './mounts/mount-table.ts';
 import { policyRoutes } from './routes/sys-policies.ts';
 import { sealRoutes } from './routes/sys-seal.ts';
 import { keyRoutes } from './routes/sys-keys.ts';
+import { capabilityRoutes } from './routes/sys-capabilities.ts';
 import { leaseRoutes } from './routes/sys-leases.ts';
 import { mountRoutes } from './routes/sys-mounts.ts';
 import { tokenRoutes } from './routes/auth-token.ts';
@@ -65,7 +66,7 @@ export class Broker implements Dispatcher {
     this.mounts = new MountTable(this);
     this.leases = new LeaseManager(this);
     this.revocation = new RevocationLoop(this.leases, () => this.storage, logger, config.revocationInterval * 1000);
-    this.coreRoutes = compileRoutes([...sealRoutes(this), ...keyRoutes(this), ...mountRoutes(this), ...leaseRoutes(this), ...policyRoutes(this), ...tokenRoutes(this)]);
+    this.coreRoutes = compileRoutes([...sealRoutes(this), ...keyRoutes(this), ...mountRoutes(this), ...leaseRoutes(this), ...policyRoutes(this), ...tokenRoutes(this), ...capabilityRoutes(this)]);
   }
 
   async start(): Promise<void> {

@@ -21,6 +21,18 @@ function view(m: MountEntry): Record<string, unknown> {
 }
 
 export function mountRoutes(broker: Broker): Route[] {
+  // `sys/mounts/:path/tune`: lease TTLs here are set per role (default_ttl,
+  // max_ttl) under the broker-wide default_lease_ttl/max_lease_ttl, so a
+  // mount shows those and cannot be tuned.
+  const tune = (method: string, path: string) => {
+    const m = broker.mounts.list().find((e) => e.path === path.replace(/\/*$/, '/'));
+    if (!m) throw errors.MOUNT_NOT_FOUND(path);
+    if (method !== 'GET') {
+      throw errors.BAD_REQUEST('mounts cannot be tuned here: set default_ttl and max_ttl on the role, or default_lease_ttl and max_lease_ttl in the broker config');
+    }
+    const { defaultLeaseTtl, maxLeaseTtl } = broker.config;
+    return { data: { default_lease_ttl: defaultLeaseTtl, max_lease_ttl: maxLeaseTtl, force_no_cache: false, description: m.description, options: null } };
+  };
   return [
     {
       methods: ['GET'],
@@ -48,16 +60,18 @@ export function mountRoutes(broker: Broker): Route[] {
           external_entropy_access: { type: 'boolean' },
           plugin_name: { type: 'string' },
         },
-        ['type'],
       ),
       async handler(ctx) {
         const path = ctx.params.path!;
+        const tuned = /^(.+?)\/+tune\/*$/.exec(path);
+        if (tuned) return tune(ctx.method, tuned[1]!);
         if (ctx.method === 'GET') {
           const m = broker.mounts.list().find((e) => e.path === path.replace(/\/*$/, '/'));
           if (!m) throw errors.MOUNT_NOT_FOUND(path);
           return { data: view(m) };
         }
         if (ctx.method === 'DELETE') await broker.mounts.unmount(path);
+        else if (typeof ctx.body.type !== 'string') throw errors.BAD_FIELD('type', 'is required (e.g. "database")');
         else await broker.mounts.mount(path, ctx.body.type as string, (ctx.body.description as string | undefined) ?? '');
         return undefined;
       },

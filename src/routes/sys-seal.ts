@@ -112,5 +112,14 @@ export function sealRoutes(broker: Broker): Route[] {
         };
       },
     },
+    {
+      // One broker process per store: it is always its own leader (`vault status` asks).
+      methods: ['GET'],
+      pattern: 'sys/leader',
+      auth: 'none',
+      handler: async () => ({
+        raw: { ha_enabled: false, is_self: true, active_time: '0001-01-01T00:00:00Z', leader_address: '', leader_cluster_address: '', performance_standby: false, performance_standby_last_remote_wal: 0 },
+      }),
+    },
   ];
 }

@@ -76,7 +76,7 @@ const CASES: Case[] = [
   ['PUT', 'sys/policies/acl/a%20b', { policy: 'path "x" { capabilities = ["read"] }' }, 400, /invalid field "name"/],
   ['GET', 'sys/policies/acl/nope', undefined, 404, /nope/],
   // mounts
-  ['PUT', 'sys/mounts/m1', {}, 400, /missing required field "type"/],
+  ['PUT', 'sys/mounts/m1', {}, 400, /invalid field "type": is required/],
   ['PUT', 'sys/mounts/m1', { type: 'kv' }, 400, /unsupported mount type "kv"/],
   ['PUT', 'sys/mounts/m1', { type: 'database', description: 5 }, 400, /invalid field "description"/],
   ['PUT', 'sys/mounts/sys', { type: 'database' }, 400, /reserved path "sys\/"/],
