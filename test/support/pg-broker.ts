@@ -15,7 +15,7 @@ export interface PgBroker {
   keys: string[];
   /** Call the API with the root token. */
   api(method: string, path: string, body?: unknown): Promise<ApiResponse>;
-  /** LIST `path`, sent as Vault's Go client sends it (GET with list=true; Node's HTTP parser refuses the LIST method). */
+  /** LIST `path` as `GET ?list=true` (what Vault's Go client sends; raw LIST is covered in test/src/http). */
   list(path: string): Promise<ApiResponse>;
   /** Restart the process (SIGTERM, or SIGKILL with `crash`) and unseal it again. */
   restart(opts?: { crash?: boolean; env?: Record<string, string> }): Promise<void>;
