@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import { allows, DEFAULT_POLICY, parsePolicy, type PathRule } from './auth/policy.ts';
 import { TokenStore, type Token } from './auth/token-store.ts';
+import { AuditBroker, type AuditRecord } from './audit/audit-broker.ts';
 import type { BrokerConfig } from './config.ts';
 import { EngineRegistry } from './engine/registry.ts';
 import { errors } from './errors.ts';
@@ -21,6 +22,7 @@ import { capabilityRoutes } from './routes/sys-capabilities.ts';
 import { leaseRoutes } from './routes/sys-leases.ts';
 import { mountRoutes } from './routes/sys-mounts.ts';
 import { tokenRoutes } from './routes/auth-token.ts';
+import { auditRoutes } from './routes/sys-audit.ts';
 import { Seal } from './seal/seal.ts';
 import type { Storage } from './storage/storage.ts';
 
@@ -50,6 +52,7 @@ export class Broker implements Dispatcher {
   readonly mounts: MountTable;
   readonly leases: LeaseManager;
   readonly engines: EngineRegistry;
+  readonly audit: AuditBroker;
   private readonly revocation: RevocationLoop;
   private readonly coreRoutes: CompiledRoute[];
   private readonly policyCache = new Map<string, PathRule[]>();
@@ -65,8 +68,9 @@ export class Broker implements Dispatcher {
     this.engines = new EngineRegistry(config.plugins, config.baseDir);
     this.mounts = new MountTable(this);
     this.leases = new LeaseManager(this);
+    this.audit = new AuditBroker(storage, () => this.seal.keys, logger);
     this.revocation = new RevocationLoop(this.leases, () => this.storage, logger, config.revocationInterval * 1000);
-    this.coreRoutes = compileRoutes([...sealRoutes(this), ...keyRoutes(this), ...mountRoutes(this), ...leaseRoutes(this), ...policyRoutes(this), ...tokenRoutes(this), ...capabilityRoutes(this)]);
+    this.coreRoutes = compileRoutes([...sealRoutes(this), ...keyRoutes(this), ...mountRoutes(this), ...leaseRoutes(this), ...policyRoutes(this), ...tokenRoutes(this), ...capabilityRoutes(this), ...auditRoutes(this)]);
   }
 
   async start(): Promise<void> {
@@ -76,6 +80,7 @@ export class Broker implements Dispatcher {
 
   /** Called after a successful unseal: load mounts, recover interrupted work, start loops. */
   async afterUnseal(): Promise<void> {
+    await this.audit.load();
     await this.mounts.load();
     await this.leases.recoverInterrupted();
     this.revocation.start();
@@ -91,6 +96,7 @@ export class Broker implements Dispatcher {
     this.revocation.stop();
     await this.revocation.idle();
     await this.mounts.close();
+    this.audit.close();
     this.policyCache.clear();
     this.seal.seal();
   }
@@ -135,11 +141,33 @@ export class Broker implements Dispatcher {
     let found = core ? findRoute(this.coreRoutes, req.path) : undefined;
     if (this.seal.sealed && !(found && found.compiled.route.sealedOk)) throw errors.SEALED();
 
+    // Every request past the sealed gate is audited, failed and denied ones too.
+    const audit = this.audit.begin(req, tokenSecret);
+    let reply: Reply | undefined;
+    try {
+      reply = await this.handle(req, tokenSecret, core, found, audit);
+    } catch (err) {
+      audit.failed(err);
+      throw err;
+    }
+    audit.succeeded(reply);
+    return reply;
+  }
+
+  private async handle(
+    req: Omit<RequestContext, 'params'>,
+    tokenSecret: string | undefined,
+    core: boolean,
+    coreRoute: ReturnType<typeof findRoute>,
+    audit: AuditRecord,
+  ): Promise<Reply | undefined> {
+    let found = coreRoute;
     let mount: string | undefined;
     if (!core) {
       const hit = this.mounts.resolve(req.path);
       if (hit) {
         mount = hit.mount;
+        audit.subject.mount = mount;
         found = findRoute(hit.routes, hit.rest);
       }
     }
@@ -155,15 +183,17 @@ export class Broker implements Dispatcher {
     if (route.auth === 'token') {
       const token = tokenSecret ? await this.tokens.lookup(tokenSecret) : undefined;
       if (!token) throw errors.PERMISSION_DENIED();
+      audit.subject.token = token;
       if (!token.policies.includes('root') && !allows(await this.policiesOf(token), req.path, req.method, route.sudo === true)) {
         throw errors.PERMISSION_DENIED();
       }
+      audit.request();
       const use = await this.tokens.use(token);
       if (!use.ok) throw errors.PERMISSION_DENIED();
       exhausted = use.exhausted;
       ctx.token = token;
       ctx.tokenSecret = tokenSecret;
-    }
+    } else audit.request();
     if (compiled.validate && req.method === 'PUT') compiled.validate(req.body);
     try {
       return await route.handler(ctx);

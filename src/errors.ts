@@ -75,6 +75,10 @@ export const errors = {
   LEASE_PAST_MAX: define('DBR_ERR_LEASE_PAST_MAX', 400, 'lease is past its max_ttl and cannot be renewed'),
   REVOCATION_FAILED: define('DBR_ERR_LEASE_REVOKE', 500, 'revocation failed and will be retried: %s'),
 
+  // audit
+  AUDIT_FAILED: define('DBR_ERR_AUDIT_FAILED', 500, 'no audit device could record this request, so it was refused (audit devices fail closed; the broker log names the device)'),
+  AUDIT_NOT_FOUND: define('DBR_ERR_AUDIT_NOT_FOUND', 400, 'no audit device at "%s"'),
+
   // config
   CONFIG_INVALID: define('DBR_ERR_CONFIG_INVALID', 400, 'invalid configuration field "%s": %s'),
 } as const;

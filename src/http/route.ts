@@ -19,6 +19,8 @@ export interface RequestContext {
   /** The mount path (with trailing slash) for routes inside a mount. */
   mount?: string;
   requestId: string;
+  /** The client's address (for the audit log). */
+  remoteAddress?: string;
 }
 
 export interface Reply {

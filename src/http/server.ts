@@ -109,7 +109,7 @@ export function buildHttpServer(dispatcher: Dispatcher, opts: HttpOptions): Fast
     const body = req.body ?? {};
     if (typeof body !== 'object' || Array.isArray(body)) throw errors.BAD_REQUEST('the request body must be a JSON object');
     const path = (req.params as { '*': string })['*'].replace(/\/+$/, '');
-    const result = await dispatcher.dispatch({ method, path, body: body as Record<string, unknown>, query, requestId }, tokenOf(req));
+    const result = await dispatcher.dispatch({ method, path, body: body as Record<string, unknown>, query, requestId, remoteAddress: req.ip }, tokenOf(req));
     if (!result) {
       void reply.code(204).send();
       return;

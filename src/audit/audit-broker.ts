@@ -1,0 +1,192 @@
+// The audit broker: the enabled audit devices (stored sealed under
+// core/audit/, each with its own random HMAC key), and the fan-out of one
+// request's entries to them. Fail closed: with devices enabled, an entry that
+// no device could write refuses the request (Vault does the same); one device
+// that writes is enough.
+
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Reply } from '../http/route.ts';
+import { errors, isBrokerError } from '../errors.ts';
+import type { Storage } from '../storage/storage.ts';
+import type { Barrier } from '../seal/barrier.ts';
+import { requestEntry, responseEntry, type AuditSubject } from './audit-entry.ts';
+import { FileDevice, parseFileOptions } from './file-device.ts';
+import { hmacString } from './hash.ts';
+
+export interface AuditDeviceEntry {
+  path: string;
+  type: 'file';
+  description: string;
+  options: Record<string, string>;
+  local: boolean;
+  /** The device's HMAC key, base64 (the entry is sealed). */
+  hmacKey: string;
+  createdAt: number;
+}
+
+interface Enabled {
+  entry: AuditDeviceEntry;
+  device: FileDevice;
+  key: Buffer;
+}
+
+export interface EnableRequest {
+  type?: unknown;
+  description?: unknown;
+  options?: unknown;
+  local?: unknown;
+}
+
+const PREFIX = 'core/audit/';
+const DEVICE_PATH = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*\/$/;
+/** Unauthenticated status probes (load balancers poll them); Vault does not audit them either. */
+const UNAUDITED = new Set(['sys/health', 'sys/seal-status', 'sys/leader']);
+
+export function normalizeDevicePath(path: string): string {
+  return path.replace(/^\/+/, '').replace(/\/*$/, '/');
+}
+
+function errorCode(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  return typeof code === 'string' ? code : String((err as Error).message ?? err);
+}
+
+export class AuditBroker {
+  private devices = new Map<string, Enabled>();
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly keys: () => Barrier,
+    private readonly logger: Logger,
+  ) {}
+
+  /** At unseal: reopen every stored device. One that cannot open stays enabled (requests fail closed until it is fixed). */
+  async load(): Promise<void> {
+    this.devices.clear();
+    for (const key of await this.storage.listEntries(PREFIX)) {
+      const sealed = await this.storage.getEntry(key);
+      if (!sealed) continue;
+      const entry = this.keys().decryptJSON<AuditDeviceEntry>(key, sealed);
+      const device = new FileDevice(parseFileOptions(entry.options));
+      try {
+        device.open();
+      } catch (err) {
+        this.logger.error({ device: entry.path, error: errorCode(err) }, 'audit device cannot be opened; requests fail until it can be written');
+      }
+      this.devices.set(entry.path, { entry, device, key: Buffer.from(entry.hmacKey, 'base64') });
+    }
+  }
+
+  /** At seal. Requests in flight keep the devices they started with, so their response entries are still written. */
+  close(): void {
+    this.devices.clear();
+  }
+
+  list(): AuditDeviceEntry[] {
+    return [...this.devices.values()].map((d) => d.entry).sort((a, b) => a.path.localeCompare(b.path));
+  }
+
+  async enable(rawPath: string, req: EnableRequest): Promise<void> {
+    const path = normalizeDevicePath(rawPath);
+    if (!DEVICE_PATH.test(path)) throw errors.BAD_FIELD('path', 'may contain only letters, digits, "_", "." and "-", separated by "/"');
+    if (req.type === undefined) throw errors.BAD_FIELD('type', 'is required (only "file" is supported)');
+    if (req.type !== 'file') throw errors.BAD_FIELD('type', `unsupported audit device type "${String(req.type)}" (only "file")`);
+    const rawOptions = req.options ?? {};
+    if (typeof rawOptions !== 'object' || rawOptions === null || Array.isArray(rawOptions)) throw errors.BAD_FIELD('options', 'must be an object');
+    const parsed = parseFileOptions(rawOptions as Record<string, unknown>);
+    for (const existing of this.devices.keys()) {
+      if (existing.startsWith(path) || path.startsWith(existing)) throw errors.BAD_FIELD('path', `path already in use at "${existing}"`);
+    }
+    const device = new FileDevice(parsed);
+    try {
+      device.open();
+    } catch (err) {
+      throw errors.BAD_FIELD('options.file_path', `cannot be opened for appending (${errorCode(err)})`);
+    }
+    const options: Record<string, string> = { file_path: parsed.filePath, mode: '0' + parsed.mode.toString(8).padStart(3, '0') };
+    const entry: AuditDeviceEntry = {
+      path,
+      type: 'file',
+      description: typeof req.description === 'string' ? req.description : '',
+      options,
+      local: req.local === true,
+      hmacKey: randomBytes(32).toString('base64'),
+      createdAt: Date.now(),
+    };
+    await this.storage.putEntry(PREFIX + path, this.keys().encryptJSON(PREFIX + path, entry));
+    this.devices.set(path, { entry, device, key: Buffer.from(entry.hmacKey, 'base64') });
+    this.logger.info({ device: path, type: entry.type }, 'audit device enabled');
+  }
+
+  /** Disabling an unknown path is a no-op (204), as in Vault. */
+  async disable(rawPath: string): Promise<void> {
+    const path = normalizeDevicePath(rawPath);
+    if (!this.devices.has(path)) return;
+    await this.storage.deleteEntry(PREFIX + path);
+    this.devices.delete(path);
+    this.logger.info({ device: path }, 'audit device disabled');
+  }
+
+  hash(rawPath: string, input: string): string {
+    const path = normalizeDevicePath(rawPath);
+    const enabled = this.devices.get(path);
+    if (!enabled) throw errors.AUDIT_NOT_FOUND(path);
+    return hmacString(enabled.key, input);
+  }
+
+  /** Start auditing one request (after the sealed gate), on the devices enabled now. */
+  begin(req: AuditSubject['req'], tokenSecret: string | undefined): AuditRecord {
+    const quiet = (req.method === 'GET' || req.method === 'HEAD') && UNAUDITED.has(req.path);
+    return new AuditRecord(quiet ? [] : [...this.devices.values()], { req, tokenSecret }, this.logger);
+  }
+}
+
+/** One request's audit trail: the request entry before handling, the response entry after. */
+export class AuditRecord {
+  private requestWritten = false;
+
+  constructor(
+    private readonly devices: Enabled[],
+    readonly subject: AuditSubject,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Write the request entry (once); throws AUDIT_FAILED when no device took it. */
+  request(): void {
+    if (this.requestWritten) return;
+    this.fanOut((key) => requestEntry(key, this.subject));
+    this.requestWritten = true;
+  }
+
+  succeeded(reply: Reply | undefined): void {
+    this.request();
+    this.fanOut((key) => responseEntry(key, this.subject, reply));
+  }
+
+  /** A failed or denied request: both entries, with the error. */
+  failed(err: unknown): void {
+    // The audit itself failed: it was logged, and writing again would fail the same way.
+    if (isBrokerError(err) && err.code === errors.AUDIT_FAILED.code) return;
+    const message = isBrokerError(err) ? err.message : 'internal error';
+    if (!this.requestWritten) {
+      this.fanOut((key) => requestEntry(key, this.subject, message));
+      this.requestWritten = true;
+    }
+    this.fanOut((key) => responseEntry(key, this.subject, undefined, message));
+  }
+
+  private fanOut(build: (key: Buffer) => Record<string, unknown>): void {
+    if (this.devices.length === 0) return;
+    let written = 0;
+    for (const d of this.devices) {
+      try {
+        d.device.write(JSON.stringify(build(d.key)));
+        written++;
+      } catch (err) {
+        this.logger.error({ device: d.entry.path, requestId: this.subject.req.requestId, error: errorCode(err) }, 'audit device failed to write an entry');
+      }
+    }
+    if (written === 0) throw errors.AUDIT_FAILED();
+  }
+}
