@@ -150,7 +150,14 @@ export class Broker implements Dispatcher {
       audit.failed(err);
       throw err;
     }
-    audit.succeeded(reply);
+    try {
+      audit.succeeded(reply);
+    } catch (err) {
+      // A credential is never handed out unaudited; its lease is revoked now
+      // rather than left to its TTL.
+      if (reply?.leaseId) await this.leases.expedite(reply.leaseId).catch(() => undefined);
+      throw err;
+    }
     return reply;
   }
 
