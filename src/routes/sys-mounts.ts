@@ -38,11 +38,11 @@ export function mountRoutes(broker: Broker): Route[] {
       methods: ['GET'],
       pattern: 'sys/mounts',
       auth: 'token',
-      async handler() {
+      async handler(ctx) {
         const data: Record<string, unknown> = {};
         for (const m of broker.mounts.list()) data[m.path] = view(m);
         // Vault returns the mounts both at the top level and under data.
-        return { raw: { ...data, request_id: '', lease_id: '', renewable: false, lease_duration: 0, data, wrap_info: null, warnings: null, auth: null } };
+        return { raw: { ...data, request_id: ctx.requestId, lease_id: '', renewable: false, lease_duration: 0, data, wrap_info: null, warnings: null, auth: null } };
       },
     },
     {
