@@ -12,6 +12,8 @@ import { errors } from './errors.ts';
 import type { Dispatcher } from './http/server.ts';
 import { compilePattern, matchPattern, type Reply, type RequestContext, type Route } from './http/route.ts';
 import { compile } from './http/schema.ts';
+import { TokenExpiry } from './auth/token-expiry.ts';
+import { readSealedEntry, writeSealedEntry } from './storage/sealed-entry.ts';
 import { LeaseManager } from './leases/lease-manager.ts';
 import { RevocationLoop } from './leases/revocation-loop.ts';
 import { MountTable } from './mounts/mount-table.ts';
@@ -54,6 +56,7 @@ export class Broker implements Dispatcher {
   readonly engines: EngineRegistry;
   readonly audit: AuditBroker;
   private readonly revocation: RevocationLoop;
+  private readonly tokenExpiry: TokenExpiry;
   private readonly coreRoutes: CompiledRoute[];
   private readonly policyCache = new Map<string, PathRule[]>();
   private readonly unsealHooks: Array<() => Promise<void>> = [];
@@ -70,6 +73,11 @@ export class Broker implements Dispatcher {
     this.leases = new LeaseManager(this);
     this.audit = new AuditBroker(storage, () => this.seal.keys, logger);
     this.revocation = new RevocationLoop(this.leases, () => this.storage, logger, config.revocationInterval * 1000);
+    this.tokenExpiry = new TokenExpiry(
+      { expiredTokens: (limit) => this.tokens.expired(limit), revokeToken: (hash) => this.revokeToken(hash) },
+      logger,
+      config.revocationInterval * 1000,
+    );
     this.coreRoutes = compileRoutes([...sealRoutes(this), ...keyRoutes(this), ...mountRoutes(this), ...leaseRoutes(this), ...policyRoutes(this), ...tokenRoutes(this), ...capabilityRoutes(this), ...auditRoutes(this)]);
   }
 
@@ -84,6 +92,7 @@ export class Broker implements Dispatcher {
     await this.mounts.load();
     await this.leases.recoverInterrupted();
     this.revocation.start();
+    this.tokenExpiry.start();
     this.mounts.resumeRotations();
     for (const hook of this.unsealHooks) await hook();
   }
@@ -95,6 +104,7 @@ export class Broker implements Dispatcher {
   async sealNow(): Promise<void> {
     this.revocation.stop();
     await this.revocation.idle();
+    await this.tokenExpiry.stop();
     await this.mounts.close();
     this.audit.close();
     this.policyCache.clear();
@@ -126,10 +136,17 @@ export class Broker implements Dispatcher {
     return out;
   }
 
+  /** A stored entry, sealed by the barrier (see storage/sealed-entry.ts). */
+  readEntry<T>(path: string): Promise<T | undefined> {
+    return readSealedEntry<T>(this.storage, this.seal.keys, path);
+  }
+
+  writeEntry(path: string, value: unknown): Promise<void> {
+    return writeSealedEntry(this.storage, this.seal.keys, path, value);
+  }
+
   async readPolicy(name: string): Promise<string | undefined> {
-    const sealed = await this.storage.getEntry(`sys/policy/${name}`);
-    if (!sealed) return undefined;
-    return this.seal.keys.decryptJSON<{ policy: string }>(`sys/policy/${name}`, sealed).policy;
+    return (await this.readEntry<{ policy: string }>(`sys/policy/${name}`))?.policy;
   }
 
   invalidatePolicy(name: string): void {

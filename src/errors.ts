@@ -86,3 +86,8 @@ export const errors = {
 export function isBrokerError(err: unknown): err is BrokerError {
   return err instanceof BrokerError;
 }
+
+/** The message of anything thrown (for logs and recorded errors). */
+export function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -5,7 +5,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { TokenExpiry } from './auth/token-expiry.ts';
 import { Broker } from './broker.ts';
 import { ConfigError, type BrokerConfig } from './config.ts';
 import { buildHttpServer } from './http/server.ts';
@@ -91,18 +90,11 @@ export async function startServer(config: BrokerConfig, logger: Logger = createL
     }
     const address = await app.listen({ host: config.listen.host, port: config.listen.port });
     logger.info({ address, sealed: broker.seal.sealed, initialized: broker.seal.initialized }, 'dbroker listening');
-    const expiry = new TokenExpiry(
-      { expiredTokens: (limit) => broker.tokens.expired(limit), revokeToken: (hash) => broker.revokeToken(hash), get sealed() { return broker.seal.sealed; } },
-      logger,
-      config.revocationInterval * 1000,
-    );
-    expiry.start();
     let closing: Promise<void> | undefined;
     const running = app;
     const close = (): Promise<void> =>
       (closing ??= (async () => {
         await running.close();
-        await expiry.stop();
         await broker.stop();
         logger.info('dbroker stopped');
       })());

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { Reply } from '../http/route.ts';
 import { errors, isBrokerError } from '../errors.ts';
 import type { Storage } from '../storage/storage.ts';
+import { readSealedEntry, writeSealedEntry } from '../storage/sealed-entry.ts';
 import type { Barrier } from '../seal/barrier.ts';
 import { requestEntry, responseEntry, type AuditSubject } from './audit-entry.ts';
 import { FileDevice, parseFileOptions } from './file-device.ts';
@@ -65,9 +66,8 @@ export class AuditBroker {
   async load(): Promise<void> {
     this.devices.clear();
     for (const key of await this.storage.listEntries(PREFIX)) {
-      const sealed = await this.storage.getEntry(key);
-      if (!sealed) continue;
-      const entry = this.keys().decryptJSON<AuditDeviceEntry>(key, sealed);
+      const entry = await readSealedEntry<AuditDeviceEntry>(this.storage, this.keys(), key);
+      if (!entry) continue;
       const device = new FileDevice(parseFileOptions(entry.options));
       try {
         device.open();
@@ -114,7 +114,7 @@ export class AuditBroker {
       hmacKey: randomBytes(32).toString('base64'),
       createdAt: Date.now(),
     };
-    await this.storage.putEntry(PREFIX + path, this.keys().encryptJSON(PREFIX + path, entry));
+    await writeSealedEntry(this.storage, this.keys(), PREFIX + path, entry);
     this.devices.set(path, { entry, device, key: Buffer.from(entry.hmacKey, 'base64') });
     this.logger.info({ device: path, type: entry.type }, 'audit device enabled');
   }

@@ -2,7 +2,8 @@
 // from it, and (through the revocation loop) every lease they created. A
 // lookup already refuses an expired token; this pass makes the cascade happen
 // and keeps the token table from growing. It reads the expiry index a batch at
-// a time, so it never loads all tokens.
+// a time, so it never loads all tokens. It runs while unsealed (started at
+// unseal, stopped before the keys are dropped).
 
 import type { Logger } from 'pino';
 
@@ -12,8 +13,6 @@ export interface ExpiryTarget {
   /** Hashes of tokens expired by now, oldest first. */
   expiredTokens(limit: number): Promise<string[]>;
   revokeToken(idHash: string): Promise<void>;
-  /** Sweeping waits while sealed. */
-  readonly sealed: boolean;
 }
 
 export class TokenExpiry {
@@ -46,7 +45,6 @@ export class TokenExpiry {
     let revoked = 0;
     try {
       for (;;) {
-        if (this.target.sealed) return revoked;
         const batch = await this.target.expiredTokens(BATCH);
         for (const hash of batch) {
           await this.target.revokeToken(hash);

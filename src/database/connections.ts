@@ -11,7 +11,7 @@
 // root credential are serialised per connection with `exclusive`.
 
 import type { Broker } from '../broker.ts';
-import { EngineConnectionError, scrubSecrets, type Engine, type EngineFactory } from '../engine/engine.ts';
+import { EngineConnectionError, scrubSecrets, type Engine, type EngineFactory, type StatementKind } from '../engine/engine.ts';
 import { BrokerError, errors } from '../errors.ts';
 import { KeyedLock } from './keyed-lock.ts';
 
@@ -77,9 +77,7 @@ export class Connections {
   }
 
   async read(name: string): Promise<ConnectionRecord | undefined> {
-    const path = this.entryPath(name);
-    const sealed = await this.broker.storage.getEntry(path);
-    return sealed ? this.broker.seal.keys.decryptJSON<ConnectionRecord>(path, sealed) : undefined;
+    return this.broker.readEntry<ConnectionRecord>(this.entryPath(name));
   }
 
   async mustRead(name: string): Promise<ConnectionRecord> {
@@ -89,8 +87,7 @@ export class Connections {
   }
 
   async write(rec: ConnectionRecord): Promise<void> {
-    const path = this.entryPath(rec.name);
-    await this.broker.storage.putEntry(path, this.broker.seal.keys.encryptJSON(path, rec));
+    await this.broker.writeEntry(this.entryPath(rec.name), rec);
   }
 
   async names(): Promise<string[]> {
@@ -111,19 +108,17 @@ export class Connections {
   async open(rec: ConnectionRecord, password: string, verify: boolean): Promise<Engine> {
     const engine = (await this.factory(rec)).create();
     try {
-      await this.bounded(
-        rec.name,
-        [password],
-        engine.initialize(
-          { connectionUrl: rec.connectionUrl, username: rec.username, password, maxOpenConnections: rec.maxOpenConnections, options: rec.options },
-          { verify },
-        ),
-      );
+      await this.initialize(engine, rec, password, verify);
     } catch (err) {
       await engine.close().catch(() => undefined);
       throw err;
     }
     return engine;
+  }
+
+  private initialize(engine: Engine, rec: ConnectionRecord, password: string, verify: boolean): Promise<void> {
+    const config = { connectionUrl: rec.connectionUrl, username: rec.username, password, maxOpenConnections: rec.maxOpenConnections, options: rec.options };
+    return this.bounded(rec.name, [password], engine.initialize(config, { verify }));
   }
 
   /** The live engine of a connection, opened on first use. */
@@ -143,14 +138,7 @@ export class Connections {
         return raced;
       }
       const engine = factory.create();
-      const ready = this.bounded(
-        name,
-        [rec.password],
-        engine.initialize(
-          { connectionUrl: rec.connectionUrl, username: rec.username, password: rec.password, maxOpenConnections: rec.maxOpenConnections, options: rec.options },
-          { verify: false },
-        ),
-      );
+      const ready = this.initialize(engine, rec, rec.password, false);
       const opened = liveEntry(engine, ready, rec.password);
       live = opened;
       this.live.set(name, opened);
@@ -333,6 +321,20 @@ export function mapEngineError(connection: string, err: unknown, secrets: Array<
       return errors.ENGINE_CONNECTION(connection, message);
     default:
       return errors.ENGINE_FAILED(connection, message);
+  }
+}
+
+/**
+ * Check statements with the engine when they are written, so bad ones are a
+ * 400 naming `field` now rather than a failure at creds or rotation time.
+ */
+export function checkStatements(factory: EngineFactory, kind: StatementKind, field: string, statements: string[]): void {
+  if (!factory.validateStatements) return;
+  try {
+    factory.validateStatements(kind, statements);
+  } catch (err) {
+    const mapped = mapEngineError('(validation)', err, []);
+    throw mapped.statusCode === 400 ? errors.BAD_FIELD(field, mapped.message) : mapped;
   }
 }
 

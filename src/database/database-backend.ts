@@ -6,7 +6,7 @@ import type { Broker } from '../broker.ts';
 import { errors } from '../errors.ts';
 import type { RequestContext, Route } from '../http/route.ts';
 import { duration, durationField, listField, statementsField, name, object, stringList } from '../http/schema.ts';
-import { Connections, isConnectionFailure, mapEngineError, type ConnectionRecord } from './connections.ts';
+import { checkStatements, Connections, isConnectionFailure, type ConnectionRecord } from './connections.ts';
 import { RootRotation } from './root-rotation.ts';
 import { StaticRoles } from './static-roles.ts';
 import { DEFAULT_USERNAME_TEMPLATE, renderUsername } from './username-template.ts';
@@ -122,9 +122,7 @@ export class DatabaseBackend {
   }
 
   async readRole(roleName: string): Promise<RoleRecord | undefined> {
-    const path = this.roleEntry(roleName);
-    const sealed = await this.broker.storage.getEntry(path);
-    return sealed ? this.broker.seal.keys.decryptJSON<RoleRecord>(path, sealed) : undefined;
+    return this.broker.readEntry<RoleRecord>(this.roleEntry(roleName));
   }
 
   async close(): Promise<void> {
@@ -226,7 +224,7 @@ export class DatabaseBackend {
     const connectionUrl = (body.connection_url as string | undefined) ?? existing?.connectionUrl;
     if (!connectionUrl) throw errors.BAD_REQUEST('missing required field "connection_url"');
     const rotationStatements = statementsField(body, 'root_rotation_statements') ?? existing?.rootRotationStatements ?? [];
-    if (factory.validateStatements && rotationStatements.length > 0) this.validate(() => factory.validateStatements!('root_rotation', rotationStatements));
+    if (rotationStatements.length > 0) checkStatements(factory, 'root_rotation', 'root_rotation_statements', rotationStatements);
     const usernameTemplate = (body.username_template as string | undefined) ?? existing?.usernameTemplate ?? '';
     if (usernameTemplate) renderUsername(usernameTemplate, { DisplayName: 'token', RoleName: 'role' }, factory.maxUsernameLength);
     const rec: ConnectionRecord = {
@@ -257,14 +255,6 @@ export class DatabaseBackend {
     await this.connections.replace(connName, engine, rec.password);
     this.rotation.schedule(rec);
     return undefined;
-  }
-
-  private validate(check: () => void): void {
-    try {
-      check();
-    } catch (err) {
-      throw mapEngineError('(validation)', err, []);
-    }
   }
 
   private async role(ctx: RequestContext) {
@@ -300,14 +290,7 @@ export class DatabaseBackend {
     const factory = await this.connections.factory(conn);
     const statements = (field: string, kind: StatementKind, previous: string[] | undefined): string[] => {
       const list = statementsField(body, field) ?? previous ?? [];
-      if (factory.validateStatements && (list.length > 0 || kind === 'creation')) {
-        try {
-          factory.validateStatements(kind, list);
-        } catch (err) {
-          const mapped = mapEngineError(dbName, err, []);
-          throw mapped.statusCode === 400 ? errors.BAD_FIELD(field, mapped.message) : mapped;
-        }
-      }
+      if (list.length > 0 || kind === 'creation') checkStatements(factory, kind, field, list);
       return list;
     };
     const role: RoleRecord = {
@@ -326,8 +309,7 @@ export class DatabaseBackend {
     if (role.maxTtl > this.broker.config.maxLeaseTtl) throw errors.BAD_FIELD('max_ttl', `must not exceed the system max_lease_ttl (${this.broker.config.maxLeaseTtl}s)`);
     const template = role.usernameTemplate || conn.usernameTemplate;
     if (template) renderUsername(template, { DisplayName: 'token', RoleName: roleName }, factory.maxUsernameLength);
-    const path = this.roleEntry(roleName);
-    await this.broker.storage.putEntry(path, this.broker.seal.keys.encryptJSON(path, role));
+    await this.broker.writeEntry(this.roleEntry(roleName), role);
     return undefined;
   }
 

@@ -15,7 +15,7 @@
 
 import type { Broker } from '../broker.ts';
 import type { Engine } from '../engine/engine.ts';
-import { errors, isBrokerError } from '../errors.ts';
+import { errors, messageOf } from '../errors.ts';
 import { durationField } from '../http/schema.ts';
 import { fault } from '../util/faults.ts';
 import { generatePassword } from '../util/random.ts';
@@ -95,7 +95,7 @@ export class RootRotation {
         if (rec.pendingPassword) await this.connections.reconcile(name);
         this.schedule((await this.connections.read(name)) ?? rec);
       } catch (err) {
-        this.broker.logger.error({ mount: this.backend.mount, connection: name, error: errorMessage(err) }, 'resuming root rotation failed');
+        this.broker.logger.error({ mount: this.backend.mount, connection: name, error: messageOf(err) }, 'resuming root rotation failed');
       }
     }
     await this.backend.staticRoles.resume();
@@ -159,7 +159,7 @@ export class RootRotation {
       this.broker.logger.info({ ...log, outcome: 'success', durationMs: Date.now() - started }, 'root credential rotated');
       this.schedule(committed);
     } catch (err) {
-      const message = errorMessage(err);
+      const message = messageOf(err);
       // A working root credential is known again (or both are kept) before we report.
       const after = await connections
         .mustRead(name)
@@ -182,8 +182,4 @@ export class RootRotation {
       throw err;
     }
   }
-}
-
-function errorMessage(err: unknown): string {
-  return isBrokerError(err) || err instanceof Error ? err.message : String(err);
 }

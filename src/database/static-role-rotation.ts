@@ -17,7 +17,7 @@
 //   rotation keep working until the next rotation.
 
 import type { Broker } from '../broker.ts';
-import { errors, isBrokerError } from '../errors.ts';
+import { errors, messageOf } from '../errors.ts';
 import { fault } from '../util/faults.ts';
 import { generatePassword } from '../util/random.ts';
 import type { DatabaseBackend } from './database-backend.ts';
@@ -175,8 +175,4 @@ function commit(rec: StaticRoleRecord, pending: StaticCredential, now: number): 
   if (at === undefined) delete next.nextRotation;
   else next.nextRotation = at;
   return next;
-}
-
-function messageOf(err: unknown): string {
-  return isBrokerError(err) || err instanceof Error ? err.message : String(err);
 }

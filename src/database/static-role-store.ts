@@ -53,14 +53,11 @@ export class StaticRoleStore {
   }
 
   async read(name: string): Promise<StaticRoleRecord | undefined> {
-    const path = this.path(name);
-    const sealed = await this.broker.storage.getEntry(path);
-    return sealed ? this.broker.seal.keys.decryptJSON<StaticRoleRecord>(path, sealed) : undefined;
+    return this.broker.readEntry<StaticRoleRecord>(this.path(name));
   }
 
   async write(rec: StaticRoleRecord): Promise<void> {
-    const path = this.path(rec.name);
-    await this.broker.storage.putEntry(path, this.broker.seal.keys.encryptJSON(path, rec));
+    await this.broker.writeEntry(this.path(rec.name), rec);
   }
 
   async remove(name: string): Promise<void> {

@@ -8,7 +8,7 @@ import { errors } from '../errors.ts';
 import type { RequestContext, Route } from '../http/route.ts';
 import { duration, durationField, statementsField, name, object, stringList } from '../http/schema.ts';
 import { generatePassword } from '../util/random.ts';
-import { mapEngineError } from './connections.ts';
+import { checkStatements } from './connections.ts';
 import type { DatabaseBackend } from './database-backend.ts';
 import { checkCron, checkPeriod, nextRotationAt } from './rotation-schedule.ts';
 import { planOf, rotationTarget, StaticRoleRotation } from './static-role-rotation.ts';
@@ -163,14 +163,7 @@ export class StaticRoles {
     if (window > 0 && window < 3600) throw errors.BAD_FIELD('rotation_window', 'must be at least 1 hour (as in Vault)');
 
     const statements = statementsField(body, 'rotation_statements') ?? existing?.rotationStatements ?? [];
-    if (factory.validateStatements && statements.length > 0) {
-      try {
-        factory.validateStatements('rotation', statements);
-      } catch (err) {
-        const mapped = mapEngineError(dbName, err, []);
-        throw mapped.statusCode === 400 ? errors.BAD_FIELD('rotation_statements', mapped.message) : mapped;
-      }
-    }
+    if (statements.length > 0) checkStatements(factory, 'rotation', 'rotation_statements', statements);
     const skipImport = (body.skip_import_rotation as boolean | undefined) ?? existing?.skipImportRotation ?? false;
     const password = body.password as string | undefined;
     if (password !== undefined && (existing || !skipImport)) {

@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import { isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConfigError } from '../config.ts';
-import { errors } from '../errors.ts';
+import { errors, messageOf } from '../errors.ts';
 import type { EngineFactory } from './engine.ts';
 
 const BUILT_IN: Record<string, { module: string; exportName: string }> = {
@@ -83,7 +83,7 @@ export class EngineRegistry {
       try {
         mod = (await import(resolveSpecifier(target, this.baseDir))) as Record<string, unknown>;
       } catch (err) {
-        throw new ConfigError(field, `cannot load module "${target}": ${err instanceof Error ? err.message : String(err)}`);
+        throw new ConfigError(field, `cannot load module "${target}": ${messageOf(err)}`);
       }
       if (!('default' in mod) || mod.default === undefined) throw new ConfigError(field, `module "${target}" has no default export (it must default-export an EngineFactory)`);
       const problem = factoryProblem(mod.default);

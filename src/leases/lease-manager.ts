@@ -13,7 +13,7 @@ import type { Token } from '../auth/token-store.ts';
 import type { Broker } from '../broker.ts';
 import type { ConnectionRecord } from '../database/connections.ts';
 import type { RoleRecord } from '../database/database-backend.ts';
-import { errors, isBrokerError } from '../errors.ts';
+import { errors, isBrokerError, messageOf } from '../errors.ts';
 import type { LeaseRow } from '../storage/storage.ts';
 import { fault } from '../util/faults.ts';
 import { generatePassword, randomString } from '../util/random.ts';
@@ -206,10 +206,13 @@ export class LeaseManager {
     if (error) throw errors.REVOCATION_FAILED(error);
   }
 
-  /** Claim and revoke one lease; returns the error, if any (the lease then stays scheduled for retry). */
-  private async revokeNow(id: string): Promise<string | undefined> {
+  /**
+   * Claim and revoke one lease (only if it belongs to `mount`, when given);
+   * returns the error, if any (the lease then stays scheduled for retry).
+   */
+  private async revokeNow(id: string, mount?: string): Promise<string | undefined> {
     const row = await this.storage.getLease(id);
-    if (!row) return undefined;
+    if (!row || (mount !== undefined && row.mount !== mount)) return undefined;
     if (this.deferIfIssuing(row)) return undefined;
     const now = Date.now();
     await this.storage.updateLease(id, { state: 'revoking', dueAt: now + CLAIM_MS, expireTime: Math.min(row.expireTime, now) });
@@ -231,7 +234,7 @@ export class LeaseManager {
       await this.storage.deleteLease(row.id);
       return undefined;
     } catch (err) {
-      const message = isBrokerError(err) ? err.message : err instanceof Error ? err.message : String(err);
+      const message = messageOf(err);
       const attempts = row.attempts + 1;
       await this.storage.updateLease(row.id, { attempts, lastError: message, dueAt: Date.now() + backoffMs(attempts) });
       const log = { leaseId: row.id, connection: row.connection, attempts, error: message };
@@ -272,6 +275,19 @@ export class LeaseManager {
       this.broker.wakeRevocation();
       return n;
     }
+    return this.revokeUnder(prefix);
+  }
+
+  /**
+   * Revoke every lease of a mount before it is unmounted. Throws if any
+   * revocation fails (the mount stays). Lease ids start with the mount path,
+   * but so may those of a mount nested under it: those are left alone.
+   */
+  async revokeMount(mount: string): Promise<void> {
+    await this.revokeUnder(mount, mount);
+  }
+
+  private async revokeUnder(prefix: string, mount?: string): Promise<number> {
     let found = 0;
     let failed = 0;
     let firstError = '';
@@ -285,7 +301,7 @@ export class LeaseManager {
       const worker = async (): Promise<void> => {
         while (next < ids.length) {
           const id = ids[next++]!;
-          const error = await this.revokeNow(id);
+          const error = await this.revokeNow(id, mount);
           if (error !== undefined) {
             failed++;
             firstError ||= error;
@@ -296,23 +312,6 @@ export class LeaseManager {
     }
     if (failed > 0) throw errors.REVOCATION_FAILED(`${failed} of ${found} lease(s) under the prefix; first error: ${firstError}`);
     return found;
-  }
-
-  /**
-   * Revoke every lease of a mount before it is unmounted, synchronously and
-   * in batches. Throws if any revocation fails (the mount stays).
-   */
-  async revokeMount(mount: string): Promise<void> {
-    for (;;) {
-      const ids = await this.storage.listLeaseIds(`${mount}`, 256);
-      const own = [];
-      for (const id of ids) {
-        const row = await this.storage.getLease(id);
-        if (row && row.mount === mount) own.push(id);
-      }
-      if (own.length === 0) return;
-      for (const id of own) await this.revoke(id);
-    }
   }
 
   /** After a restart: interrupted issuances and revocations become due now. */

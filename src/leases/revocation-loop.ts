@@ -8,6 +8,7 @@
 // they cannot take the room other connections' leases need.
 
 import type { Logger } from 'pino';
+import { messageOf } from '../errors.ts';
 import type { ConnectionKey, LeaseRow } from '../storage/storage.ts';
 import { CLAIM_MS, type LeaseManager } from './lease-manager.ts';
 
@@ -112,7 +113,7 @@ export class RevocationLoop {
         if (rows.length < room || !this.running) break;
       }
     } catch (err) {
-      this.logger.error({ err: err instanceof Error ? err.message : String(err) }, 'revocation pass failed');
+      this.logger.error({ err: messageOf(err) }, 'revocation pass failed');
     } finally {
       this.ticking = false;
       if (this.running) this.schedule(this.again ? 0 : this.intervalMs);
@@ -154,7 +155,7 @@ export class RevocationLoop {
       await this.leases.revokeClaimed(row);
     } catch (err) {
       // revokeClaimed records its own failures; this is a storage failure.
-      this.logger.error({ leaseId: row.id, err: err instanceof Error ? err.message : String(err) }, 'revocation bookkeeping failed');
+      this.logger.error({ leaseId: row.id, err: messageOf(err) }, 'revocation bookkeeping failed');
     } finally {
       this.inFlight--;
       if (this.inFlight === 0) {

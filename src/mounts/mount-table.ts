@@ -7,6 +7,7 @@ import { compileRoutes } from '../broker.ts';
 import { DatabaseBackend } from '../database/database-backend.ts';
 import { errors } from '../errors.ts';
 import type { Barrier } from '../seal/barrier.ts';
+import { writeSealedEntry } from '../storage/sealed-entry.ts';
 
 export interface MountEntry {
   path: string;
@@ -42,15 +43,14 @@ export class MountTable {
 
   async createDefaults(barrier: Barrier): Promise<void> {
     const entry = this.newEntry('database/', 'database secrets engine');
-    await this.broker.storage.putEntry(PREFIX + entry.path, barrier.encryptJSON(PREFIX + entry.path, entry));
+    await writeSealedEntry(this.broker.storage, barrier, PREFIX + entry.path, entry);
   }
 
   async load(): Promise<void> {
     await this.close();
     for (const key of await this.broker.storage.listEntries(PREFIX)) {
-      const sealed = await this.broker.storage.getEntry(key);
-      if (!sealed) continue;
-      this.attach(this.broker.seal.keys.decryptJSON<MountEntry>(key, sealed));
+      const entry = await this.broker.readEntry<MountEntry>(key);
+      if (entry) this.attach(entry);
     }
   }
 
@@ -94,7 +94,7 @@ export class MountTable {
       if (existing.startsWith(path) || path.startsWith(existing)) throw errors.MOUNT_EXISTS(existing);
     }
     const entry = this.newEntry(path, description);
-    await this.broker.storage.putEntry(PREFIX + path, this.broker.seal.keys.encryptJSON(PREFIX + path, entry));
+    await this.broker.writeEntry(PREFIX + path, entry);
     this.attach(entry);
   }
 

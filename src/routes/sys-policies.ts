@@ -48,7 +48,7 @@ export function policyRoutes(broker: Broker): Route[] {
           if (/path\s|"path"/.test(decoded)) text = decoded;
         }
         parsePolicy(text);
-        await broker.storage.putEntry(entry(name), broker.seal.keys.encryptJSON(entry(name), { policy: text }));
+        await broker.writeEntry(entry(name), { policy: text });
       }
       broker.invalidatePolicy(name);
       return undefined;

@@ -14,6 +14,7 @@ import type { Engine } from '../../../src/engine/engine.ts';
 import { EngineRegistry } from '../../../src/engine/registry.ts';
 import { errors, type BrokerError } from '../../../src/errors.ts';
 import { Barrier } from '../../../src/seal/barrier.ts';
+import { readSealedEntry, writeSealedEntry } from '../../../src/storage/sealed-entry.ts';
 import { SqliteStorage } from '../../../src/storage/sqlite-storage.ts';
 import { eventually, initAndUnseal, startBroker, unseal, type ApiResponse, type BrokerProcess } from '../../support/broker.ts';
 import { adminConnection, canLogin, createAdminUser, dropLeftovers, goDsn } from '../../support/mariadb.ts';
@@ -226,7 +227,15 @@ test('Connections.run: a failed login settles an unsettled root credential and r
   const admin = await engine.newAdmin();
   const storage = new SqliteStorage(':memory:');
   // The broker parts Connections uses: real storage, barrier, engine registry and logger.
-  const parts = { storage, seal: { keys: Barrier.create() }, engines: new EngineRegistry({}, process.cwd()), logger: pino({ level: 'silent' }) };
+  const keys = Barrier.create();
+  const parts = {
+    storage,
+    seal: { keys },
+    engines: new EngineRegistry({}, process.cwd()),
+    logger: pino({ level: 'silent' }),
+    readEntry: (path: string) => readSealedEntry(storage, keys, path),
+    writeEntry: (path: string, value: unknown) => writeSealedEntry(storage, keys, path, value),
+  };
   const connections = new Connections(parts as unknown as Broker, 'database/');
   const rec: ConnectionRecord = {
     name: 'c1',
