@@ -11,7 +11,7 @@ import { EngineRegistry } from './engine/registry.ts';
 import { errors } from './errors.ts';
 import type { Dispatcher } from './http/server.ts';
 import { compilePattern, matchPattern, type Reply, type RequestContext, type Route } from './http/route.ts';
-import { compile } from './http/schema.ts';
+import { compile, object, unknownFieldsWarning } from './http/schema.ts';
 import { TokenExpiry } from './auth/token-expiry.ts';
 import { readSealedEntry, writeSealedEntry } from './storage/sealed-entry.ts';
 import { LeaseManager } from './leases/lease-manager.ts';
@@ -33,11 +33,15 @@ export const VERSION = '0.1.0';
 interface CompiledRoute {
   route: Route;
   pattern: ReturnType<typeof compilePattern>;
-  validate?: (value: unknown) => void;
+  /** Strips undeclared body fields (returning their names) and validates the rest; PUT only. */
+  validate: (value: unknown) => string[];
 }
 
+const NO_FIELDS = object({});
+
+/** Compile route patterns and body schemas once; a route without a schema declares no body fields. */
 export function compileRoutes(routes: Route[]): CompiledRoute[] {
-  return routes.map((route) => ({ route, pattern: compilePattern(route.pattern), ...(route.schema ? { validate: compile(route.schema) } : {}) }));
+  return routes.map((route) => ({ route, pattern: compilePattern(route.pattern), validate: compile(route.schema ?? NO_FIELDS) }));
 }
 
 function findRoute(routes: CompiledRoute[], path: string): { compiled: CompiledRoute; params: Record<string, string> } | undefined {
@@ -198,29 +202,38 @@ export class Broker implements Dispatcher {
     if (!found) throw errors.NOT_FOUND(req.path);
     const { compiled, params } = found;
     const route = compiled.route;
-    if (!route.methods.includes(req.method) && !(req.method === 'HEAD' && route.methods.includes('GET'))) {
-      throw errors.METHOD_NOT_ALLOWED(req.method, req.path);
-    }
+    // HEAD is GET without the body (RFC 9110 §9.3.2): it runs the read branch,
+    // is checked against the policy as a read, and is refused where GET is
+    // absent or changes state.
+    const head = req.method === 'HEAD';
+    const method = head ? 'GET' : req.method;
+    if (!route.methods.includes(method) || (head && route.getChangesState)) throw errors.METHOD_NOT_ALLOWED(req.method, req.path);
 
-    const ctx: RequestContext = { ...req, params, ...(mount !== undefined ? { mount } : {}) };
+    const ctx: RequestContext = { ...req, method, params, ...(mount !== undefined ? { mount } : {}) };
     let exhausted = false;
     if (route.auth === 'token') {
       const token = tokenSecret ? await this.tokens.lookup(tokenSecret) : undefined;
       if (!token) throw errors.PERMISSION_DENIED();
       audit.subject.token = token;
-      if (!token.policies.includes('root') && !allows(await this.policiesOf(token), req.path, req.method, route.sudo === true)) {
+      if (!token.policies.includes('root') && !allows(await this.policiesOf(token), req.path, method, route.sudo === true)) {
         throw errors.PERMISSION_DENIED();
       }
       audit.request();
-      const use = await this.tokens.use(token);
-      if (!use.ok) throw errors.PERMISSION_DENIED();
-      exhausted = use.exhausted;
+      // HEAD changes nothing, not even a token's remaining uses.
+      if (!head) {
+        const use = await this.tokens.use(token);
+        if (!use.ok) throw errors.PERMISSION_DENIED();
+        exhausted = use.exhausted;
+      }
       ctx.token = token;
       ctx.tokenSecret = tokenSecret;
     } else audit.request();
-    if (compiled.validate && req.method === 'PUT') compiled.validate(req.body);
+    const ignored = method === 'PUT' ? compiled.validate(req.body) : [];
     try {
-      return await route.handler(ctx);
+      const reply = await route.handler(ctx);
+      // Raw bodies (sys/init, sys/unseal) have no warnings slot; like Vault's own handlers for them, unknown fields are just ignored.
+      if (ignored.length === 0 || reply?.raw !== undefined) return reply;
+      return { ...(reply ?? { data: null }), warnings: [...(reply?.warnings ?? []), unknownFieldsWarning(ignored)] };
     } finally {
       if (exhausted && ctx.token) await this.revokeToken(ctx.token.idHash);
     }

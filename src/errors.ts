@@ -29,6 +29,8 @@ export const errors = {
   BAD_REQUEST: define('DBR_ERR_REQUEST_INVALID', 400, '%s'),
   BAD_FIELD: define('DBR_ERR_REQUEST_FIELD', 400, 'invalid field "%s": %s'),
   BAD_JSON: define('DBR_ERR_REQUEST_JSON', 400, 'malformed JSON body: %s'),
+  JSON_TOO_DEEP: define('DBR_ERR_REQUEST_JSON_DEPTH', 400, 'malformed JSON body: nested deeper than %s levels (max_json_depth)'),
+  UNSUPPORTED_HEADER: define('DBR_ERR_REQUEST_HEADER', 400, 'header %s is not supported: %s'),
   BODY_TOO_LARGE: define('DBR_ERR_REQUEST_TOO_LARGE', 413, 'request body is larger than %s bytes'),
   NOT_FOUND: define('DBR_ERR_ROUTE_NOT_FOUND', 404, 'no handler for route "%s"'),
   ENTRY_NOT_FOUND: define('DBR_ERR_ENTRY_NOT_FOUND', 404, 'nothing is stored at "%s"'),

@@ -10,14 +10,37 @@ export function hmacString(key: Buffer, value: string): string {
   return HASH_PREFIX + createHmac('sha256', key).update(value, 'utf8').digest('hex');
 }
 
-/** A copy of `value` with every string (at any depth) hashed, except under the keys in `clear`. */
+/**
+ * A copy of `value` with every string (at any depth) hashed, except the values
+ * under the top-level keys in `clear`. Iterative, so no input is deep enough
+ * to overflow the stack (request bodies are depth-limited at parse time, but
+ * responses and stored data reach here too).
+ */
 export function hashValues(key: Buffer, value: unknown, clear: ReadonlySet<string> = new Set()): unknown {
-  if (typeof value === 'string') return hmacString(key, value);
-  if (Array.isArray(value)) return value.map((v) => hashValues(key, v));
-  if (value !== null && typeof value === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = clear.has(k) ? v : hashValues(key, v);
-    return out;
+  const copy = (v: unknown): unknown => {
+    if (typeof v === 'string') return hmacString(key, v);
+    if (Array.isArray(v)) return new Array<unknown>(v.length);
+    if (v !== null && typeof v === 'object') return Object.create(null) as Record<string, unknown>; // a "__proto__" key stays a plain key
+    return v;
+  };
+  const root = copy(value);
+  // Pairs of (source container, its copy) still to fill in.
+  const work: Array<[unknown, Record<string, unknown> | unknown[]]> = [];
+  if (root !== null && typeof root === 'object') work.push([value, root as Record<string, unknown>]);
+  let top = true;
+  while (work.length > 0) {
+    const [src, dst] = work.pop()!;
+    const entries: Array<[string | number, unknown]> = Array.isArray(src) ? src.map((v, i) => [i, v]) : Object.entries(src as object);
+    for (const [k, v] of entries) {
+      if (top && typeof k === 'string' && clear.has(k)) {
+        (dst as Record<string, unknown>)[k] = v;
+        continue;
+      }
+      const c = copy(v);
+      (dst as Record<string | number, unknown>)[k] = c;
+      if (c !== null && typeof c === 'object') work.push([v, c as Record<string, unknown>]);
+    }
+    top = false;
   }
-  return value;
+  return root;
 }

@@ -160,7 +160,7 @@ export class DatabaseBackend {
       },
       { methods: ['LIST'], pattern: 'roles', auth: 'token', handler: async (ctx) => this.listing(ctx.path, await this.roleNames()) },
       { methods: ['GET', 'PUT', 'DELETE'], pattern: 'roles/:name', auth: 'token', schema: roleSchema, handler: (ctx) => this.role(ctx) },
-      { methods: ['GET', 'PUT'], pattern: 'creds/:name', auth: 'token', handler: (ctx) => this.creds(ctx) },
+      { methods: ['GET', 'PUT'], pattern: 'creds/:name', auth: 'token', getChangesState: true, handler: (ctx) => this.creds(ctx) },
       ...this.staticRoles.routes(),
     ];
   }

@@ -46,6 +46,12 @@ export interface Route {
   sealedOk?: boolean;
   /** Needs the root policy (sudo paths). */
   sudo?: boolean;
+  /**
+   * GET on this route changes state (database/creds issues a lease), so HEAD
+   * is refused with 405 instead of being run as a GET without a body
+   * (RFC 9110 §9.3.2: HEAD is GET without the content, and must be safe).
+   */
+  getChangesState?: boolean;
   handler(ctx: RequestContext): Promise<Reply | undefined>;
 }
 

@@ -31,10 +31,47 @@ export function describe(e: ErrorObject): BrokerError {
   return errors.BAD_FIELD(field, e.message ?? 'is invalid');
 }
 
-export function compile(schema: Record<string, unknown>): (value: unknown) => void {
+/**
+ * Vault's warning for parameters an endpoint does not know (vault/sdk
+ * framework/backend.go): such fields are accepted and ignored, never a 400.
+ */
+export function unknownFieldsWarning(fields: string[]): string {
+  return `Endpoint ignored these unrecognized parameters: [${fields.join(' ')}]`;
+}
+
+/**
+ * Remove from `value` (in place) every field its schema does not declare
+ * where the schema says `additionalProperties: false`, at every level the
+ * schema describes; returns their dotted names. Walks the schema, so its depth
+ * is bounded by the schema, never by the input.
+ */
+function stripUnknown(schema: Record<string, unknown>, value: unknown, path: string, out: string[]): void {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return;
+  const properties = schema.properties as Record<string, Record<string, unknown>> | undefined;
+  if (!properties) return;
+  const obj = value as Record<string, unknown>;
+  for (const key of Object.keys(obj)) {
+    if (Object.hasOwn(properties, key)) stripUnknown(properties[key]!, obj[key], `${path}${key}.`, out);
+    else if (schema.additionalProperties === false) {
+      out.push(path + key);
+      delete obj[key];
+    }
+  }
+}
+
+/**
+ * Compile a body schema once. The returned check removes undeclared fields
+ * (returning their names, for Vault's "unrecognized parameters" warning) and
+ * then validates what is left.
+ * @throws BrokerError 400 naming the first field with a wrong type or value.
+ */
+export function compile(schema: Record<string, unknown>): (value: unknown) => string[] {
   const validate: ValidateFunction = ajv.compile(schema);
   return (value) => {
+    const unknown: string[] = [];
+    stripUnknown(schema, value, '', unknown);
     if (!validate(value)) throw describe(validate.errors![0]!);
+    return unknown;
   };
 }
 

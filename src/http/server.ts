@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { BrokerError, errors, isBrokerError } from '../errors.ts';
 import { clientErrorHandler } from './client-errors.ts';
+import { jsonDepthExceeds, MAX_JSON_DEPTH } from './json-limits.ts';
 import type { Method, Reply, RequestContext } from './route.ts';
 
 export interface Dispatcher {
@@ -64,6 +65,25 @@ function onFrameworkError(err: { code?: string }, _req: FastifyRequest, reply: F
   void reply.code(status).send({ errors: [status === 414 ? 'the request path is too long' : 'the request path is not a valid URL (bad percent-encoding)'] });
 }
 
+/**
+ * Vault request headers whose meaning dbroker does not implement are refused
+ * rather than ignored: a client that asked for a single-use wrapped response
+ * (X-Vault-Wrap-TTL, Vault docs "Response wrapping") must not receive the
+ * plaintext secret believing it is wrapped; one that names a namespace
+ * (X-Vault-Namespace, an Enterprise feature) must not think it is isolated.
+ * @throws BrokerError 400 naming the header.
+ */
+function refuseUnappliedHeaders(req: FastifyRequest): void {
+  const wrap = req.headers['x-vault-wrap-ttl'];
+  if (typeof wrap === 'string' && wrap.trim() !== '') {
+    throw errors.UNSUPPORTED_HEADER('X-Vault-Wrap-TTL', 'response wrapping is not supported; request the secret without it');
+  }
+  const ns = req.headers['x-vault-namespace'];
+  if (typeof ns === 'string' && ns.trim() !== '' && ns.trim().replace(/\/+$/, '') !== 'root') {
+    throw errors.UNSUPPORTED_HEADER('X-Vault-Namespace', 'namespaces are not supported; omit the header or use "root"');
+  }
+}
+
 export function buildHttpServer(dispatcher: Dispatcher, opts: HttpOptions): FastifyInstance {
   const https = opts.tls ? { key: opts.tls.key, cert: opts.tls.cert } : null;
   const app: FastifyInstance = Fastify({
@@ -85,6 +105,7 @@ export function buildHttpServer(dispatcher: Dispatcher, opts: HttpOptions): Fast
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
     const text = String(body).trim();
     if (text === '') return done(null, {});
+    if (jsonDepthExceeds(text)) return done(errors.JSON_TOO_DEEP(MAX_JSON_DEPTH), undefined);
     try {
       done(null, JSON.parse(text));
     } catch (err) {
@@ -106,6 +127,7 @@ export function buildHttpServer(dispatcher: Dispatcher, opts: HttpOptions): Fast
     let method = METHODS[req.method];
     if (!method) throw errors.METHOD_NOT_ALLOWED(req.method, (req.params as { '*': string })['*']);
     if (method === 'GET' && (query.list === 'true' || query.list === '1')) method = 'LIST';
+    refuseUnappliedHeaders(req);
     const body = req.body ?? {};
     if (typeof body !== 'object' || Array.isArray(body)) throw errors.BAD_REQUEST('the request body must be a JSON object');
     const path = (req.params as { '*': string })['*'].replace(/\/+$/, '');

@@ -59,7 +59,6 @@ const CASES: Case[] = [
   ['PUT', 'auth/token/create', { meta: { team: 1 } }, 400, /invalid field "meta.team": must be string/],
   ['PUT', 'auth/token/create', { display_name: 7 }, 400, /invalid field "display_name"/],
   ['PUT', 'auth/token/create', { type: 'batch' }, 400, /invalid field "type"/],
-  ['PUT', 'auth/token/create', { polices: ['typo'] }, 400, /unknown field "polices"/],
   ['PUT', 'auth/token/lookup', { token: 5 }, 400, /invalid field "token": must be string/],
   ['PUT', 'auth/token/lookup', {}, 400, /missing required field "token"/],
   ['PUT', 'auth/token/lookup', { token: 'hvs.doesnotexist' }, 403, /^bad token$/],
@@ -105,7 +104,6 @@ const CASES: Case[] = [
   ['PUT', 'database/roles/r1', { db_name: 'c1', default_ttl: true }, 400, /invalid field "default_ttl"/],
   ['PUT', 'database/roles/r1', { db_name: 'no-such-connection' }, 400, /invalid field "db_name": no connection named "no-such-connection"/],
   ['PUT', 'database/roles/r1', { db_name: 'c1', creation_statements: 5 }, 400, /invalid field "creation_statements"/],
-  ['PUT', 'database/roles/r1', { db_name: 'c1', bogus: 1 }, 400, /unknown field "bogus"/],
   ['PUT', "database/roles/x'%3B%20DROP%20ROLE%20postgres%3B--", { db_name: 'c1' }, 400, /invalid field "name"/],
   ['GET', "database/roles/x'%3B%20DROP%20ROLE%20postgres%3B--", undefined, 400, /invalid field "name"/],
   ['GET', `database/roles/${'r'.repeat(200)}`, undefined, 400, /invalid field "name"/],
@@ -181,6 +179,11 @@ test('malformed JSON, non-object bodies and oversized bodies on every PUT endpoi
     }
     // A body with wrongly typed everything: refused by the schema or the handler, never 500.
     const typed = await broker.api('PUT', path, { token: root, body: { key: 1, token: 1, lease_id: 1, type: 1, policy: 1, plugin_name: 1, db_name: 1, secret_shares: 'x', increment: [] } });
+    // An endpoint that knows none of these fields ignores them all, with Vault's warning (sys/rotate, revoke-prefix, revoke-force, revoke-self).
+    if (typed.status === 200) {
+      assert.match(String(typed.body?.warnings?.[0]), /^Endpoint ignored these unrecognized parameters: \[/, `PUT ${path}: ${typed.text}`);
+      continue;
+    }
     assert.ok(typed.status >= 400 && typed.status < 500, `PUT ${path} with wrong types: ${typed.status} ${typed.text}`);
     assert.ok(Array.isArray(typed.body?.errors), `PUT ${path}: ${typed.text}`);
   }
