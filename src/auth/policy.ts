@@ -74,8 +74,12 @@ function parseJsonPolicy(text: string): PathRule[] {
 }
 
 function rule(path: string, caps: unknown): PathRule {
-  if (!Array.isArray(caps)) throw errors.BAD_FIELD('policy', `path "${path}" needs a capabilities list`);
-  for (const c of caps) if (!CAPABILITIES.has(c as Capability)) throw errors.BAD_FIELD('policy', `unknown capability "${String(c)}" on path "${path}"`);
+  if (!Array.isArray(caps)) throw errors.BAD_FIELD('policy', `path "${printable(path.slice(0, 80))}" needs a capabilities list`);
+  for (const c of caps) {
+    // Never String() an arbitrary value: a deeply nested array would recurse.
+    if (typeof c !== 'string') throw errors.BAD_FIELD('policy', `capabilities on path "${printable(path.slice(0, 80))}" must be strings`);
+    if (!CAPABILITIES.has(c as Capability)) throw errors.BAD_FIELD('policy', `unknown capability "${printable(c.slice(0, 40))}" on path "${printable(path.slice(0, 80))}"`);
+  }
   return { path, capabilities: caps as Capability[] };
 }
 
