@@ -104,13 +104,8 @@ export class MysqlEngine implements Engine {
       const values: TemplateValues = { name: request.username, username: request.username, password: value };
       const rendered = statements.length > 0 ? renderMysql(statements, values) : [];
       if (rendered.length === 0) {
-        const hosts = request.username === this.adminUser && this.options.rootHost !== undefined
-          ? [this.options.rootHost]
-          : await this.hostsOf(request.username, secrets);
-        if (hosts.length === 0) throw new Error(`cannot set password: MySQL user "${request.username}" does not exist`);
-        // One statement for all hosts (atomic on MySQL 8).
-        const password = mysqlDialect.quoteLiteral(value);
-        rendered.push(`ALTER USER ${hosts.map((h) => `${account(request.username, h)} IDENTIFIED BY ${password}`).join(', ')}`);
+        const host = await this.passwordHost(request.username, secrets);
+        rendered.push(`ALTER USER ${account(request.username, host)} IDENTIFIED BY ${mysqlDialect.quoteLiteral(value)}`);
       }
       for (const [i, sql] of rendered.entries()) {
         try {
@@ -137,6 +132,51 @@ export class MysqlEngine implements Engine {
         }
       }
     }
+  }
+
+  /**
+   * The one account (`user`@`host`) whose password a default password change
+   * sets; a name may exist at several hosts, each its own account with its
+   * own password, and the others are never touched.
+   *  - The admin (root rotation): the account this connection is logged in
+   *    as (CURRENT_USER()), so the new password is the one the broker's next
+   *    login uses; `root_host`, when set, must name that account's host.
+   *    Vault always uses '%' here, the same account in its usual setup.
+   *  - Any other user (static roles): '%', as in Vault; when the name has no
+   *    '%' account but exactly one other, that one. Several without '%' is
+   *    ambiguous: an error asks for rotation_statements naming the account.
+   */
+  private async passwordHost(username: string, secrets: string[]): Promise<string> {
+    if (username === this.adminUser) {
+      let current: string;
+      try {
+        const [rows] = await this.requirePool().query<RowDataPacket[]>('SELECT CURRENT_USER() AS who');
+        current = String(rows[0]?.['who'] ?? '');
+      } catch (err) {
+        throw engineError(err, 'cannot find the account the admin is logged in as', secrets);
+      }
+      const at = current.lastIndexOf('@');
+      const host = current.slice(at + 1);
+      if (at > 0 && current.slice(0, at) === username) {
+        // Another account of the admin would get a password the broker never logs in with.
+        if (this.options.rootHost !== undefined && this.options.rootHost !== host) {
+          throw new EngineInputError(
+            `root_host is '${this.options.rootHost}' but this connection logs in as '${username}'@'${host}': ` +
+              'rotating another account would leave it with a password nobody knows (set root_host to that host or leave it unset)',
+          );
+        }
+        return host;
+      }
+      throw new Error(`the admin is logged in as "${current}", not as an account of "${username}": set root_host on the connection to name the account to rotate`);
+    }
+    const hosts = await this.hostsOf(username, secrets);
+    if (hosts.length === 0) throw new Error(`cannot set password: MySQL user "${username}" does not exist`);
+    if (hosts.includes('%')) return '%';
+    if (hosts.length === 1) return hosts[0]!;
+    throw new EngineInputError(
+      `MySQL user "${username}" exists at several hosts (${hosts.join(', ')}) and none is '%': ` +
+        `set rotation_statements naming the account, e.g. ALTER USER '{{name}}'@'${hosts[0]}' IDENTIFIED BY '{{password}}'`,
+    );
   }
 
   async deleteUser(request: DeleteUserRequest): Promise<void> {
