@@ -136,8 +136,22 @@ export function runConformance(target: ConformanceTarget): void {
     return { username, password, leaseId: res.body.lease_id, leaseDuration: res.body.lease_duration };
   };
 
+  /**
+   * A connection write or a revocation: 204; where the server cannot end
+   * sessions (skipSessionTermination), also 200 with a warning saying so,
+   * never a clean answer (issue 8 item 11).
+   */
+  const expectDone = (res: ApiResponse, what: string): void => {
+    if (server?.skipSessionTermination && res.status === 200) {
+      const warnings = res.body?.warnings as unknown;
+      assert.ok(Array.isArray(warnings) && warnings.some((w) => /sessions/.test(String(w))), `${what}: a warning about sessions: ${res.text}`);
+      return;
+    }
+    expectStatus(res, 204, what);
+  };
+
   const revoke = async (leaseId: string): Promise<void> => {
-    expectStatus(await api('PUT', 'sys/leases/revoke', { lease_id: leaseId }), 204, 'revoke');
+    expectDone(await api('PUT', 'sys/leases/revoke', { lease_id: leaseId }), 'revoke');
   };
 
   const exists = async (username: string): Promise<boolean> => (await server!.listUsers()).includes(username);
@@ -178,7 +192,7 @@ export function runConformance(target: ConformanceTarget): void {
         allowed_roles: ['*'],
         username_template: `${prefix}{{random 40}}`,
       });
-      expectStatus(res, 204, 'write connection main');
+      expectDone(res, 'write connection main');
       await writeRole('read');
     });
 
@@ -398,7 +412,7 @@ export function runConformance(target: ConformanceTarget): void {
           allowed_roles: ['odd'],
           username_template: `${prefix}{{random 40}}`,
         });
-        expectStatus(conf, 204, 'write connection odd (verify_connection logs in with the password as written)');
+        expectDone(conf, 'write connection odd (verify_connection logs in with the password as written)');
         await writeRole('odd', {}, 'odd');
         const first = await issue('odd');
         assert.equal(await server!.canLogin(first), true);
@@ -427,7 +441,7 @@ export function runConformance(target: ConformanceTarget): void {
           allowed_roles: ['rot'],
           username_template: `${prefix}{{random 40}}`,
         });
-        expectStatus(conf, 204, 'write connection rot');
+        expectDone(conf, 'write connection rot');
         await writeRole('rot', {}, 'rot');
         const first = await issue('rot');
         assert.equal(await server!.canLogin(admin), true);

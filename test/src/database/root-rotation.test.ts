@@ -20,7 +20,7 @@ import { eventually, initAndUnseal, startBroker, unseal, type ApiResponse, type 
 import { adminConnection, canLogin, createAdminUser, dropLeftovers, goDsn } from '../../support/mariadb.ts';
 import { adminQuery, loginAs, startScramPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
 import { TcpProxy } from '../../support/tcp-proxy.ts';
-import { canLogin as mongoCanLogin, dropUsersWithPrefix, mongoTarget, PASSWORD, type MongoTarget } from '../../plugins/mongodb/helpers.ts';
+import { assertDone, canLogin as mongoCanLogin, dropUsersWithPrefix, mongoTarget, PASSWORD, type MongoTarget } from '../../plugins/mongodb/helpers.ts';
 
 const REQUIRE_ALL = process.env.DBROKER_TEST_REQUIRE_ALL === '1';
 const tag = (): string => randomBytes(4).toString('hex');
@@ -36,6 +36,8 @@ interface TestEngine {
   connection(admin: { user: string; password: string }): Record<string, unknown>;
   creationStatements: string[];
   canLogin(user: string, password: string): Promise<boolean>;
+  /** Checks a connection write's answer (default: 204). */
+  written?(res: { status: number; text: string; body?: unknown }): void;
 }
 
 let pgServer: TestPostgres;
@@ -127,6 +129,7 @@ function mongoEngine(target: MongoTarget): TestEngine {
     }),
     creationStatements: ['{"db": "admin", "roles": [{"role": "read", "db": "admin"}]}'],
     canLogin: (user, password) => mongoCanLogin(target, user, password),
+    written: (res) => assertDone(target, res, 'config'),
   };
 }
 
@@ -135,7 +138,8 @@ async function setup(engine: TestEngine, extra: Record<string, unknown> = {}): P
   const admin = await engine.newAdmin();
   const conn = `rr-${engine.label}-${tag()}`;
   const w = await api('PUT', `database/config/${conn}`, { ...engine.connection(admin), ...extra });
-  assert.equal(w.status, 204, w.text);
+  if (engine.written) engine.written(w);
+  else assert.equal(w.status, 204, w.text);
   const role = `${conn}-role`;
   const r = await api('PUT', `database/roles/${role}`, { db_name: conn, creation_statements: engine.creationStatements, default_ttl: '10m' });
   assert.equal(r.status, 204, r.text);
