@@ -109,7 +109,9 @@ async function endSessions(client: PoolClient, username: string, oid: number, ma
   }
   const left = await openSessions(client, oid);
   if (left.length > 0) {
-    const grant = missingSignalGrant(await signalRights(client));
+    const rights = await signalRights(client);
+    // Membership may have been out of reach (PG 16+: a role created by another admin), so name the grant anyway.
+    const grant = rights.superuser || rights.signalBackend ? null : (missingSignalGrant(rights) ?? `GRANT pg_signal_backend TO ${postgresDialect.quoteIdentifier(rights.admin)}`);
     throw new SessionsOpenError(
       `${left.length} open session(s) of role "${username}" could not be ended${refusal ? ` (${refusal})` : ''}; ` +
         `the role is NOLOGIN and is dropped once they end (the revocation is retried)` +
