@@ -392,7 +392,9 @@ export function runConformance(target: ConformanceTarget): void {
 
     // Issue 8 item 9: credentials reach the driver verbatim, whatever the
     // rest of the URL holds (here a raw space in the query), for the admin
-    // connection, creds, and root rotation's proof of the new login.
+    // connection, creds, and root rotation's proof of the new login. Every
+    // target checks passwords: PostgreSQL with scram-sha-256, MariaDB, and
+    // FerretDB, which scripts/ferretdb.sh runs with authentication on.
     conformanceCase('admin password with URL-special characters and a raw space in the query: config, creds, rotate-root', async (t) => {
       if (server!.spacedQueryParam === undefined) {
         t.skip('connection_url is not a URL for this engine');
