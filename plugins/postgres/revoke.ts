@@ -38,6 +38,7 @@ export interface SignalRights {
   inherit: boolean;
 }
 
+/** The admin's (CURRENT_USER's) attributes that decide whether it may end other roles' sessions. */
 export async function signalRights(client: PoolClient): Promise<SignalRights> {
   const { rows } = await exec<{ admin: string; superuser: boolean; signal: boolean; createrole: boolean; inherit: boolean }>(
     client,
