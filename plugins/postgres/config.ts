@@ -124,6 +124,29 @@ export function parseOptions(options: Record<string, unknown>): ParsedOptions {
 
 const URL_PLACEHOLDER = /\{\{\s*([A-Za-z_]+)\s*\}\}/g;
 
+// Stand-ins parsed in place of {{username}} and {{password}}: letters only,
+// so no URL parser can split, decode or mangle them. The real values are put
+// into the parsed fields afterwards, verbatim (a password such as `a{b`, `%41`
+// or `p@ss/w:rd?` must reach the server as written, whatever else the URL
+// holds; pg-connection-string does not decode userinfo when the query is not
+// strictly URL-encoded, e.g. `application_name=my app`).
+const STAND_IN = { username: 'dbrokerusernamestandin', password: 'dbrokerpasswordstandin' } as const;
+
+/** Put the real credentials where the stand-ins ended up (any string field: userinfo or a query parameter). */
+function restoreCredentials(pool: PoolConfig, username: string, password: string): void {
+  const fields = pool as Record<string, unknown>;
+  for (const [key, value] of Object.entries(fields)) {
+    if (typeof value !== 'string') continue;
+    fields[key] = value.split(STAND_IN.username).join(username).split(STAND_IN.password).join(password);
+  }
+}
+
+/**
+ * Build pg.Pool settings from a connection config. The admin credentials
+ * are never URL-encoded into the URL: they are set as pool fields, so they
+ * reach the server byte for byte. Throws EngineInputError for a bad URL or
+ * option (the message never quotes the URL).
+ */
 export function parseConnectionConfig(config: ConnectionConfig): PostgresSettings {
   const options = parseOptions(config.options);
   const url = typeof config.connectionUrl === 'string' ? config.connectionUrl.trim() : '';
@@ -133,18 +156,19 @@ export function parseConnectionConfig(config: ConnectionConfig): PostgresSetting
   const templated = new Set<string>();
   const substituted = url.replace(URL_PLACEHOLDER, (_m, key: string) => {
     templated.add(key);
-    if (key === 'username') return encodeURIComponent(config.username ?? '');
-    if (key === 'password') return encodeURIComponent(config.password ?? '');
+    if (key === 'username') return STAND_IN.username;
+    if (key === 'password') return STAND_IN.password;
     throw new EngineInputError(`connection_url: unknown placeholder {{${key}}} (use {{username}} and {{password}})`);
   });
 
   let pool: PoolConfig;
   try {
-    pool = connectionString.toClientConfig(connectionString.parse(substituted)) as PoolConfig;
+    pool = { ...connectionString.toClientConfig(connectionString.parse(substituted)) } as PoolConfig;
   } catch {
     // The message could quote the URL, which may carry the password.
     throw new EngineInputError('connection_url is not a valid PostgreSQL connection URL');
   }
+  restoreCredentials(pool, config.username ?? '', config.password ?? '');
 
   // Fields without a placeholder in the URL are passed as options (and win
   // over credentials written into the URL).

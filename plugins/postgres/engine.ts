@@ -9,6 +9,7 @@ import {
   type Engine,
   type NewUserRequest,
   type UpdateUserRequest,
+  scrubSecrets,
 } from '../../src/engine/engine.ts';
 import type { TemplateValues } from '../sql-common/statements.ts';
 import { parseConnectionConfig, type PostgresSettings } from './config.ts';
@@ -20,7 +21,7 @@ import {
   formatExpiration,
   renderFor,
 } from './dialect.ts';
-import { defaultRevocation, revokeRole } from './revoke.ts';
+import { SessionsOpenError, defaultRevocation, missingSignalGrant, revokeRole, signalRights } from './revoke.ts';
 import { scramVerifier } from './scram.ts';
 import { connect, dbError, exec, inTransaction, leadingRoleCreations, roleOid, sqlState } from './sql.ts';
 
@@ -211,7 +212,30 @@ export class PostgresEngine implements Engine {
     } finally {
       client.release(failure !== undefined);
     }
+    if (failure instanceof SessionsOpenError) throw new Error(scrubSecrets(`deleting the user failed: ${failure.message}`, secrets));
     if (failure !== undefined) throw dbError('deleting the user failed', failure, secrets);
+  }
+
+  /** Warns when the admin cannot end the sessions of revoked users (see missingSignalGrant in revoke.ts). */
+  async checkAdmin(): Promise<string[]> {
+    const { pool, auth } = this.#ready();
+    try {
+      const client = await connect(pool, [auth.password]);
+      try {
+        const rights = await signalRights(client);
+        const grant = missingSignalGrant(rights);
+        if (grant === null) return [];
+        return [
+          `the admin "${rights.admin}" cannot end the open sessions of revoked users (it is not superuser, has no privileges of ` +
+            `pg_signal_backend and cannot take membership of the users it creates): ${grant}. Until then, a revocation that finds ` +
+            'a session open fails and is retried, the user kept NOLOGIN, until the session ends',
+        ];
+      } finally {
+        client.release();
+      }
+    } catch (err) {
+      return [`could not check whether the admin may end the sessions of revoked users: ${dbError('checking the admin', err, [auth.password]).message}`];
+    }
   }
 
   async close(): Promise<void> {

@@ -3,14 +3,14 @@
 // interface; this file only knows the generic fields.
 
 import type { Broker } from '../broker.ts';
-import { errors } from '../errors.ts';
+import { errors, messageOf } from '../errors.ts';
 import type { RequestContext, Route } from '../http/route.ts';
 import { duration, durationField, listField, statementsField, name, object, stringList } from '../http/schema.ts';
 import { checkStatements, Connections, isConnectionFailure, type ConnectionRecord } from './connections.ts';
 import { RootRotation } from './root-rotation.ts';
 import { StaticRoles } from './static-roles.ts';
 import { DEFAULT_USERNAME_TEMPLATE, renderUsername } from './username-template.ts';
-import type { StatementKind } from '../engine/engine.ts';
+import type { Engine, StatementKind } from '../engine/engine.ts';
 
 export interface RoleRecord {
   name: string;
@@ -251,10 +251,23 @@ export class DatabaseBackend {
       if (isConnectionFailure(err)) throw errors.BAD_FIELD('connection_url', `${(err as Error).message} (check connection_url, username and password, or set verify_connection=false)`);
       throw err;
     });
+    // What the admin lacks for the whole job (ending revoked users' sessions): a warning, as Vault answers them.
+    const warnings = rec.verifyConnection ? await this.adminWarnings(connName, engine, rec.password) : [];
     await this.connections.write(rec);
     await this.connections.replace(connName, engine, rec.password);
     this.rotation.schedule(rec);
-    return undefined;
+    if (warnings.length === 0) return undefined;
+    this.broker.logger.warn({ mount: this.mount, connection: connName, warnings }, 'connection admin lacks privileges');
+    return { warnings };
+  }
+
+  private async adminWarnings(connName: string, engine: Engine, password: string): Promise<string[]> {
+    if (!engine.checkAdmin) return [];
+    try {
+      return await this.connections.bounded(connName, [password], engine.checkAdmin());
+    } catch (err) {
+      return [`could not check the admin's privileges: ${messageOf(err)}`];
+    }
   }
 
   private async role(ctx: RequestContext) {

@@ -56,6 +56,12 @@ export interface DeleteUserRequest {
   statements: Statements;
 }
 
+/** What a revocation reports besides success. */
+export interface DeleteUserResult {
+  /** Problems that did not stop the revocation (no secrets), e.g. sessions that could not be checked. */
+  warnings?: string[];
+}
+
 export interface Engine {
   /** Plugin type, e.g. `postgresql-database-plugin`. */
   readonly type: string;
@@ -74,8 +80,25 @@ export interface Engine {
   /**
    * Remove the user and end its sessions. Idempotent: a user that does not
    * exist counts as deleted.
+   *
+   * Never claims sessions ended that were not: when a session of the user is
+   * known to stay open (the admin may not end it), throw, before dropping the
+   * user (after stopping new logins), so the broker keeps the lease and
+   * retries with the error visible. When the engine cannot even tell whether
+   * a session remains (the server or the admin's privileges do not allow it),
+   * drop the user and return the reason as a warning.
    */
-  deleteUser(request: DeleteUserRequest): Promise<void>;
+  deleteUser(request: DeleteUserRequest): Promise<DeleteUserResult | void>;
+
+  /**
+   * Optional, called after a verified `initialize` when a connection is
+   * written: what the admin login lacks for the engine's whole job (ending
+   * the sessions of revoked users, seeing them), one warning per problem,
+   * each naming the missing privilege and the grant that fixes it. Returns []
+   * when nothing is missing. Should not throw; a check that cannot run is a
+   * warning too.
+   */
+  checkAdmin?(): Promise<string[]>;
 
   /** Close the pool. Safe to call more than once. */
   close(): Promise<void>;

@@ -60,6 +60,8 @@ export class LeaseManager {
   private readonly issuing = new Set<string>();
   /** Issuing leases whose revocation was asked for meanwhile: revoked as soon as issued. */
   private readonly revokeWhenIssued = new Set<string>();
+  /** Revocations since start that dropped the user with warnings (logged with each). */
+  private revokedWithWarnings = 0;
 
   constructor(private readonly broker: Broker) {}
 
@@ -200,38 +202,56 @@ export class LeaseManager {
     return { row: updated, ttl: Math.max(0, Math.round((expireTime - now) / 1000)), warnings };
   }
 
-  /** Revoke one lease now. Unknown leases count as revoked. A failure leaves it scheduled for retry. */
-  async revoke(id: string): Promise<void> {
-    const error = await this.revokeNow(id);
+  /**
+   * Revoke one lease now. Unknown leases count as revoked. A failure leaves
+   * it scheduled for retry (throws REVOCATION_FAILED). Returns the engine's
+   * warnings: the user is gone but something could not be checked (e.g.
+   * whether a session of it stays open), so the revocation is not clean.
+   */
+  async revoke(id: string): Promise<string[]> {
+    const warnings: string[] = [];
+    const error = await this.revokeNow(id, undefined, warnings);
     if (error) throw errors.REVOCATION_FAILED(error);
+    return warnings;
   }
 
   /**
    * Claim and revoke one lease (only if it belongs to `mount`, when given);
    * returns the error, if any (the lease then stays scheduled for retry).
    */
-  private async revokeNow(id: string, mount?: string): Promise<string | undefined> {
+  private async revokeNow(id: string, mount?: string, warnings?: string[]): Promise<string | undefined> {
     const row = await this.storage.getLease(id);
     if (!row || (mount !== undefined && row.mount !== mount)) return undefined;
     if (this.deferIfIssuing(row)) return undefined;
     const now = Date.now();
     await this.storage.updateLease(id, { state: 'revoking', dueAt: now + CLAIM_MS, expireTime: Math.min(row.expireTime, now) });
-    return this.revokeClaimed({ ...row, state: 'revoking' });
+    return this.revokeClaimed({ ...row, state: 'revoking' }, warnings);
   }
 
   /**
    * Drop the database user of a claimed lease and forget the lease; on
-   * failure record the error and schedule a retry. Returns the error, if any.
+   * failure record the error and schedule a retry. Returns the error, if
+   * any. The engine's warnings (a revocation that is done but not clean) are
+   * logged, counted, and added to `warnings` when given.
    */
-  async revokeClaimed(row: LeaseRow): Promise<string | undefined> {
+  async revokeClaimed(row: LeaseRow, warnings?: string[]): Promise<string | undefined> {
     if (this.deferIfIssuing(row)) return undefined;
     try {
       const ctx = this.context(row);
-      await this.backend(row.mount).connections.run(row.connection, [], (engine) =>
+      const result = await this.backend(row.mount).connections.run(row.connection, [], (engine) =>
         engine.deleteUser({ username: ctx.username, statements: ctx.revocationStatements }),
       );
       fault('revoke.after_delete_user');
       await this.storage.deleteLease(row.id);
+      const notes = result?.warnings ?? [];
+      if (notes.length > 0) {
+        this.revokedWithWarnings++;
+        this.broker.logger.warn(
+          { leaseId: row.id, connection: row.connection, warnings: notes, revokedWithWarnings: this.revokedWithWarnings },
+          'lease revoked with warnings: the user is dropped but its revocation is not known to be complete',
+        );
+        warnings?.push(...notes);
+      }
       return undefined;
     } catch (err) {
       const message = messageOf(err);

@@ -55,8 +55,8 @@ export function leaseRoutes(broker: Broker): Route[] {
       await leases.expedite(id);
       return { status: 202, data: null };
     }
-    await leases.revoke(id);
-    return undefined;
+    const warnings = await leases.revoke(id);
+    return warnings.length > 0 ? { warnings } : undefined;
   };
   const revokePrefix: Route['handler'] = async (ctx) => {
     const prefix = ctx.params.prefix ?? '';
