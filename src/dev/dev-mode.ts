@@ -74,7 +74,7 @@ export async function runDevServer(opts: DevOptions): Promise<void> {
       // The store is deleted on exit, so nothing could revoke these later:
       // drop every dev user now (matters with --dev-pg-url).
       if (!server.broker.seal.sealed) {
-        await server.broker.leases.revokePrefix('', true).catch((err: unknown) => server.logger.error({ err: String(err) }, 'dev mode: revoking leases at exit failed'));
+        await server.broker.leases.revokeAll().catch((err: unknown) => server.logger.error({ err: String(err) }, 'dev mode: revoking leases at exit failed'));
       }
       await server.close();
       await cleanup();
