@@ -78,11 +78,14 @@ export class LeaseManager {
   }
 
   async issue(req: IssueRequest): Promise<{ id: string; ttl: number; password: string; warnings: string[] }> {
-    const cfg = this.broker.config;
+    // Vault's order (framework.CalculateTTL): the role's TTLs, else the mount's, else the
+    // broker-wide ones; the max is also capped by the mount's (or broker-wide) max.
+    const mount = this.broker.mounts.ttls(req.mount);
     const now = Date.now();
     const warnings: string[] = [];
-    const maxTtl = req.role.maxTtl > 0 ? Math.min(req.role.maxTtl, cfg.maxLeaseTtl) : cfg.maxLeaseTtl;
-    let ttl = Math.min(req.role.defaultTtl > 0 ? req.role.defaultTtl : cfg.defaultLeaseTtl, maxTtl);
+    const maxTtl = req.role.maxTtl > 0 ? Math.min(req.role.maxTtl, mount.maxTtl) : mount.maxTtl;
+    if (req.role.maxTtl > mount.maxTtl) warnings.push(`the role's max_ttl of ${req.role.maxTtl}s is capped to the mount's max_lease_ttl of ${mount.maxTtl}s`);
+    let ttl = Math.min(req.role.defaultTtl > 0 ? req.role.defaultTtl : mount.defaultTtl, maxTtl);
     let maxExpire = now + maxTtl * 1000;
     // A lease never outlives the token that asked for it.
     const tokenEnd = req.token?.expiresAt ?? null;
@@ -180,7 +183,7 @@ export class LeaseManager {
     if (row.maxExpireTime - now < 1000) throw errors.LEASE_PAST_MAX();
     const backend = this.backend(row.mount);
     const role = await backend.readRole(row.role);
-    const fallback = role && role.defaultTtl > 0 ? role.defaultTtl : this.broker.config.defaultLeaseTtl;
+    const fallback = role && role.defaultTtl > 0 ? role.defaultTtl : this.broker.mounts.ttls(row.mount).defaultTtl;
     const wanted = increment > 0 ? increment : fallback;
     const warnings: string[] = [];
     let expireTime = now + wanted * 1000;
