@@ -282,7 +282,7 @@ test('a prefix stops at a path boundary (Vault): "database/creds/app" never reac
   assert.ok(await gone(admin));
 });
 
-test('LIST sys/leases/lookup/ lists the top level (sudo), one key per mount, however many leases', async () => {
+test('LIST sys/leases/lookup/ lists the top level (sudo), one key per mount; a whole lease id lists nothing', async () => {
   const [a, b] = await Promise.all([issueCreds(pb, 'app'), issueCreds(pb, 'other')]);
   for (const r of [await pb.list('sys/leases/lookup/'), await pb.broker.api('LIST', 'sys/leases/lookup/', { token: pb.root }), await pb.list('sys/leases/lookup')]) {
     assert.equal(r.status, 200, r.text);
@@ -291,6 +291,8 @@ test('LIST sys/leases/lookup/ lists the top level (sudo), one key per mount, how
   assert.deepEqual((await pb.list('sys/leases/lookup/database')).body.data.keys, ['creds/']);
   const roles = (await pb.list('sys/leases/lookup/database/creds')).body.data.keys as string[];
   assert.deepEqual([...roles].sort(), ['app/', 'other/']);
+  // As in Vault, a listing is always of "<prefix>/": a whole lease id has nothing under it.
+  assert.equal((await pb.list(`sys/leases/lookup/${a.leaseId}`)).status, 404);
 
   // Sudo: a token that may list but not sudo is refused; with sudo it lists.
   const policy = (name: string, caps: string[]) => pb.api('PUT', `sys/policies/acl/${name}`, { policy: `path "sys/leases/lookup/*" { capabilities = ${JSON.stringify(caps)} }` });
