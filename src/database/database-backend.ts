@@ -319,7 +319,10 @@ export class DatabaseBackend {
     };
     if (role.creationStatements.length === 0) throw errors.BAD_FIELD('creation_statements', 'is required');
     if (role.maxTtl > 0 && role.defaultTtl > role.maxTtl) throw errors.BAD_FIELD('default_ttl', 'must not exceed max_ttl');
-    if (role.maxTtl > this.broker.config.maxLeaseTtl) throw errors.BAD_FIELD('max_ttl', `must not exceed the system max_lease_ttl (${this.broker.config.maxLeaseTtl}s)`);
+    // A TTL above the mount's max (its own, else the broker-wide one) could only be capped at issue time.
+    const mountMax = this.broker.mounts.ttls(this.mount).maxTtl;
+    if (role.maxTtl > mountMax) throw errors.BAD_FIELD('max_ttl', `must not exceed the mount's max_lease_ttl (${mountMax}s)`);
+    if (role.defaultTtl > mountMax) throw errors.BAD_FIELD('default_ttl', `must not exceed the mount's max_lease_ttl (${mountMax}s)`);
     const template = role.usernameTemplate || conn.usernameTemplate;
     if (template) renderUsername(template, { DisplayName: 'token', RoleName: roleName }, factory.maxUsernameLength);
     await this.broker.writeEntry(this.roleEntry(roleName), role);
