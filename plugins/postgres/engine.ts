@@ -33,6 +33,14 @@ interface State {
   auth: { password: string | undefined };
 }
 
+/**
+ * Give a client back to the pool, or close it (`broken`, or when the pool
+ * already keeps max_idle_connections idle clients: pg-pool has no such cap).
+ */
+function release(settings: PostgresSettings, pool: pg.Pool, client: pg.PoolClient, broken: boolean): void {
+  client.release(broken || pool.idleCount >= settings.maxIdle);
+}
+
 export class PostgresEngine implements Engine {
   readonly type = POSTGRES_TYPE;
   #state: State | undefined;
@@ -55,7 +63,7 @@ export class PostgresEngine implements Engine {
             throw new EngineInputError(`revocation_owner: role "${settings.revocationOwner}" does not exist`);
           }
         } finally {
-          client.release();
+          release(settings, pool, client, false);
         }
       } catch (err) {
         await pool.end().catch(() => undefined);
@@ -108,7 +116,7 @@ export class PostgresEngine implements Engine {
     } catch (err) {
       failure = err;
     } finally {
-      client.release(failure !== undefined && !(failure instanceof EngineInputError));
+      release(settings, pool, client, failure !== undefined && !(failure instanceof EngineInputError));
     }
     if (failure === undefined) return;
     if (failure instanceof EngineInputError) throw failure;
@@ -128,7 +136,7 @@ export class PostgresEngine implements Engine {
     try {
       return (await roleOid(client, username)) !== null;
     } finally {
-      client.release();
+      release(this.#ready().settings, pool, client, false);
     }
   }
 
@@ -157,7 +165,7 @@ export class PostgresEngine implements Engine {
     } catch {
       broken = true;
     } finally {
-      client.release(broken);
+      release(this.#ready().settings, pool, client, broken);
     }
   }
 
@@ -187,7 +195,7 @@ export class PostgresEngine implements Engine {
     } catch (err) {
       failure = err;
     } finally {
-      client.release(failure !== undefined);
+      release(settings, pool, client, failure !== undefined);
     }
     if (failure !== undefined) throw dbError('updating the user failed', failure, secrets);
     // Root rotation: this pool's next connections must use the new password.
@@ -209,7 +217,7 @@ export class PostgresEngine implements Engine {
     } catch (err) {
       failure = err;
     } finally {
-      client.release(failure !== undefined);
+      release(settings, pool, client, failure !== undefined);
     }
     if (failure !== undefined) throw dbError('deleting the user failed', failure, secrets);
   }
