@@ -4,7 +4,6 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { PoolConfig } from 'pg';
 import connectionString from 'pg-connection-string';
 import { EngineInputError, type ConnectionConfig } from '../../src/engine/engine.ts';
-import { parseDuration } from '../../src/util/duration.ts';
 
 export type PasswordAuthentication = 'password' | 'scram-sha-256';
 

@@ -9,7 +9,7 @@ import { duration, durationField, listField, statementsField, name, object, stri
 import { checkCredentialConfig, credentialConfig } from './credential-config.ts';
 import { checkDatabaseText, checkOptionText } from './database-text.ts';
 import { roleAllowed } from './allowed-roles.ts';
-import { checkStatements, Connections, isConnectionFailure, resolveMaxIdle, type ConnectionRecord } from './connections.ts';
+import { checkStatements, Connections, isConnectionFailure, type ConnectionRecord } from './connections.ts';
 import { RootRotation } from './root-rotation.ts';
 import { StaticRoles } from './static-roles.ts';
 import { checkUsernameTemplate, DEFAULT_USERNAME_TEMPLATE, generateUsername } from './username-template.ts';
@@ -243,7 +243,8 @@ export class DatabaseBackend {
       },
       allowed_roles: rec.allowedRoles,
       root_credentials_rotate_statements: rec.rootRotationStatements,
-      password_policy: rec.passwordPolicy,
+      // Never applied (refused at write since issue 8); a value stored before that is not claimed.
+      password_policy: '',
       verify_connection: rec.verifyConnection,
       username_template: rec.usernameTemplate,
       root_rotation_schedule: r.schedule ?? '',
