@@ -239,7 +239,11 @@ function connectTimeout(params: Map<string, string>): number | undefined {
   return seconds * 1000;
 }
 
-export function poolOptions(parsed: ParsedConnection, opts: MysqlOptions, maxOpenConnections: number): PoolOptions {
+/**
+ * mysql2 pool options. `maxIdle` (max_idle_connections, resolved by the
+ * broker) caps the idle connections mysql2 keeps beyond `idleTimeout`.
+ */
+export function poolOptions(parsed: ParsedConnection, opts: MysqlOptions, maxOpenConnections: number, maxIdle?: number): PoolOptions {
   for (const key of parsed.params.keys()) {
     if (key !== 'tls' && key !== 'timeout' && !IGNORED_PARAMS.has(key)) {
       throw new EngineInputError(`connection_url parameter "${key.slice(0, 64)}" is not supported`);
@@ -250,7 +254,7 @@ export function poolOptions(parsed: ParsedConnection, opts: MysqlOptions, maxOpe
     user: parsed.user,
     password: parsed.password,
     connectionLimit: limit,
-    maxIdle: limit,
+    maxIdle: maxIdle !== undefined && maxIdle >= 0 ? Math.min(maxIdle, limit) : limit,
     idleTimeout: 60_000,
     enableKeepAlive: true,
     // Statements are rendered to single statements; never let one become many.

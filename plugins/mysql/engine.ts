@@ -54,13 +54,16 @@ export class MysqlEngine implements Engine {
   private options: MysqlOptions = { tlsSkipVerify: false };
   private adminUser = '';
   private adminPassword = '';
+  /** max_connection_lifetime in ms (0: forever). mysql2 has no such option: connections past it are closed when released. */
+  private maxLifetimeMs = 0;
 
   constructor(readonly type: string) {}
 
   async initialize(config: ConnectionConfig, options: { verify: boolean }): Promise<void> {
     const parsed = parseConnectionUrl(config);
     this.options = parseOptions(config.options ?? {});
-    const base = poolOptions(parsed, this.options, config.maxOpenConnections);
+    const base = poolOptions(parsed, this.options, config.maxOpenConnections, config.maxIdleConnections);
+    this.maxLifetimeMs = config.maxConnectionLifetime !== undefined && config.maxConnectionLifetime > 0 ? config.maxConnectionLifetime * 1000 : 0;
     await this.close();
     this.baseOptions = base;
     this.adminUser = parsed.user;
@@ -314,13 +317,23 @@ export class MysqlEngine implements Engine {
   private openPool(password: string): Pool {
     if (!this.baseOptions) throw new Error('MySQL engine is not initialized');
     const pool = createPool({ ...this.baseOptions, password });
+    const born = new WeakMap<object, number>();
+    const lifetime = this.maxLifetimeMs;
     pool.pool.on('connection', (conn) => {
+      born.set(conn, Date.now());
       // mysql2 listens for 'error' on a pooled connection only once (to drop
       // it from the pool); a later one, e.g. a write after the server closed
       // it, would have no listener and crash the process.
       conn.on('error', () => undefined);
       conn.query(SESSION_SQL_MODE, () => undefined);
     });
+    if (lifetime > 0) {
+      // Back in the free list and older than max_connection_lifetime: close it
+      // (destroy also takes it out of the pool); the next use opens a new one.
+      pool.pool.on('release', (conn) => {
+        if (Date.now() - (born.get(conn) ?? 0) >= lifetime) conn.destroy();
+      });
+    }
     return pool;
   }
 

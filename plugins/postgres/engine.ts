@@ -34,6 +34,14 @@ interface State {
   auth: { password: string | undefined };
 }
 
+/**
+ * Give a client back to the pool, or close it (`broken`, or when the pool
+ * already keeps max_idle_connections idle clients: pg-pool has no such cap).
+ */
+function release(settings: PostgresSettings, pool: pg.Pool, client: pg.PoolClient, broken: boolean): void {
+  client.release(broken || pool.idleCount >= settings.maxIdle);
+}
+
 export class PostgresEngine implements Engine {
   readonly type = POSTGRES_TYPE;
   #state: State | undefined;
@@ -56,7 +64,7 @@ export class PostgresEngine implements Engine {
             throw new EngineInputError(`revocation_owner: role "${settings.revocationOwner}" does not exist`);
           }
         } finally {
-          client.release();
+          release(settings, pool, client, false);
         }
       } catch (err) {
         await pool.end().catch(() => undefined);
@@ -109,7 +117,7 @@ export class PostgresEngine implements Engine {
     } catch (err) {
       failure = err;
     } finally {
-      client.release(failure !== undefined && !(failure instanceof EngineInputError));
+      release(settings, pool, client, failure !== undefined && !(failure instanceof EngineInputError));
     }
     if (failure === undefined) return;
     if (failure instanceof EngineInputError) throw failure;
@@ -129,7 +137,7 @@ export class PostgresEngine implements Engine {
     try {
       return (await roleOid(client, username)) !== null;
     } finally {
-      client.release();
+      release(this.#ready().settings, pool, client, false);
     }
   }
 
@@ -158,7 +166,7 @@ export class PostgresEngine implements Engine {
     } catch {
       broken = true;
     } finally {
-      client.release(broken);
+      release(this.#ready().settings, pool, client, broken);
     }
   }
 
@@ -188,7 +196,7 @@ export class PostgresEngine implements Engine {
     } catch (err) {
       failure = err;
     } finally {
-      client.release(failure !== undefined);
+      release(settings, pool, client, failure !== undefined);
     }
     if (failure !== undefined) throw dbError('updating the user failed', failure, secrets);
     // Root rotation: this pool's next connections must use the new password.
@@ -210,7 +218,7 @@ export class PostgresEngine implements Engine {
     } catch (err) {
       failure = err;
     } finally {
-      client.release(failure !== undefined);
+      release(settings, pool, client, failure !== undefined);
     }
     if (failure instanceof SessionsOpenError) throw new Error(scrubSecrets(`deleting the user failed: ${failure.message}`, secrets));
     if (failure !== undefined) throw dbError('deleting the user failed', failure, secrets);

@@ -18,6 +18,18 @@ export interface ConnectionConfig {
   /** Upper bound for the engine's connection pool. */
   maxOpenConnections: number;
   /**
+   * Idle connections the pool keeps (Vault's max_idle_connections, already
+   * resolved: between 0 and maxOpenConnections). Absent: maxOpenConnections.
+   * Passed only to engines that list it in EngineFactory.poolSettings.
+   */
+  maxIdleConnections?: number;
+  /**
+   * Seconds a pooled connection may be reused before it is closed (Vault's
+   * max_connection_lifetime); absent or 0: forever. Passed only to engines
+   * that list it in EngineFactory.poolSettings.
+   */
+  maxConnectionLifetime?: number;
+  /**
    * Engine-specific settings: every config field the broker does not know
    * itself (e.g. `tls_ca`, `revocation_owner`, `root_host`). The engine
    * validates them in `initialize` and throws an EngineInputError for bad ones.
@@ -112,12 +124,27 @@ export interface EngineFactory {
   /** Default for `root_rotation_statements` when a connection sets none (documentation). */
   readonly defaultRootRotationStatements: Statements;
   /**
+   * The username_template used when neither the role nor the connection sets
+   * one (Vault's per-plugin default). Absent: the broker's
+   * DEFAULT_USERNAME_TEMPLATE. Its output, cut to maxUsernameLength, must keep
+   * enough randomness to be unique (see username-template.ts).
+   */
+  readonly defaultUsernameTemplate?: string;
+  /**
+   * The Vault pool settings this engine applies to its pool. A connection
+   * that sets one the engine does not list (to other than its default) is
+   * refused with a 400 naming it, rather than silently ignored.
+   */
+  readonly poolSettings?: ReadonlyArray<PoolSetting>;
+  /**
    * Check a role's statements when the role is written, so bad ones get a 400
    * then rather than a failure at creds time. Throws EngineInputError.
    */
   validateStatements?(kind: StatementKind, statements: Statements): void;
   create(): Engine;
 }
+
+export type PoolSetting = 'max_idle_connections' | 'max_connection_lifetime';
 
 export type StatementKind = 'creation' | 'revocation' | 'rollback' | 'renew' | 'rotation' | 'root_rotation';
 
