@@ -14,7 +14,7 @@ import type { Connection } from 'mysql2/promise';
 import { adminQuery, trustPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
 import { dropRolesWithPrefix, roleExists, rolesWithPrefix, startPgBroker, tag, type PgBroker } from '../../support/pg-broker.ts';
 import { adminConnection, dropLeftovers, mysqlConfig, userHosts } from '../../support/mariadb.ts';
-import { canLogin as mongoCanLogin, dropUsersWithPrefix, mongoConfig, mongoTarget, userDatabases, type MongoTarget } from '../../plugins/mongodb/helpers.ts';
+import { assertDone, canLogin as mongoCanLogin, dropUsersWithPrefix, mongoConfig, mongoTarget, userDatabases, type MongoTarget } from '../../plugins/mongodb/helpers.ts';
 import type { ApiResponse } from '../../support/broker.ts';
 
 const run = tag();
@@ -90,7 +90,7 @@ before(async () => {
       username_template: mongoTemplate,
       ...m.options,
     });
-    assert.equal(mongoConn.status, 204, mongoConn.text);
+    assertDone(mongo, mongoConn, 'config mongo');
   }
 });
 
@@ -160,7 +160,7 @@ test('MongoDB: a base64 or JSON-array-string JSON statement is decoded at write;
     assert.deepEqual((await pb.api('GET', `database/roles/${role}`)).body.data.creation_statements, [MONGO_READ]);
     const c = await creds(role);
     assert.equal(await mongoCanLogin(mongo, c.username, c.password), true);
-    await revoke(c.leaseId);
+    assertDone(mongo, await pb.api('PUT', 'sys/leases/revoke', { lease_id: c.leaseId }), 'revoke');
     assert.deepEqual(await userDatabases(mongo, c.username, ['admin']), []);
   }
 });

@@ -12,7 +12,7 @@ import type { Connection } from 'mysql2/promise';
 import { trustPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
 import { roleExists, startPgBroker, type PgBroker } from '../../support/pg-broker.ts';
 import { adminConnection, canLogin, mysqlConfig, userHosts } from '../../support/mariadb.ts';
-import { canLogin as mongoCanLogin, mongoConfig, mongoTarget, type MongoTarget } from '../../plugins/mongodb/helpers.ts';
+import { assertDone, canLogin as mongoCanLogin, mongoConfig, mongoTarget, type MongoTarget } from '../../plugins/mongodb/helpers.ts';
 
 const foundMongo = await mongoTarget();
 const mongoSkip = typeof foundMongo === 'string' ? foundMongo : false;
@@ -99,7 +99,7 @@ test('postgresql-database-plugin and mongodb-database-plugin: their defaults kee
     assert.ok(await roleExists(server, c.username));
   }
   if (mongoSkip) return;
-  assert.equal((await connection('mongo', 'mongodb-database-plugin')).status, 204);
+  assertDone(mongo, await connection('mongo', 'mongodb-database-plugin'), 'config mongo');
   const read = JSON.stringify({ db: 'admin', roles: [{ role: 'read', db: 'admin' }] });
   assert.equal((await pb.api('PUT', 'database/roles/mongo.rdonly12', { db_name: 'mongo', creation_statements: [read] })).status, 204);
   for (const c of await twoCreds('mongo.rdonly12')) {

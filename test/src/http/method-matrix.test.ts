@@ -33,7 +33,7 @@ function declaredPatterns(): string[] {
   const scan = (dir: string, prefix: string) => {
     for (const file of readdirSync(dir)) {
       if (!file.endsWith('.ts')) continue;
-      for (const m of readFileSync(join(dir, file), 'utf8').matchAll(/pattern: '([^']+)'/g)) out.push(prefix + m[1]!);
+      for (const m of readFileSync(join(dir, file), 'utf8').matchAll(/pattern: '([A-Za-z0-9_:*\/-]+)'/g)) out.push(prefix + m[1]!);
     }
   };
   scan(join(SRC, 'routes'), '');
