@@ -126,7 +126,10 @@ export class StaticKeys implements KeySource {
   async verify(jwt: string, algorithms: readonly string[]): Promise<Uint8Array> {
     headerOf(jwt);
     try {
-      return await verifyWithSet(jwt, await this.set, algorithms);
+      const set = await this.set;
+      // PEM keys have no kid: a token's kid (Kubernetes sets one) must not rule them out.
+      const anyKid = Object.assign((header: Parameters<typeof set>[0], token: Parameters<typeof set>[1]) => set({ ...header, kid: undefined }, token), { jwks: set.jwks });
+      return await verifyWithSet(jwt, anyKid as typeof set, algorithms);
     } catch (err) {
       throw rejectionOf(err);
     }
@@ -208,6 +211,8 @@ export interface Leeways {
   expiration: number;
   /** Seconds more for nbf; -1 = do not check nbf. */
   notBefore: number;
+  /** A JWT without exp is refused (default true; legacy Kubernetes service-account tokens have none). */
+  requireExp?: boolean;
 }
 
 /**
@@ -225,8 +230,8 @@ export function checkTimes(claims: Record<string, unknown>, leeway: Leeways, now
   const nbf = num('nbf');
   const iat = num('iat');
   if (leeway.expiration >= 0) {
-    if (exp === undefined) throw new JwtRejected('the JWT has no "exp" claim');
-    if (now - leeway.clockSkew - leeway.expiration > exp) throw new JwtRejected('the JWT is expired');
+    if (exp === undefined && leeway.requireExp !== false) throw new JwtRejected('the JWT has no "exp" claim');
+    if (exp !== undefined && now - leeway.clockSkew - leeway.expiration > exp) throw new JwtRejected('the JWT is expired');
   }
   const notBefore = nbf ?? iat;
   if (leeway.notBefore >= 0 && notBefore !== undefined && now + leeway.clockSkew + leeway.notBefore < notBefore) {
