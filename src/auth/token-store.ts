@@ -150,6 +150,14 @@ export class TokenStore {
     return this.load(row);
   }
 
+  /** A live token by its stored hash (LIST accessors); undefined when gone or expired. */
+  async lookupByHash(idHash: string): Promise<Token | undefined> {
+    const row = await this.storage.getToken(idHash);
+    if (!row || (row.expiresAt !== null && row.expiresAt <= Date.now())) return undefined;
+    if (row.usesLeft !== null && row.usesLeft <= 0) return undefined;
+    return this.load(row);
+  }
+
   async lookupByAccessor(accessor: string): Promise<Token | undefined> {
     if (accessor.length === 0 || accessor.length > 512) return undefined;
     const row = await this.storage.getTokenByAccessor(this.keys().hmac('accessor:' + accessor));
