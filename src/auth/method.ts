@@ -81,12 +81,14 @@ export interface AuthMethod {
 /**
  * Refuse Vault fields dbroker does not implement (400 naming the field)
  * instead of ignoring them. `fields` maps a field name to why it is refused;
- * a field sent with its "off" value (false, "", [], 0, null) is accepted.
+ * a field sent with its "off" value (false, "", [], {}, 0, null) is accepted
+ * (Vault's Go client and CLI send every field, most of them empty).
  */
 export function refuseUnsupported(body: Record<string, unknown>, fields: Record<string, string>): void {
   for (const [field, why] of Object.entries(fields)) {
     const v = body[field];
-    const off = v === undefined || v === null || v === false || v === '' || v === 0 || (Array.isArray(v) && v.length === 0);
+    const emptyObject = v !== null && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0;
+    const off = v === undefined || v === null || v === false || v === '' || v === 0 || (Array.isArray(v) && v.length === 0) || emptyObject;
     if (!off) throw errors.UNSUPPORTED_FIELD(field, why);
   }
 }
