@@ -63,7 +63,13 @@ export class AuthTable {
   private mounts = new Map<string, Mounted>();
   private sweeper: NodeJS.Timeout | undefined;
 
-  constructor(private readonly host: AuthHost) {}
+  constructor(private readonly host: AuthHost) {
+    host.tokens.setRenewCheck(async (token) => {
+      const mounted = token.authMount === null ? undefined : this.mounts.get(token.authMount);
+      if (!mounted) return `the auth method at auth/${token.authMount ?? ''} is gone`;
+      return mounted.method.renewCheck?.(token.meta, token.policies);
+    });
+  }
 
   /** At unseal: attach every stored mount; start deleting expired secret IDs. */
   async load(): Promise<void> {

@@ -76,6 +76,18 @@ export interface MethodContext {
 export interface AuthMethod {
   routes(): Route[];
   close?(): void;
+  /**
+   * Before a token from this mount is renewed: a reason to refuse, or
+   * undefined. `meta` is the token's metadata, `policies` its policies.
+   */
+  renewCheck?(meta: Record<string, string>, policies: string[]): Promise<string | undefined>;
+}
+
+/** Vault's renewal rule: the role still gives the token the policies it has. */
+export function samePolicies(params: TokenParams, policies: string[]): boolean {
+  const expected = new Set(params.policies);
+  if (!params.noDefaultPolicy) expected.add('default');
+  return expected.size === policies.length && policies.every((p) => expected.has(p));
 }
 
 /**

@@ -74,7 +74,20 @@ export interface CreateTokenRequest {
 
 const identity = (idHash: string): string => `token/${idHash}`;
 
+/**
+ * Asked before a login token is renewed (Vault asks the auth method): a
+ * reason to refuse (the role or user is gone, its policies changed), or undefined.
+ */
+export type RenewCheck = (token: Token) => Promise<string | undefined>;
+
 export class TokenStore {
+  private renewCheck: RenewCheck | undefined;
+
+  /** Set by the auth table: checks login tokens before renewal. */
+  setRenewCheck(check: RenewCheck): void {
+    this.renewCheck = check;
+  }
+
   constructor(
     private readonly storage: Storage,
     private readonly keys: () => Barrier,
@@ -184,6 +197,10 @@ export class TokenStore {
    */
   async renew(token: Token, increment: number, maxTtl = 0): Promise<{ token: Token; warnings: string[] }> {
     if (!token.renewable || token.expiresAt === null) throw errors.TOKEN_NOT_RENEWABLE();
+    if (token.authMount !== null && this.renewCheck) {
+      const refused = await this.renewCheck(token);
+      if (refused !== undefined) throw errors.BAD_REQUEST(`the token cannot be renewed: ${refused}`);
+    }
     const warnings: string[] = [];
     const now = Date.now();
     const period = token.period ?? 0;

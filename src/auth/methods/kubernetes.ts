@@ -24,7 +24,7 @@ import { listField, object, stringList } from '../../http/schema.ts';
 import { addressAllowed } from '../cidr.ts';
 import { fetchJson, FetchError } from '../http-fetch.ts';
 import { ASYMMETRIC_ALGS, audiences, checkTimes, globMatch, headerOf, JwtRejected, parsePublicKeys, StaticKeys, unverifiedClaims } from '../jwt-verify.ts';
-import { anyValue, refuseUnsupported, type AuthMethod, type MethodContext } from '../method.ts';
+import { anyValue, refuseUnsupported, samePolicies, type AuthMethod, type MethodContext } from '../method.ts';
 import { parseTokenParams, tokenParamsSchema, tokenParamsView, type TokenParams } from '../token-params.ts';
 
 interface KubeConfig {
@@ -273,6 +273,13 @@ export class KubernetesMethod implements AuthMethod {
     };
     const aliasName = role.aliasNameSource === 'serviceaccount_name' ? `${sa.namespace}/${sa.name}` : sa.uid;
     return this.ctx.issue({ params: role.token, displayName: `${sa.namespace}-${sa.name}`, metadata, aliasName }, ctx);
+  }
+
+  async renewCheck(meta: Record<string, string>, policies: string[]): Promise<string | undefined> {
+    const role = meta.role === undefined ? undefined : await this.ctx.store.get<KubeRole>(`role/${meta.role}`);
+    if (!role) return `role "${meta.role ?? ''}" does not exist any more`;
+    if (!samePolicies(role.token, policies)) return 'the role\'s policies have changed';
+    return undefined;
   }
 
   routes(): Route[] {

@@ -106,6 +106,24 @@ test('token_bound_cidrs: login and every use only from 127.0.0.1', async () => {
   assert.equal((await apiFrom(pb.broker, '127.0.0.1', 'GET', 'auth/token/lookup-self', { token })).status, 200);
 });
 
+test('renewal asks the method, as Vault does: refused once the user\'s policies changed or the user is gone', async () => {
+  assert.equal((await pb.api('PUT', 'auth/userpass/users/erin', { password, token_policies: 'dbuser', token_ttl: '10m', token_max_ttl: '30m' })).status, 204);
+  const token = (await login('erin', password)).body.auth.client_token;
+  const renewed = await pb.broker.api('PUT', 'auth/token/renew-self', { token, body: { increment: '20m' } });
+  assert.equal(renewed.status, 200, renewed.text);
+  assert.equal(renewed.body.auth.lease_duration, 1200);
+  const capped = await pb.broker.api('PUT', 'auth/token/renew-self', { token, body: { increment: '2h' } });
+  assert.ok(capped.body.auth.lease_duration <= 1800 && capped.body.auth.lease_duration > 1790, 'capped at token_max_ttl');
+  assert.equal((await pb.api('PUT', 'auth/userpass/users/erin/policies', { token_policies: 'other' })).status, 204);
+  const changed = await pb.broker.api('PUT', 'auth/token/renew-self', { token, body: {} });
+  assert.equal(changed.status, 400);
+  assert.match(changed.body.errors[0], /policies have changed/);
+  assert.equal((await pb.api('DELETE', 'auth/userpass/users/erin')).status, 204);
+  const gone = await pb.api('PUT', 'auth/token/renew', { token });
+  assert.equal(gone.status, 400);
+  assert.match(gone.body.errors[0], /does not exist/);
+});
+
 test('no password at rest or in the logs', async () => {
   const store = readFileSync(pb.broker.storagePath);
   let wal = Buffer.alloc(0);
