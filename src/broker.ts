@@ -185,6 +185,7 @@ export class Broker implements Dispatcher {
       throw err;
     }
     try {
+      if (reply?.issuedToken) audit.subject.token = reply.issuedToken;
       audit.succeeded(reply);
     } catch (err) {
       // A credential is never handed out unaudited; its lease is revoked now

@@ -257,6 +257,7 @@ export class AuthTable {
     }
     return {
       auth: { ...authBlock(secret, token), mount_type: entry.type },
+      issuedToken: token,
       warnings: [...(login.warnings ?? []), ...warnings],
     };
   }

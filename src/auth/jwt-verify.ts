@@ -148,6 +148,8 @@ export async function fetchJwks(url: string, caPem?: string): Promise<JSONWebKey
 export class RemoteJwks implements KeySource {
   private set: ReturnType<typeof createLocalJWKSet> | undefined;
   private fetchedAt = 0;
+  /** When the last fetch started (successful or not): the cooldown counts from here. */
+  private lastAttempt = 0;
   private inFlight: Promise<void> | undefined;
 
   constructor(
@@ -157,12 +159,13 @@ export class RemoteJwks implements KeySource {
   ) {
     if (initial) {
       this.set = createLocalJWKSet(initial);
-      this.fetchedAt = Date.now();
+      this.fetchedAt = this.lastAttempt = Date.now();
     }
   }
 
   /** Fetch now (one fetch at a time). */
   private refresh(): Promise<void> {
+    if (!this.inFlight) this.lastAttempt = Date.now();
     this.inFlight ??= fetchJwks(this.url, this.caPem)
       .then((jwks) => {
         this.set = createLocalJWKSet(jwks);
@@ -193,7 +196,8 @@ export class RemoteJwks implements KeySource {
     } catch (err) {
       if (!(err instanceof joseErrors.JWKSNoMatchingKey)) throw rejectionOf(err);
       // A key the cache lacks: the issuer may have rotated. Fetch again, unless we just did.
-      if (Date.now() - this.fetchedAt < REFRESH_COOLDOWN_MS) throw rejectionOf(err);
+      // Counted from the last attempt, so an unreachable issuer is not hammered either.
+      if (this.inFlight === undefined && Date.now() - this.lastAttempt < REFRESH_COOLDOWN_MS) throw rejectionOf(err);
       await this.refreshOrFail();
       try {
         return await verifyWithSet(jwt, this.set!, algorithms);

@@ -5,7 +5,9 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { apiFrom, assertCredsByPolicy, setupDatabase } from '../../support/auth.ts';
 import { dropRolesWithPrefix, startPgBroker, tag, type PgBroker } from '../../support/pg-broker.ts';
 import { trustPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
@@ -15,12 +17,14 @@ let server: TestPostgres;
 const prefix = `up${tag()}`;
 const password = `pw-${tag()}-correct-horse`;
 const newPassword = `pw-${tag()}-battery-staple`;
+const auditFile = join(mkdtempSync(join(tmpdir(), 'dbroker-userpass-audit-')), 'audit.log');
 
 before(async () => {
   server = await trustPostgres();
   pb = await startPgBroker({ config: { default_lease_ttl: '1h', max_lease_ttl: '4h' } });
   await setupDatabase(pb, server, prefix);
   assert.equal((await pb.api('PUT', 'sys/auth/userpass', { type: 'userpass' })).status, 204);
+  assert.equal((await pb.api('PUT', 'sys/audit/file', { type: 'file', options: { file_path: auditFile } })).status, 204);
 });
 
 after(async () => {
@@ -122,6 +126,22 @@ test('renewal asks the method, as Vault does: refused once the user\'s policies 
   const gone = await pb.api('PUT', 'auth/token/renew', { token });
   assert.equal(gone.status, 400);
   assert.match(gone.body.errors[0], /does not exist/);
+});
+
+test('the audit log has logins with the password HMAC-hashed, failed ones with the error', async () => {
+  const audit = readFileSync(auditFile, 'utf8');
+  assert.ok(!audit.includes(password) && !audit.includes(newPassword), 'no plaintext password in the audit log');
+  const hashed = (await pb.api('PUT', 'sys/audit-hash/file', { input: password })).body.data.hash as string;
+  const lines = audit.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const logins = lines.filter((l) => l.request.path === 'auth/userpass/login/alice' && l.type === 'response');
+  assert.ok(logins.some((l) => l.request.data.password === hashed), 'the password is there as its HMAC');
+  assert.ok(logins.some((l) => l.error === 'invalid username or password'), 'a failed login is audited with its error');
+  assert.ok(logins.every((l) => l.request.mount_type === 'userpass'));
+  const ok = logins.find((l) => l.response?.auth);
+  assert.ok(ok, 'a successful login is audited with its auth block');
+  assert.match(ok.response.auth.client_token, /^hmac-sha256:/);
+  assert.equal(ok.auth.display_name, 'userpass-alice', 'the entry names who logged in');
+  assert.deepEqual(ok.auth.policies, ['dbuser', 'default']);
 });
 
 test('no password at rest or in the logs', async () => {
