@@ -1,6 +1,6 @@
 // JWT/OIDC (type "jwt", also enabled as "oidc"), in Vault's API shape
 // (https://developer.hashicorp.com/vault/api-docs/auth/jwt): config, role/:name
-// (role_type "jwt"), LIST role, login. Keys come from exactly one of
+// (role_type "jwt" or "oidc"), LIST role, login, oidc/auth_url, oidc/callback. Keys come from exactly one of
 // oidc_discovery_url, jwks_url or jwt_validation_pubkeys; each is checked when
 // the config is written (a discovery document or JWKS that cannot be fetched
 // is a 400 then, not a failed login later).
