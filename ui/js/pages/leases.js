@@ -80,7 +80,10 @@ export function Leases({ mount }) {
   const go = (p) => {
     setNotice('');
     setError(null);
-    setPrefix(p === '' || p.endsWith('/') ? p : `${p}/`);
+    const next = p === '' || p.endsWith('/') ? p : `${p}/`;
+    if (next === prefix) reload();
+    else setPrefix(next);
+    setStuckKey((k) => k + 1);
   };
   const refreshOne = async (id) => {
     try {
