@@ -58,14 +58,28 @@ export function leaseRoutes(broker: Broker): Route[] {
     await leases.revoke(id);
     return undefined;
   };
+  /**
+   * What a revoke-prefix or revoke-force `prefix` covers, read as Vault reads
+   * it (vault/expiration.go, revokePrefixCommon): a path, so
+   * "database/creds/app" covers "database/creds/app/…" and never
+   * "database/creds/app2/…"; a prefix that is itself a lease id means that one
+   * lease. (The router drops trailing slashes, so a prefix arrives without one.)
+   */
+  const scopeOf = async (prefix: string): Promise<{ leaseId: string } | { prefix: string }> => {
+    if (await broker.storage.getLease(prefix)) return { leaseId: prefix };
+    return { prefix: prefix.endsWith('/') ? prefix : `${prefix}/` };
+  };
   const revokePrefix: Route['handler'] = async (ctx) => {
     const prefix = ctx.params.prefix ?? '';
     if (prefix === '') throw errors.BAD_FIELD('prefix', 'is required (a lease id prefix, e.g. "database/creds/<role>/")');
+    const scope = await scopeOf(prefix);
     if (ctx.body.sync === false) {
-      await leases.revokePrefix(prefix, false);
+      if ('leaseId' in scope) await leases.expedite(scope.leaseId);
+      else await leases.revokePrefix(scope.prefix, false);
       return { status: 202, data: null };
     }
-    await leases.revokePrefix(prefix, true);
+    if ('leaseId' in scope) await leases.revoke(scope.leaseId);
+    else await leases.revokePrefix(scope.prefix, true);
     return undefined;
   };
 
@@ -122,7 +136,10 @@ export function leaseRoutes(broker: Broker): Route[] {
       async handler(ctx) {
         const prefix = ctx.params.prefix ?? '';
         if (prefix === '') throw errors.BAD_REQUEST('revoke-force needs a prefix');
-        const n = await broker.storage.deleteLeases(prefix);
+        const scope = await scopeOf(prefix);
+        let n = 1;
+        if ('leaseId' in scope) await broker.storage.deleteLease(scope.leaseId);
+        else n = await broker.storage.deleteLeases(scope.prefix);
         broker.logger.warn({ prefix, leases: n }, 'leases forgotten by revoke-force; their database users were NOT dropped');
         return undefined;
       },
