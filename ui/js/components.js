@@ -134,7 +134,7 @@ export function Time({ iso, empty = 'never' }) {
   if (!iso) return html`<span class="muted">${empty}</span>`;
   const d = new Date(iso);
   const diff = Math.round((d.getTime() - Date.now()) / 1000);
-  const rel = diff >= 0 ? `in ${formatDuration(diff)}` : `${formatDuration(-diff)} ago`;
+  const rel = Math.abs(diff) < 5 ? 'just now' : diff > 0 ? `in ${formatDuration(diff)}` : `${formatDuration(-diff)} ago`;
   return html`<time datetime=${iso} title=${iso}>${d.toLocaleString()} <span class="muted">(${rel})</span></time>`;
 }
 

@@ -120,7 +120,10 @@ function App() {
             ${identity ? html`<span class="who" title=${`policies: ${(identity.policies ?? []).join(', ')}`}>${identity.display_name || 'token'}</span>` : null}
             <button type="button" class="btn btn-small" onClick=${signOut}>Sign out</button>
           </div>`
-        : html`<nav aria-label="Main"><ul><li><a href="#/status" aria-current=${page.path === 'status' ? 'page' : undefined}>Status</a></li></ul></nav>`}
+        : html`<nav aria-label="Main"><ul>
+            <li><a href="#/connections" aria-current=${page.path !== 'status' ? 'page' : undefined}>Sign in</a></li>
+            <li><a href="#/status" aria-current=${page.path === 'status' ? 'page' : undefined}>Status</a></li>
+          </ul></nav>`}
     </header>
     ${sealed && page.path !== 'status'
       ? html`<div class="banner" role="status">The broker is sealed: nothing can be read or changed until it is unsealed. <a href="#/status">Unseal it</a>.</div>`

@@ -86,7 +86,7 @@ function ConnectionCard({ conn, onEdit, onRotate, onDelete }) {
       ${c.last_root_rotation_error ? html`<span class="badge badge-danger">rotation failing</span>` : null}
     </div>
     <dl class="facts">
-      <div><dt>Connection URL</dt><dd><code>${c.connection_details?.connection_url}</code></dd></div>
+      <div class="span-2"><dt>Connection URL</dt><dd><code>${c.connection_details?.connection_url}</code></dd></div>
       <div><dt>Admin user</dt><dd><code>${c.connection_details?.username || '—'}</code></dd></div>
       <div><dt>Allowed roles</dt><dd>${c.allowed_roles?.length ? c.allowed_roles.join(', ') : html`<span class="muted">none (no role may issue)</span>`}</dd></div>
       <div><dt>Root rotation</dt><dd>${rotation}</dd></div>

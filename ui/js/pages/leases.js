@@ -32,7 +32,7 @@ function Irrevocable() {
           <thead><tr><th scope="col">Lease</th><th scope="col">Connection</th><th scope="col">Attempts</th><th scope="col">Last error</th><th scope="col">Next attempt</th></tr></thead>
           <tbody>${d.leases.map(
             (l) => html`<tr data-lease=${l.lease_id}>
-              <td><code class="wrap">${l.lease_id}</code></td>
+              <td class="lease"><code class="wrap">${l.lease_id}</code></td>
               <td>${l.connection}</td>
               <td class="num">${l.attempts}</td>
               <td class="error-text">${l.error}</td>
@@ -46,7 +46,7 @@ function Irrevocable() {
 
 function LeaseRow({ id, info, onLookup, onRenew, onRevoke }) {
   return html`<tr data-lease=${id}>
-    <td><code class="wrap">${id}</code></td>
+    <td class="lease"><code class="wrap">${id}</code></td>
     ${info
       ? html`<td><${Time} iso=${info.issue_time} /></td>
           <td>${info.revocation_attempts
