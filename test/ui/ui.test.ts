@@ -176,6 +176,12 @@ test('a sealed broker: sign-in says so, the status page unseals with the key', a
 test('sign in with a token (keyboard only); the token is kept in sessionStorage, never localStorage', async () => {
   await visit('#/connections');
   const token = page.getByLabel('Token');
+  await token.waitFor();
+  // Username/password sign-in is offered only where sys/auth lists a userpass mount (or cannot be read without a token).
+  const auth = await broker.api('GET', 'sys/auth');
+  const userpass = auth.status === 403 || Object.values((auth.body?.data ?? {}) as Record<string, { type?: string }>).some((m) => m.type === 'userpass');
+  await page.waitForLoadState('networkidle');
+  assert.equal(await page.getByLabel('Username & password').count(), userpass ? 1 : 0, `sys/auth answered ${auth.status}`);
   await token.fill('not-a-token');
   await token.press('Enter');
   await page.getByRole('alert').filter({ hasText: 'not valid' }).waitFor();
@@ -391,6 +397,26 @@ test('a revocation stuck behind a cut database is listed with its attempts and l
   await page.getByRole('status').filter({ hasText: 'Lease revoked' }).waitFor();
   assert.equal(await roleExists(pg, stuck.user), false);
   await page.getByText('No stuck revocations').waitFor();
+});
+
+test('edit a connection through the UI: a root rotation period, the password kept', async () => {
+  await visit('#/connections');
+  await page.locator('[data-connection="main"]').getByRole('button', { name: 'Edit' }).click();
+  await page.getByRole('heading', { name: 'Edit connection main' }).waitFor();
+  assert.equal(await page.getByLabel('Name', { exact: true }).isDisabled(), true);
+  await page.getByLabel('Root rotation period').fill('24h');
+  await page.getByRole('button', { name: 'Save changes' }).click();
+  await page.getByRole('status').filter({ hasText: 'Connection main saved.' }).waitFor();
+  await page.locator('[data-connection="main"]').getByText('every 1d').waitFor();
+  const config = (await api('GET', 'database/config/main')).body.data;
+  assert.equal(config.root_rotation_period, 86_400);
+  const next = Date.parse(config.next_root_rotation) - Date.now();
+  assert.ok(next > 86_000_000 && next <= 86_400_000, `next rotation in ${next} ms`);
+  assert.equal(config.connection_details.username, adminUser);
+  // The empty password field sent no password: the connection still issues.
+  const creds = await api('GET', 'database/creds/app');
+  assert.equal(creds.status, 200, creds.text);
+  assert.equal((await api('PUT', 'sys/leases/revoke', { lease_id: creds.body.lease_id })).status, 204);
 });
 
 test('rotate root from the UI: keyboard cancel first, then a confirmed rotation changes the admin password in PostgreSQL', async () => {

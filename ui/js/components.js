@@ -110,8 +110,8 @@ export function CopyButton({ value, label }) {
   </button><span class="visually-hidden" aria-live="polite">${copied ? `${label} copied` : ''}</span>`;
 }
 
-/** Seconds as "1h 5m 3s" (0 → "0s"). */
-export function formatDuration(seconds) {
+/** Seconds as "1h 5m 3s" (0 → "0s"), at most `units` units ("23h 59m" with 2). */
+export function formatDuration(seconds, units = 4) {
   let s = Math.max(0, Math.round(seconds));
   if (s === 0) return '0s';
   const parts = [];
@@ -121,7 +121,7 @@ export function formatDuration(seconds) {
       s %= size;
     }
   }
-  return parts.join(' ');
+  return parts.slice(0, units).join(' ');
 }
 
 /** Seconds as a Go duration the API accepts ("1h30m"; 0 → ""). */
@@ -134,7 +134,7 @@ export function Time({ iso, empty = 'never' }) {
   if (!iso) return html`<span class="muted">${empty}</span>`;
   const d = new Date(iso);
   const diff = Math.round((d.getTime() - Date.now()) / 1000);
-  const rel = Math.abs(diff) < 5 ? 'just now' : diff > 0 ? `in ${formatDuration(diff)}` : `${formatDuration(-diff)} ago`;
+  const rel = Math.abs(diff) < 5 ? 'just now' : diff > 0 ? `in ${formatDuration(diff, 2)}` : `${formatDuration(-diff, 2)} ago`;
   return html`<time datetime=${iso} title=${iso}>${d.toLocaleString()} <span class="muted">(${rel})</span></time>`;
 }
 
