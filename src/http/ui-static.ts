@@ -7,7 +7,7 @@
 // ever reaches the file system (no traversal to guard against).
 
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { extname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -48,6 +48,8 @@ function walk(dir: string): string[] {
  */
 export function loadUiAssets(dir = UI_DIR): Map<string, Asset> {
   const assets = new Map<string, Asset>();
+  // An install without the UI's files (a trimmed image) still runs the API.
+  if (!existsSync(join(dir, 'index.html'))) return assets;
   for (const file of walk(dir)) {
     const type = CONTENT_TYPES[extname(file)];
     if (type) assets.set(relative(dir, file).split('\\').join('/'), { body: readFileSync(file), type });
@@ -80,6 +82,7 @@ export function contentSecurityPolicy(indexHtml: string): string {
 
 /** Register GET/HEAD /ui and /ui/* on `app`; other methods there are a 405. */
 export function registerUi(app: FastifyInstance, assets: Map<string, Asset> = loadUiAssets()): void {
+  if (!assets.has('index.html')) app.log.warn({ dir: UI_DIR }, 'web UI files not found: /ui/ answers 404');
   const csp = contentSecurityPolicy(assets.get('index.html')?.body.toString('utf8') ?? '');
   const serve = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const rest = (req.params as { '*'?: string })['*'] ?? '';
