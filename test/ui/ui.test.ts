@@ -430,6 +430,7 @@ test('rotate root from the UI: keyboard cancel first, then a confirmed rotation 
   await dialog.waitFor();
   await page.keyboard.press('Escape');
   await dialog.waitFor({ state: 'detached' });
+  assert.equal(await page.evaluate('document.activeElement?.textContent'), 'Rotate root now…', 'focus is back on the button that opened the dialog');
   assert.equal(await storedVerifier(adminUser), before, 'cancel rotates nothing');
 
   await rotate.click();

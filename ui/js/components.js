@@ -45,7 +45,16 @@ export function Dialog({ title, onClose, children, wide }) {
   const ref = useRef(null);
   useEffect(() => {
     const d = ref.current;
-    if (d && !d.open) d.showModal();
+    const opener = document.activeElement;
+    d.showModal();
+    return () => {
+      // Back to the control that opened it (when that is still on the page).
+      if (d.open) d.close();
+      if (opener instanceof HTMLElement && opener.isConnected) opener.focus();
+    };
+  }, []);
+  useEffect(() => {
+    const d = ref.current;
     const cancel = (e) => {
       e.preventDefault();
       onClose();
