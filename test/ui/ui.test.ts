@@ -175,7 +175,7 @@ test('a sealed broker: sign-in says so, the status page unseals with the key', a
 
 test('sign in with a token (keyboard only); the token is kept in sessionStorage, never localStorage', async () => {
   await visit('#/connections');
-  const token = page.getByLabel('Token');
+  const token = page.getByRole('textbox', { name: 'Token' });
   await token.waitFor();
   // Username/password sign-in is offered only where sys/auth lists a userpass mount (or cannot be read without a token).
   const auth = await broker.api('GET', 'sys/auth');
@@ -493,6 +493,32 @@ test('responsive: on a phone-sized screen nothing overflows sideways', async () 
   await page.locator('[data-connection="main"]').waitFor();
   await shot('connections-phone');
   await page.setViewportSize({ width: 1280, height: 860 });
+});
+
+test('sign in with username and password through a userpass mount; a wrong password is refused', async () => {
+  assert.equal((await broker.api('PUT', 'sys/auth/userpass', { token: rootToken, body: { type: 'userpass' } })).status, 204);
+  const policy = 'path "database/*" { capabilities = ["read", "list"] }\npath "sys/leases/*" { capabilities = ["read", "list", "update"] }';
+  assert.equal((await broker.api('PUT', 'sys/policies/acl/ui-dba', { token: rootToken, body: { policy } })).status, 204);
+  assert.equal((await broker.api('PUT', 'auth/userpass/users/dba', { token: rootToken, body: { password: 'correct horse battery', token_policies: ['ui-dba'] } })).status, 204);
+  await visit('#/connections');
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('heading', { name: 'Sign in to dbroker' }).waitFor();
+  await page.getByLabel('Username & password').check();
+  await page.getByRole('textbox', { name: 'Username' }).fill('dba');
+  await page.getByLabel('Password', { exact: true }).fill('wrong password');
+  await page.getByLabel('Password', { exact: true }).press('Enter');
+  await page.getByRole('alert').waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('dbroker.token')), null, 'no token after a refused login');
+  await page.getByLabel('Password', { exact: true }).fill('correct horse battery');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Connections' }).waitFor();
+  const token = await page.evaluate(() => sessionStorage.getItem('dbroker.token'));
+  assert.ok(token && token !== rootToken, 'a token of its own');
+  const self = await broker.api('GET', 'auth/token/lookup-self', { token: token! });
+  assert.equal(self.status, 200, self.text);
+  assert.deepEqual([...self.body.data.policies].sort(), ['default', 'ui-dba']);
+  assert.equal(self.body.data.display_name, 'userpass-dba');
+  await shot('signed-in-userpass');
 });
 
 test('signing out forgets the token; no page error and no request left the broker\'s origin', async () => {
