@@ -25,6 +25,9 @@ import { leaseRoutes } from './routes/sys-leases.ts';
 import { mountRoutes } from './routes/sys-mounts.ts';
 import { tokenRoutes } from './routes/auth-token.ts';
 import { auditRoutes } from './routes/sys-audit.ts';
+import { AuthTable } from './auth/auth-table.ts';
+import { addressAllowed } from './auth/cidr.ts';
+import { sysAuthRoutes } from './routes/sys-auth.ts';
 import { Seal } from './seal/seal.ts';
 import type { Storage } from './storage/storage.ts';
 
@@ -59,6 +62,7 @@ export class Broker implements Dispatcher {
   readonly leases: LeaseManager;
   readonly engines: EngineRegistry;
   readonly audit: AuditBroker;
+  readonly auths: AuthTable;
   private readonly revocation: RevocationLoop;
   private readonly tokenExpiry: TokenExpiry;
   private readonly coreRoutes: CompiledRoute[];
@@ -76,13 +80,23 @@ export class Broker implements Dispatcher {
     this.mounts = new MountTable(this);
     this.leases = new LeaseManager(this);
     this.audit = new AuditBroker(storage, () => this.seal.keys, logger);
+    this.auths = new AuthTable({
+      storage,
+      tokens: this.tokens,
+      logger,
+      config,
+      keys: () => this.seal.keys,
+      readEntry: (path) => this.readEntry(path),
+      writeEntry: (path, value) => this.writeEntry(path, value),
+      revokeToken: (hash) => this.revokeToken(hash),
+    });
     this.revocation = new RevocationLoop(this.leases, () => this.storage, logger, config.revocationInterval * 1000);
     this.tokenExpiry = new TokenExpiry(
       { expiredTokens: (limit) => this.tokens.expired(limit), revokeToken: (hash) => this.revokeToken(hash) },
       logger,
       config.revocationInterval * 1000,
     );
-    this.coreRoutes = compileRoutes([...sealRoutes(this), ...keyRoutes(this), ...mountRoutes(this), ...leaseRoutes(this), ...policyRoutes(this), ...tokenRoutes(this), ...capabilityRoutes(this), ...auditRoutes(this)]);
+    this.coreRoutes = compileRoutes([...sealRoutes(this), ...keyRoutes(this), ...mountRoutes(this), ...leaseRoutes(this), ...policyRoutes(this), ...tokenRoutes(this), ...capabilityRoutes(this), ...auditRoutes(this), ...sysAuthRoutes(this)]);
   }
 
   async start(): Promise<void> {
@@ -94,6 +108,7 @@ export class Broker implements Dispatcher {
   async afterUnseal(): Promise<void> {
     await this.audit.load();
     await this.mounts.load();
+    await this.auths.load();
     await this.leases.recoverInterrupted();
     this.revocation.start();
     this.tokenExpiry.start();
@@ -110,6 +125,7 @@ export class Broker implements Dispatcher {
     await this.revocation.idle();
     await this.tokenExpiry.stop();
     await this.mounts.close();
+    this.auths.close();
     this.audit.close();
     this.policyCache.clear();
     this.seal.seal();
@@ -198,6 +214,15 @@ export class Broker implements Dispatcher {
         audit.subject.mount = mount;
         found = findRoute(hit.routes, hit.rest);
       }
+    } else if (!found && req.path.startsWith('auth/')) {
+      // An auth method mount (auth/approle/login, ...).
+      const hit = this.auths.resolve(req.path.slice('auth/'.length));
+      if (hit) {
+        mount = `auth/${hit.mount}`;
+        audit.subject.mount = mount;
+        audit.subject.mountType = hit.type;
+        found = findRoute(hit.routes, hit.rest);
+      }
     }
     if (!found) throw errors.NOT_FOUND(req.path);
     const { compiled, params } = found;
@@ -215,6 +240,8 @@ export class Broker implements Dispatcher {
       const token = tokenSecret ? await this.tokens.lookup(tokenSecret) : undefined;
       if (!token) throw errors.PERMISSION_DENIED();
       audit.subject.token = token;
+      // token_bound_cidrs: checked on every use, against the socket's address.
+      if (!addressAllowed(token.boundCidrs, req.remoteAddress)) throw errors.PERMISSION_DENIED();
       if (!token.policies.includes('root') && !allows(await this.policiesOf(token), req.path, method, route.sudo === true)) {
         throw errors.PERMISSION_DENIED();
       }

@@ -44,6 +44,18 @@ export const errors = {
   TOKEN_NOT_FOUND: define('DBR_ERR_AUTH_TOKEN_NOT_FOUND', 400, 'token not found'),
   BAD_TOKEN: define('DBR_ERR_AUTH_BAD_TOKEN', 403, 'bad token'),
 
+  // auth methods (sys/auth, logins)
+  AUTH_METHOD_TYPE: define('DBR_ERR_AUTH_METHOD_TYPE', 400, 'unsupported auth method type "%s" (supported: approle, jwt, oidc, kubernetes, userpass)'),
+  AUTH_MOUNT_NOT_FOUND: define('DBR_ERR_AUTH_MOUNT_NOT_FOUND', 400, 'no auth method enabled at "%s"'),
+  /** A login refused for its credentials (Vault answers these with 400). */
+  LOGIN_FAILED: define('DBR_ERR_AUTH_LOGIN', 400, '%s'),
+  /** A login whose credentials are valid but not allowed here (bound claims, CIDRs). */
+  LOGIN_DENIED: define('DBR_ERR_AUTH_LOGIN_DENIED', 403, '%s'),
+  /** A Vault field dbroker does not implement: refused rather than ignored. */
+  UNSUPPORTED_FIELD: define('DBR_ERR_REQUEST_UNSUPPORTED', 400, 'field "%s" is not supported by dbroker: %s'),
+  /** An identity provider (JWKS, OIDC discovery, Kubernetes TokenReview) could not be used. */
+  AUTH_UPSTREAM: define('DBR_ERR_AUTH_UPSTREAM', 502, '%s'),
+
   // seal
   SEALED: define('DBR_ERR_SEAL_SEALED', 503, 'dbroker is sealed'),
   NOT_INITIALIZED: define('DBR_ERR_SEAL_NOT_INITIALIZED', 400, 'dbroker is not initialized'),

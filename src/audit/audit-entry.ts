@@ -18,6 +18,8 @@ export interface AuditSubject {
   /** Set once the token resolved (also for a request its policies then deny). */
   token?: Token;
   mount?: string;
+  /** The mount's type when it is not a database mount (an auth method: "approle", ...). */
+  mountType?: string;
 }
 
 const AUTH_CLEAR: ReadonlySet<string> = new Set(['policies', 'token_policies', 'identity_policies', 'display_name', 'entity_id', 'token_type']);
@@ -25,6 +27,7 @@ const AUTH_CLEAR: ReadonlySet<string> = new Set(['policies', 'token_policies', '
 const OPERATIONS: Record<string, string> = { GET: 'read', HEAD: 'read', PUT: 'update', DELETE: 'delete', LIST: 'list' };
 
 function mountType(s: AuditSubject): string {
+  if (s.mountType !== undefined) return s.mountType;
   if (s.mount !== undefined) return 'database';
   if (s.req.path.startsWith('auth/token')) return 'token';
   if (s.req.path.startsWith('sys')) return 'system';

@@ -26,6 +26,15 @@ export interface TokenDetails {
   period?: number;
   path: string;
   entityId: string;
+  /** CIDR blocks the token may be used from (token_bound_cidrs); absent or empty = anywhere. */
+  boundCidrs?: string[];
+  /**
+   * Seconds from creation: this token's own ceiling for renewals (a login's
+   * token_max_ttl, capped by the mount and the system); 0/absent = the system max.
+   */
+  maxTtl?: number;
+  /** The token role it was created against (auth/token/create/:role), if any. */
+  role?: string;
 }
 
 export interface Token extends TokenDetails {
@@ -33,6 +42,8 @@ export interface Token extends TokenDetails {
   expiresAt: number | null;
   usesLeft: number | null;
   parentHash: string | null;
+  /** The auth mount path ("approle/") of a login token; null otherwise. */
+  authMount: string | null;
 }
 
 export interface CreateTokenRequest {
@@ -52,6 +63,13 @@ export interface CreateTokenRequest {
   /** Dev mode: a chosen token value. */
   id?: string;
   parent?: Token | null;
+  /** token_bound_cidrs (already validated). */
+  boundCidrs?: string[];
+  /** A login's auth mount path ("approle/"): disabling the mount revokes the token. */
+  authMount?: string;
+  /** The token role name, for auth/token/create/:role. */
+  role?: string;
+  entityId?: string;
 }
 
 const identity = (idHash: string): string => `token/${idHash}`;
@@ -64,7 +82,7 @@ export class TokenStore {
 
   private async load(row: TokenRow): Promise<Token> {
     const details = this.keys().decryptJSON<TokenDetails>(identity(row.idHash), row.sealed);
-    return { ...details, idHash: row.idHash, expiresAt: row.expiresAt, usesLeft: row.usesLeft, parentHash: row.parentHash };
+    return { ...details, idHash: row.idHash, expiresAt: row.expiresAt, usesLeft: row.usesLeft, parentHash: row.parentHash, authMount: row.authMount ?? null };
   }
 
   /** Create a token; returns the secret once, plus its stored view (and warnings about capped TTLs). */
@@ -102,7 +120,10 @@ export class TokenStore {
       numUses: req.numUses ?? 0,
       period,
       path: req.path ?? 'auth/token/create',
-      entityId: '',
+      entityId: req.entityId ?? '',
+      ...(req.boundCidrs && req.boundCidrs.length > 0 ? { boundCidrs: req.boundCidrs } : {}),
+      ...(req.authMount !== undefined && maxTtl > 0 ? { maxTtl } : {}),
+      ...(req.role !== undefined ? { role: req.role } : {}),
     };
     const idHash = barrier.hmac(secret);
     const row: TokenRow = {
@@ -112,9 +133,10 @@ export class TokenStore {
       expiresAt,
       usesLeft: details.numUses > 0 ? details.numUses : null,
       sealed: barrier.encryptJSON(identity(idHash), details),
+      authMount: req.authMount ?? null,
     };
     await this.storage.insertToken(row);
-    return { secret, token: { ...details, idHash, expiresAt, usesLeft: row.usesLeft, parentHash: row.parentHash }, warnings };
+    return { secret, token: { ...details, idHash, expiresAt, usesLeft: row.usesLeft, parentHash: row.parentHash, authMount: req.authMount ?? null }, warnings };
   }
 
   /** Find a live token by its secret, or undefined. Does not take a use. */
@@ -158,7 +180,7 @@ export class TokenStore {
     const now = Date.now();
     const period = token.period ?? 0;
     let ttl = period > 0 ? period : increment > 0 ? increment : token.ttl;
-    const limits = [token.explicitMaxTtl, period > 0 ? 0 : maxTtl].filter((l) => l > 0);
+    const limits = [token.explicitMaxTtl, period > 0 ? 0 : token.maxTtl || maxTtl].filter((l) => l > 0);
     if (limits.length > 0) {
       const maxEnd = token.creationTime + Math.min(...limits) * 1000;
       if (now + ttl * 1000 > maxEnd) {

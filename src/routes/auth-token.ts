@@ -33,7 +33,7 @@ function tokenData(t: Token, id = ''): Record<string, unknown> {
   };
 }
 
-function authBlock(secret: string, t: Token): Record<string, unknown> {
+export function authBlock(secret: string, t: Token): Record<string, unknown> {
   return {
     client_token: secret,
     accessor: t.accessor,

@@ -37,4 +37,22 @@ export const migrations: string[] = [
   CREATE INDEX leases_token ON leases (token_hash) WHERE token_hash IS NOT NULL;
   CREATE INDEX leases_failing ON leases (attempts) WHERE attempts > 0;
   `,
+  // Auth methods (issue 9): the auth mount a token came from (so disabling the
+  // mount finds its tokens by index), and AppRole secret IDs with their use
+  // counts in plain columns (atomic conditional decrement) and the rest sealed.
+  `
+  ALTER TABLE tokens ADD COLUMN auth_mount TEXT;
+  CREATE INDEX tokens_auth_mount ON tokens (auth_mount) WHERE auth_mount IS NOT NULL;
+  CREATE TABLE secret_ids (
+    id_hash TEXT PRIMARY KEY,
+    accessor_hash TEXT NOT NULL UNIQUE,
+    mount TEXT NOT NULL,
+    role TEXT NOT NULL,
+    expires_at INTEGER,
+    uses_left INTEGER,
+    sealed BLOB NOT NULL
+  );
+  CREATE INDEX secret_ids_role ON secret_ids (mount, role);
+  CREATE INDEX secret_ids_expiry ON secret_ids (expires_at) WHERE expires_at IS NOT NULL;
+  `,
 ];

@@ -6,7 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { migrations } from './migrations.ts';
 import { lockStore } from './process-lock.ts';
-import type { ConnectionKey, LeaseRow, Storage, TokenRow } from './storage.ts';
+import type { ConnectionKey, LeaseRow, SecretIdRow, Storage, TokenRow } from './storage.ts';
 
 // Upper bound for a prefix range scan: ids are ASCII, so every id starting
 // with `prefix` sorts below prefix + U+FFFF.
@@ -36,6 +36,21 @@ interface TokenRecord {
   expires_at: number | null;
   uses_left: number | null;
   sealed: Buffer;
+  auth_mount: string | null;
+}
+
+interface SecretIdRecord {
+  id_hash: string;
+  accessor_hash: string;
+  mount: string;
+  role: string;
+  expires_at: number | null;
+  uses_left: number | null;
+  sealed: Buffer;
+}
+
+function toSecretId(r: SecretIdRecord): SecretIdRow {
+  return { idHash: r.id_hash, accessorHash: r.accessor_hash, mount: r.mount, role: r.role, expiresAt: r.expires_at, usesLeft: r.uses_left, sealed: r.sealed };
 }
 
 const LEASE_COLUMNS: Record<keyof Omit<LeaseRow, 'id'>, string> = {
@@ -81,6 +96,7 @@ function toToken(r: TokenRecord): TokenRow {
     expiresAt: r.expires_at,
     usesLeft: r.uses_left,
     sealed: r.sealed,
+    authMount: r.auth_mount,
   };
 }
 
@@ -203,8 +219,8 @@ export class SqliteStorage implements Storage {
 
   async insertToken(row: TokenRow): Promise<void> {
     this.db
-      .prepare('INSERT INTO tokens (id_hash, accessor_hash, parent_hash, expires_at, uses_left, sealed) VALUES (?, ?, ?, ?, ?, ?)')
-      .run(row.idHash, row.accessorHash, row.parentHash, row.expiresAt, row.usesLeft, row.sealed);
+      .prepare('INSERT INTO tokens (id_hash, accessor_hash, parent_hash, expires_at, uses_left, sealed, auth_mount) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(row.idHash, row.accessorHash, row.parentHash, row.expiresAt, row.usesLeft, row.sealed, row.authMount ?? null);
   }
 
   async getToken(idHash: string): Promise<TokenRow | undefined> {
@@ -248,6 +264,70 @@ export class SqliteStorage implements Storage {
       .prepare('SELECT id_hash FROM tokens WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?')
       .all(now, limit) as Array<{ id_hash: string }>;
     return rows.map((r) => r.id_hash);
+  }
+
+  async tokensOfAuthMount(authMount: string, limit: number): Promise<string[]> {
+    const rows = this.db.prepare('SELECT id_hash FROM tokens WHERE auth_mount = ? LIMIT ?').all(authMount, limit) as Array<{ id_hash: string }>;
+    return rows.map((r) => r.id_hash);
+  }
+
+  async listTokenHashes(limit: number, after?: string): Promise<string[]> {
+    const rows = (
+      after === undefined
+        ? this.db.prepare('SELECT id_hash FROM tokens ORDER BY id_hash LIMIT ?').all(limit)
+        : this.db.prepare('SELECT id_hash FROM tokens WHERE id_hash > ? ORDER BY id_hash LIMIT ?').all(after, limit)
+    ) as Array<{ id_hash: string }>;
+    return rows.map((r) => r.id_hash);
+  }
+
+  async insertSecretId(row: SecretIdRow): Promise<void> {
+    this.db
+      .prepare('INSERT INTO secret_ids (id_hash, accessor_hash, mount, role, expires_at, uses_left, sealed) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(row.idHash, row.accessorHash, row.mount, row.role, row.expiresAt, row.usesLeft, row.sealed);
+  }
+
+  async getSecretId(idHash: string): Promise<SecretIdRow | undefined> {
+    const r = this.db.prepare('SELECT * FROM secret_ids WHERE id_hash = ?').get(idHash) as SecretIdRecord | undefined;
+    return r && toSecretId(r);
+  }
+
+  async getSecretIdByAccessor(accessorHash: string): Promise<SecretIdRow | undefined> {
+    const r = this.db.prepare('SELECT * FROM secret_ids WHERE accessor_hash = ?').get(accessorHash) as SecretIdRecord | undefined;
+    return r && toSecretId(r);
+  }
+
+  async useSecretId(idHash: string, now: number): Promise<{ ok: boolean; left: number | null }> {
+    const row = this.db
+      .prepare(
+        'UPDATE secret_ids SET uses_left = uses_left - 1 WHERE id_hash = ? AND (uses_left IS NULL OR uses_left > 0) AND (expires_at IS NULL OR expires_at > ?) RETURNING uses_left',
+      )
+      .get(idHash, now) as { uses_left: number | null } | undefined;
+    return row ? { ok: true, left: row.uses_left } : { ok: false, left: null };
+  }
+
+  async deleteSecretId(idHash: string): Promise<void> {
+    this.db.prepare('DELETE FROM secret_ids WHERE id_hash = ?').run(idHash);
+  }
+
+  async listSecretIds(mount: string, role?: string): Promise<SecretIdRow[]> {
+    const rows = (
+      role === undefined
+        ? this.db.prepare('SELECT * FROM secret_ids WHERE mount = ?').all(mount)
+        : this.db.prepare('SELECT * FROM secret_ids WHERE mount = ? AND role = ?').all(mount, role)
+    ) as SecretIdRecord[];
+    return rows.map(toSecretId);
+  }
+
+  async deleteSecretIds(mount: string, role?: string): Promise<number> {
+    return (
+      role === undefined
+        ? this.db.prepare('DELETE FROM secret_ids WHERE mount = ?').run(mount)
+        : this.db.prepare('DELETE FROM secret_ids WHERE mount = ? AND role = ?').run(mount, role)
+    ).changes;
+  }
+
+  async deleteExpiredSecretIds(now: number): Promise<number> {
+    return this.db.prepare('DELETE FROM secret_ids WHERE expires_at IS NOT NULL AND expires_at <= ?').run(now).changes;
   }
 
   async insertLease(row: LeaseRow): Promise<void> {

@@ -16,6 +16,22 @@ export interface TokenRow {
   usesLeft: number | null;
   /** Sealed token details (policies, meta, accessor, ...). */
   sealed: Buffer;
+  /** The auth mount path ("approle/") the token was issued through by a login; null/absent otherwise. */
+  authMount?: string | null;
+}
+
+/** An AppRole secret ID: keyed hashes, the use count and expiry in the clear, the rest sealed. */
+export interface SecretIdRow {
+  idHash: string;
+  accessorHash: string;
+  /** The auth mount's uuid. */
+  mount: string;
+  role: string;
+  /** Epoch ms, null = never expires. */
+  expiresAt: number | null;
+  /** Remaining uses, null = unlimited. */
+  usesLeft: number | null;
+  sealed: Buffer;
 }
 
 export type LeaseState = 'pending' | 'active' | 'revoking';
@@ -75,6 +91,28 @@ export interface Storage {
   deleteToken(idHash: string): Promise<void>;
   /** Tokens expired by `now`, oldest first, at most `limit`. */
   expiredTokens(now: number, limit: number): Promise<string[]>;
+
+  /** Hashes of tokens issued through the auth mount `authMount`, at most `limit`. */
+  tokensOfAuthMount(authMount: string, limit: number): Promise<string[]>;
+  /** Token hashes after `after` (sorted), at most `limit` (LIST auth/token/accessors). */
+  listTokenHashes(limit: number, after?: string): Promise<string[]>;
+
+  insertSecretId(row: SecretIdRow): Promise<void>;
+  getSecretId(idHash: string): Promise<SecretIdRow | undefined>;
+  getSecretIdByAccessor(accessorHash: string): Promise<SecretIdRow | undefined>;
+  /**
+   * Atomically take one use of an unexpired secret ID (a conditional UPDATE):
+   * `ok` is false when it has none left or expired by `now`; `left` is what
+   * remains after this use (null = unlimited).
+   */
+  useSecretId(idHash: string, now: number): Promise<{ ok: boolean; left: number | null }>;
+  deleteSecretId(idHash: string): Promise<void>;
+  /** Secret IDs of one role (or of every role with `role` undefined) of a mount. */
+  listSecretIds(mount: string, role?: string): Promise<SecretIdRow[]>;
+  /** Forget every secret ID of a mount (disable) or of one role (role deleted). */
+  deleteSecretIds(mount: string, role?: string): Promise<number>;
+  /** Forget secret IDs expired by `now`. Returns how many. */
+  deleteExpiredSecretIds(now: number): Promise<number>;
 
   insertLease(row: LeaseRow): Promise<void>;
   getLease(id: string): Promise<LeaseRow | undefined>;

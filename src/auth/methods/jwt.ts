@@ -1,0 +1,429 @@
+// JWT/OIDC (type "jwt", also enabled as "oidc"), in Vault's API shape
+// (https://developer.hashicorp.com/vault/api-docs/auth/jwt): config, role/:name
+// (role_type "jwt"), LIST role, login. Keys come from exactly one of
+// oidc_discovery_url, jwks_url or jwt_validation_pubkeys; each is checked when
+// the config is written (a discovery document or JWKS that cannot be fetched
+// is a 400 then, not a failed login later). The browser OIDC flow
+// (oidc/auth_url, oidc/callback, role_type "oidc") is not implemented: its
+// fields are refused with a 400.
+
+import { timingSafeEqual } from 'node:crypto';
+import { errors } from '../../errors.ts';
+import type { RequestContext, Route } from '../../http/route.ts';
+import { durationField, listField, object, stringList } from '../../http/schema.ts';
+import { addressAllowed } from '../cidr.ts';
+import { fetchJson } from '../http-fetch.ts';
+import {
+  ASYMMETRIC_ALGS,
+  audiences,
+  checkTimes,
+  claimAt,
+  fetchJwks,
+  globMatch,
+  JwtRejected,
+  parseAlgs,
+  parsePublicKeys,
+  RemoteJwks,
+  StaticKeys,
+  type KeySource,
+} from '../jwt-verify.ts';
+import { anyValue, refuseUnsupported, type AuthMethod, type MethodContext } from '../method.ts';
+import { parseTokenParams, tokenParamsSchema, tokenParamsView, type TokenParams } from '../token-params.ts';
+
+interface JwtConfig {
+  oidcDiscoveryUrl: string;
+  oidcDiscoveryCaPem: string;
+  jwksUrl: string;
+  jwksCaPem: string;
+  jwtValidationPubkeys: string[];
+  boundIssuer: string;
+  jwtSupportedAlgs: string[];
+  defaultRole: string;
+  /** From discovery: the issuer the provider names, and its jwks_uri. */
+  discoveredIssuer?: string;
+  discoveredJwksUri?: string;
+}
+
+interface JwtRole {
+  name: string;
+  boundAudiences: string[];
+  userClaim: string;
+  userClaimJsonPointer: boolean;
+  boundSubject: string;
+  boundClaims: Record<string, string[]>;
+  boundClaimsType: 'string' | 'glob';
+  claimMappings: Record<string, string>;
+  groupsClaim: string;
+  clockSkewLeeway: number;
+  expirationLeeway: number;
+  notBeforeLeeway: number;
+  token: TokenParams;
+}
+
+const ROLE_NAME = /^[\w.@-]{1,128}$/;
+const pem = { type: 'string', maxLength: 65536 } as const;
+const url = { type: 'string', maxLength: 2048 } as const;
+/** Leeways are seconds, or -1 to turn a check off (Vault). */
+const leeway = { anyOf: [{ type: 'integer', minimum: -1, maximum: 86400 }, { type: 'string', maxLength: 32 }] } as const;
+
+const UNSUPPORTED_CONFIG: Record<string, string> = {
+  oidc_client_id: 'the browser OIDC flow (oidc/auth_url, oidc/callback) is not implemented; use role_type "jwt"',
+  oidc_client_secret: 'the browser OIDC flow is not implemented',
+  oidc_response_mode: 'the browser OIDC flow is not implemented',
+  oidc_response_types: 'the browser OIDC flow is not implemented',
+  jwks_pairs: 'use one jwks_url',
+  provider_config: 'provider-specific group lookups are not implemented',
+  namespace_in_state: 'there are no namespaces',
+  unsupported_critical_cert_extensions: 'not implemented',
+};
+
+const UNSUPPORTED_ROLE: Record<string, string> = {
+  allowed_redirect_uris: 'the browser OIDC flow is not implemented; use role_type "jwt"',
+  oidc_scopes: 'the browser OIDC flow is not implemented',
+  verbose_oidc_logging: 'the browser OIDC flow is not implemented',
+  max_age: 'the browser OIDC flow is not implemented',
+  user_claim_json_pointer_disabled: 'not implemented',
+};
+
+const configSchema = object({
+  oidc_discovery_url: url,
+  oidc_discovery_ca_pem: pem,
+  jwks_url: url,
+  jwks_ca_pem: pem,
+  jwt_validation_pubkeys: stringList,
+  bound_issuer: { type: 'string', maxLength: 2048 },
+  jwt_supported_algs: stringList,
+  default_role: { type: 'string', maxLength: 128 },
+  ...Object.fromEntries(Object.keys(UNSUPPORTED_CONFIG).map((k) => [k, anyValue])),
+});
+
+const roleSchema = object({
+  ...tokenParamsSchema,
+  role_type: { type: 'string', maxLength: 16 },
+  bound_audiences: stringList,
+  user_claim: { type: 'string', minLength: 1, maxLength: 256 },
+  user_claim_json_pointer: { type: 'boolean' },
+  bound_subject: { type: 'string', maxLength: 1024 },
+  bound_claims: { type: 'object', maxProperties: 64 },
+  bound_claims_type: { type: 'string', enum: ['string', 'glob'] },
+  claim_mappings: { type: 'object', maxProperties: 64, additionalProperties: { type: 'string', maxLength: 256 } },
+  groups_claim: { type: 'string', maxLength: 256 },
+  clock_skew_leeway: leeway,
+  expiration_leeway: leeway,
+  not_before_leeway: leeway,
+  ...Object.fromEntries(Object.keys(UNSUPPORTED_ROLE).map((k) => [k, anyValue])),
+});
+
+function leewayField(body: Record<string, unknown>, field: string, fallback: number): number {
+  const v = body[field];
+  if (v === undefined || v === null) return fallback;
+  if (v === -1 || v === '-1') return -1;
+  const d = durationField(body, field);
+  return d ?? fallback;
+}
+
+/** Vault's bound_claims: each value a string, number, bool or a list of them. */
+function parseBoundClaims(raw: unknown): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const [k, v] of Object.entries((raw ?? {}) as Record<string, unknown>)) {
+    const list = Array.isArray(v) ? v : typeof v === 'string' ? v.split(',').map((s) => s.trim()) : [v];
+    if (list.length === 0 || list.some((x) => typeof x !== 'string' && typeof x !== 'number' && typeof x !== 'boolean')) {
+      throw errors.BAD_FIELD(`bound_claims.${k}`, 'must be a string, number, boolean or a list of them');
+    }
+    out[k] = list.map(String);
+  }
+  return out;
+}
+
+function scalar(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return undefined;
+}
+
+export class JwtMethod implements AuthMethod {
+  private keys: KeySource | undefined;
+  /** The config (as JSON) the cached key source was built for. */
+  private keysFor = '';
+
+  constructor(private readonly ctx: MethodContext) {}
+
+  private path(rest: string): string {
+    return `auth/${this.ctx.mount.path}${rest}`;
+  }
+
+  private async config(): Promise<JwtConfig | undefined> {
+    return this.ctx.store.get<JwtConfig>('config');
+  }
+
+  /** The key source of the stored config (built once per config write). */
+  private async keySource(config: JwtConfig): Promise<KeySource> {
+    const id = JSON.stringify(config);
+    if (this.keys && this.keysFor === id) return this.keys;
+    let source: KeySource;
+    if (config.jwtValidationPubkeys.length > 0) source = new StaticKeys(parsePublicKeys('jwt_validation_pubkeys', config.jwtValidationPubkeys));
+    else if (config.jwksUrl) source = new RemoteJwks(config.jwksUrl, config.jwksCaPem || undefined);
+    else source = new RemoteJwks(config.discoveredJwksUri!, config.oidcDiscoveryCaPem || undefined);
+    this.keys = source;
+    this.keysFor = id;
+    return source;
+  }
+
+  private async writeConfig(body: Record<string, unknown>): Promise<void> {
+    refuseUnsupported(body, UNSUPPORTED_CONFIG);
+    const str = (f: string): string => (typeof body[f] === 'string' ? (body[f] as string).trim() : '');
+    const config: JwtConfig = {
+      oidcDiscoveryUrl: str('oidc_discovery_url'),
+      oidcDiscoveryCaPem: str('oidc_discovery_ca_pem'),
+      jwksUrl: str('jwks_url'),
+      jwksCaPem: str('jwks_ca_pem'),
+      jwtValidationPubkeys: listField({ k: Array.isArray(body.jwt_validation_pubkeys) ? body.jwt_validation_pubkeys : body.jwt_validation_pubkeys ? [body.jwt_validation_pubkeys] : [] }, 'k') ?? [],
+      boundIssuer: str('bound_issuer'),
+      jwtSupportedAlgs: parseAlgs('jwt_supported_algs', listField(body, 'jwt_supported_algs') ?? []),
+      defaultRole: str('default_role'),
+    };
+    const sources = [config.oidcDiscoveryUrl !== '', config.jwksUrl !== '', config.jwtValidationPubkeys.length > 0].filter(Boolean).length;
+    if (sources !== 1) throw errors.BAD_REQUEST('exactly one of "oidc_discovery_url", "jwks_url" or "jwt_validation_pubkeys" must be set');
+    if (config.oidcDiscoveryCaPem && !config.oidcDiscoveryUrl) throw errors.BAD_FIELD('oidc_discovery_ca_pem', 'needs oidc_discovery_url');
+    if (config.jwksCaPem && !config.jwksUrl) throw errors.BAD_FIELD('jwks_ca_pem', 'needs jwks_url');
+    if (config.jwtValidationPubkeys.length > 0) parsePublicKeys('jwt_validation_pubkeys', config.jwtValidationPubkeys);
+    // Refuse early: what cannot be fetched now would fail every login.
+    if (config.jwksUrl) {
+      try {
+        await fetchJwks(config.jwksUrl, config.jwksCaPem || undefined);
+      } catch (err) {
+        throw errors.BAD_FIELD('jwks_url', `cannot fetch a JWKS: ${(err as Error).message}`);
+      }
+    }
+    if (config.oidcDiscoveryUrl) {
+      const base = config.oidcDiscoveryUrl.replace(/\/+$/, '');
+      let doc: { issuer?: unknown; jwks_uri?: unknown };
+      try {
+        doc = (await fetchJson(`${base}/.well-known/openid-configuration`, config.oidcDiscoveryCaPem ? { caPem: config.oidcDiscoveryCaPem } : {})).body as typeof doc;
+      } catch (err) {
+        throw errors.BAD_FIELD('oidc_discovery_url', `cannot fetch the discovery document: ${(err as Error).message}`);
+      }
+      if (typeof doc.issuer !== 'string' || typeof doc.jwks_uri !== 'string') throw errors.BAD_FIELD('oidc_discovery_url', 'the discovery document has no issuer or jwks_uri');
+      // OpenID Connect Discovery 1.0 §4.3: the issuer must be the URL it was discovered at.
+      if (doc.issuer.replace(/\/+$/, '') !== base) throw errors.BAD_FIELD('oidc_discovery_url', `the provider names issuer "${doc.issuer.slice(0, 200)}", not "${base}"`);
+      try {
+        await fetchJwks(doc.jwks_uri, config.oidcDiscoveryCaPem || undefined);
+      } catch (err) {
+        throw errors.BAD_FIELD('oidc_discovery_url', `cannot fetch the provider's jwks_uri: ${(err as Error).message}`);
+      }
+      config.discoveredIssuer = doc.issuer;
+      config.discoveredJwksUri = doc.jwks_uri;
+    }
+    await this.ctx.store.put('config', config);
+  }
+
+  private configView(c: JwtConfig): Record<string, unknown> {
+    return {
+      oidc_discovery_url: c.oidcDiscoveryUrl,
+      oidc_discovery_ca_pem: c.oidcDiscoveryCaPem,
+      jwks_url: c.jwksUrl,
+      jwks_ca_pem: c.jwksCaPem,
+      jwt_validation_pubkeys: c.jwtValidationPubkeys,
+      bound_issuer: c.boundIssuer,
+      jwt_supported_algs: c.jwtSupportedAlgs,
+      default_role: c.defaultRole,
+      oidc_client_id: '',
+      oidc_response_mode: '',
+      oidc_response_types: [],
+      provider_config: {},
+      namespace_in_state: false,
+    };
+  }
+
+  private roleName(ctx: RequestContext): string {
+    const n = ctx.params.name!;
+    if (!ROLE_NAME.test(n)) throw errors.BAD_FIELD('name', 'may contain only letters, digits, "_", ".", "@" and "-" (at most 128)');
+    return n;
+  }
+
+  private async writeRole(body: Record<string, unknown>, name: string): Promise<void> {
+    refuseUnsupported(body, UNSUPPORTED_ROLE);
+    const existing = await this.ctx.store.get<JwtRole>(`role/${name}`);
+    const roleType = body.role_type ?? 'jwt';
+    if (roleType === 'oidc') throw errors.UNSUPPORTED_FIELD('role_type', '"oidc" (the browser flow) is not implemented; use "jwt"');
+    if (roleType !== 'jwt') throw errors.BAD_FIELD('role_type', 'must be "jwt"');
+    const role: JwtRole = {
+      name,
+      boundAudiences: listField(body, 'bound_audiences') ?? existing?.boundAudiences ?? [],
+      userClaim: typeof body.user_claim === 'string' ? body.user_claim : (existing?.userClaim ?? ''),
+      userClaimJsonPointer: typeof body.user_claim_json_pointer === 'boolean' ? body.user_claim_json_pointer : (existing?.userClaimJsonPointer ?? false),
+      boundSubject: typeof body.bound_subject === 'string' ? body.bound_subject : (existing?.boundSubject ?? ''),
+      boundClaims: body.bound_claims !== undefined ? parseBoundClaims(body.bound_claims) : (existing?.boundClaims ?? {}),
+      boundClaimsType: (body.bound_claims_type as JwtRole['boundClaimsType'] | undefined) ?? existing?.boundClaimsType ?? 'string',
+      claimMappings: (body.claim_mappings as Record<string, string> | undefined) ?? existing?.claimMappings ?? {},
+      groupsClaim: typeof body.groups_claim === 'string' ? body.groups_claim : (existing?.groupsClaim ?? ''),
+      clockSkewLeeway: leewayField(body, 'clock_skew_leeway', existing?.clockSkewLeeway ?? 60),
+      expirationLeeway: leewayField(body, 'expiration_leeway', existing?.expirationLeeway ?? 150),
+      notBeforeLeeway: leewayField(body, 'not_before_leeway', existing?.notBeforeLeeway ?? 150),
+      token: parseTokenParams(body, existing?.token),
+    };
+    if (role.clockSkewLeeway < 0) role.clockSkewLeeway = 0;
+    if (role.userClaim === '') throw errors.BAD_REQUEST('missing required field "user_claim"');
+    if (role.userClaim.startsWith('/') && !role.userClaimJsonPointer) throw errors.BAD_FIELD('user_claim', 'is a JSON pointer; set user_claim_json_pointer to true');
+    // Vault: a jwt role must bind something besides the signature.
+    if (role.boundAudiences.length === 0 && role.boundSubject === '' && Object.keys(role.boundClaims).length === 0) {
+      throw errors.BAD_REQUEST('a "jwt" role must have at least one bound constraint (bound_audiences, bound_subject or bound_claims)');
+    }
+    const values = Object.values(role.claimMappings);
+    if (new Set(values).size !== values.length) throw errors.BAD_FIELD('claim_mappings', 'two claims map to the same metadata key');
+    if (values.includes('role')) throw errors.BAD_FIELD('claim_mappings', 'the metadata key "role" is reserved');
+    await this.ctx.store.put(`role/${name}`, role);
+  }
+
+  private roleView(r: JwtRole): Record<string, unknown> {
+    return {
+      role_type: 'jwt',
+      bound_audiences: r.boundAudiences,
+      user_claim: r.userClaim,
+      user_claim_json_pointer: r.userClaimJsonPointer,
+      bound_subject: r.boundSubject,
+      bound_claims: Object.keys(r.boundClaims).length > 0 ? r.boundClaims : null,
+      bound_claims_type: r.boundClaimsType,
+      claim_mappings: Object.keys(r.claimMappings).length > 0 ? r.claimMappings : null,
+      groups_claim: r.groupsClaim,
+      clock_skew_leeway: r.clockSkewLeeway,
+      expiration_leeway: r.expirationLeeway,
+      not_before_leeway: r.notBeforeLeeway,
+      allowed_redirect_uris: [],
+      oidc_scopes: [],
+      verbose_oidc_logging: false,
+      max_age: 0,
+      ...tokenParamsView(r.token),
+    };
+  }
+
+  private async login(ctx: RequestContext) {
+    const config = await this.config();
+    if (!config) throw errors.BAD_REQUEST(`${this.path('config')} is not set`);
+    const roleName = typeof ctx.body.role === 'string' && ctx.body.role !== '' ? ctx.body.role : config.defaultRole;
+    if (!roleName) throw errors.BAD_REQUEST('missing required field "role" (and no default_role is configured)');
+    const role = await this.ctx.store.get<JwtRole>(`role/${roleName}`);
+    if (!role) throw this.ctx.loginFailed(ctx, `unknown role "${roleName.slice(0, 128)}"`, errors.LOGIN_FAILED(`role "${roleName.slice(0, 128)}" could not be found`));
+    const jwt = ctx.body.jwt;
+    if (typeof jwt !== 'string' || jwt === '') throw errors.BAD_REQUEST('missing required field "jwt"');
+    if (!addressAllowed(role.token.boundCidrs, ctx.remoteAddress)) {
+      throw this.ctx.loginFailed(ctx, `role "${role.name}": client address is outside token_bound_cidrs`, errors.LOGIN_DENIED('login request originated from invalid CIDR'));
+    }
+    let claims: Record<string, unknown>;
+    try {
+      claims = await this.validate(jwt, config, role);
+    } catch (err) {
+      if (!(err instanceof JwtRejected)) throw err;
+      const error = err.status === 403 ? errors.LOGIN_DENIED(err.message) : errors.LOGIN_FAILED(err.message);
+      throw this.ctx.loginFailed(ctx, `role "${role.name}": ${err.message}`, error);
+    }
+    const user = role.userClaimJsonPointer ? claimAt(claims, role.userClaim) : claims[role.userClaim];
+    const alias = scalar(user);
+    if (alias === undefined || alias === '') {
+      throw this.ctx.loginFailed(ctx, `role "${role.name}": no user claim "${role.userClaim}"`, errors.LOGIN_FAILED(`claim "${role.userClaim}" not found in token`));
+    }
+    const metadata: Record<string, string> = { role: role.name };
+    for (const [claim, key] of Object.entries(role.claimMappings)) {
+      const v = claimAt(claims, claim);
+      if (v === undefined) continue;
+      const s = scalar(v);
+      if (s === undefined) throw this.ctx.loginFailed(ctx, `role "${role.name}": claim "${claim}" is not a scalar`, errors.LOGIN_FAILED(`claim "${claim}" cannot be mapped to metadata: not a string, number or boolean`));
+      metadata[key] = s;
+    }
+    if (role.groupsClaim) {
+      const groups = claimAt(claims, role.groupsClaim);
+      if (groups === undefined || (typeof groups !== 'string' && !(Array.isArray(groups) && groups.every((g) => typeof g === 'string')))) {
+        throw this.ctx.loginFailed(ctx, `role "${role.name}": groups claim missing or malformed`, errors.LOGIN_FAILED(`"${role.groupsClaim}" claim not found in token or not a list of strings`));
+      }
+    }
+    return this.ctx.issue({ params: role.token, displayName: alias, metadata, aliasName: alias }, ctx);
+  }
+
+  /** Signature, algorithms, times, issuer, audience, subject, bound claims. Throws JwtRejected. */
+  private async validate(jwt: string, config: JwtConfig, role: JwtRole): Promise<Record<string, unknown>> {
+    const algs = config.jwtSupportedAlgs.length > 0 ? config.jwtSupportedAlgs : [...ASYMMETRIC_ALGS];
+    const payload = await (await this.keySource(config)).verify(jwt, algs);
+    let claims: unknown;
+    try {
+      claims = JSON.parse(Buffer.from(payload).toString('utf8'));
+    } catch {
+      throw new JwtRejected('the JWT payload is not JSON');
+    }
+    if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) throw new JwtRejected('the JWT payload is not a JSON object');
+    const c = claims as Record<string, unknown>;
+    checkTimes(c, { clockSkew: role.clockSkewLeeway, expiration: role.expirationLeeway, notBefore: role.notBeforeLeeway });
+    const issuer = config.boundIssuer || config.discoveredIssuer || '';
+    if (issuer && c.iss !== issuer) throw new JwtRejected('the JWT issuer ("iss") does not match bound_issuer');
+    const aud = audiences(c);
+    if (role.boundAudiences.length > 0) {
+      if (!aud.some((a) => role.boundAudiences.includes(a))) throw new JwtRejected('the JWT audience ("aud") matches none of the role\'s bound_audiences');
+    } else if (aud.length > 0) throw new JwtRejected('the JWT has an audience ("aud") but the role binds none (set bound_audiences)');
+    if (role.boundSubject && !(typeof c.sub === 'string' && equalStrings(c.sub, role.boundSubject))) throw new JwtRejected('the JWT subject ("sub") does not match bound_subject', 403);
+    for (const [claim, expected] of Object.entries(role.boundClaims)) {
+      const actual = claimAt(c, claim);
+      const values = (Array.isArray(actual) ? actual : [actual]).map(scalar).filter((v): v is string => v !== undefined);
+      const match = values.some((v) => expected.some((e) => (role.boundClaimsType === 'glob' ? globMatch(e, v) : e === v)));
+      if (!match) throw new JwtRejected(`claim "${claim}" does not match the role's bound_claims`, 403);
+    }
+    return c;
+  }
+
+  routes(): Route[] {
+    return [
+      { methods: ['PUT'], pattern: 'login', auth: 'none', schema: object({ role: { type: 'string', maxLength: 128 }, jwt: { type: 'string', maxLength: 65536 } }), handler: (ctx) => this.login(ctx) },
+      {
+        methods: ['GET', 'PUT'],
+        pattern: 'config',
+        auth: 'token',
+        schema: configSchema,
+        handler: async (ctx) => {
+          if (ctx.method === 'PUT') return void (await this.writeConfig(ctx.body));
+          const c = await this.config();
+          if (!c) throw errors.ENTRY_NOT_FOUND(this.path('config'));
+          return { data: this.configView(c) };
+        },
+      },
+      {
+        methods: ['LIST'],
+        pattern: 'role',
+        auth: 'token',
+        handler: async () => {
+          const keys = await this.ctx.store.list('role/');
+          if (keys.length === 0) throw errors.EMPTY_LIST(this.path('role/'));
+          return { data: { keys } };
+        },
+      },
+      {
+        methods: ['GET', 'PUT', 'DELETE'],
+        pattern: 'role/:name',
+        auth: 'token',
+        schema: roleSchema,
+        handler: async (ctx) => {
+          const n = this.roleName(ctx);
+          if (ctx.method === 'PUT') return void (await this.writeRole(ctx.body, n));
+          if (ctx.method === 'DELETE') return void (await this.ctx.store.delete(`role/${n}`));
+          const r = await this.ctx.store.get<JwtRole>(`role/${n}`);
+          if (!r) throw errors.ENTRY_NOT_FOUND(this.path(`role/${n}`));
+          return { data: this.roleView(r) };
+        },
+      },
+      ...(['oidc/auth_url', 'oidc/callback'] as const).map(
+        (pattern): Route => ({
+          methods: ['GET', 'PUT'],
+          pattern,
+          auth: 'none',
+          handler: async () => {
+            throw errors.BAD_REQUEST('the browser OIDC flow (oidc/auth_url, oidc/callback) is not implemented; log in with a JWT at login');
+          },
+        }),
+      ),
+    ];
+  }
+}
+
+function equalStrings(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
