@@ -66,6 +66,8 @@ export interface BrokerClientOptions {
   auth?: LoginMethod;
   /** Per-request timeout, ms (default 10000). */
   timeoutMs?: number;
+  /** Called after every request with its error (undefined on success): for health tracking. */
+  observe?: (error: Error | undefined) => void;
 }
 
 /** Strip slashes; refuse what would leave /v1/ (the path is the caller's, not a user's). */
@@ -81,6 +83,7 @@ export class BrokerClient {
   token: string | undefined;
   private readonly timeoutMs: number;
   private readonly auth: LoginMethod | undefined;
+  private readonly observe: ((error: Error | undefined) => void) | undefined;
   private loggingIn: Promise<AuthInfo> | undefined;
 
   /** Throws TypeError when no address is given and VAULT_ADDR is unset. */
@@ -91,6 +94,7 @@ export class BrokerClient {
     this.token = opts.token ?? (opts.auth?.type === 'token' ? opts.auth.token : process.env['VAULT_TOKEN']);
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     this.auth = opts.auth;
+    this.observe = opts.observe;
   }
 
   /**
@@ -110,6 +114,17 @@ export class BrokerClient {
   }
 
   private async send<T>(method: string, path: string, body: unknown, token: string | undefined): Promise<T> {
+    try {
+      const result = await this.sendOnce<T>(method, path, body, token);
+      this.observe?.(undefined);
+      return result;
+    } catch (err) {
+      this.observe?.(err as Error);
+      throw err;
+    }
+  }
+
+  private async sendOnce<T>(method: string, path: string, body: unknown, token: string | undefined): Promise<T> {
     const p = cleanPath(path);
     const headers: Record<string, string> = {};
     if (token) headers['x-vault-token'] = token;
