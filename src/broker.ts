@@ -28,6 +28,7 @@ import { auditRoutes } from './routes/sys-audit.ts';
 import { AuthTable } from './auth/auth-table.ts';
 import { addressAllowed } from './auth/cidr.ts';
 import { sysAuthRoutes } from './routes/sys-auth.ts';
+import { tokenRoleRoutes } from './routes/auth-token-roles.ts';
 import { Seal } from './seal/seal.ts';
 import type { Storage } from './storage/storage.ts';
 
@@ -96,7 +97,7 @@ export class Broker implements Dispatcher {
       logger,
       config.revocationInterval * 1000,
     );
-    this.coreRoutes = compileRoutes([...sealRoutes(this), ...keyRoutes(this), ...mountRoutes(this), ...leaseRoutes(this), ...policyRoutes(this), ...tokenRoutes(this), ...capabilityRoutes(this), ...auditRoutes(this), ...sysAuthRoutes(this)]);
+    this.coreRoutes = compileRoutes([...sealRoutes(this), ...keyRoutes(this), ...mountRoutes(this), ...leaseRoutes(this), ...policyRoutes(this), ...tokenRoutes(this), ...capabilityRoutes(this), ...auditRoutes(this), ...sysAuthRoutes(this), ...tokenRoleRoutes(this)]);
   }
 
   async start(): Promise<void> {
@@ -188,6 +189,7 @@ export class Broker implements Dispatcher {
       throw err;
     }
     try {
+      if (reply?.issuedToken) audit.subject.token = reply.issuedToken;
       audit.succeeded(reply);
     } catch (err) {
       // A credential is never handed out unaudited; its lease is revoked now

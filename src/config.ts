@@ -2,6 +2,7 @@
 // variable. Unknown or invalid fields are refused with the field's name.
 
 import { readFileSync } from 'node:fs';
+import { parseCidrs } from './auth/cidr.ts';
 import { parseDuration } from './util/duration.ts';
 
 export interface BrokerConfig {
@@ -24,6 +25,12 @@ export interface BrokerConfig {
   defaultLeaseTtl: number;
   maxLeaseTtl: number;
   maxRequestSize: number;
+  /**
+   * CIDR blocks of reverse proxies whose X-Forwarded-For header gives the
+   * client address (token_bound_cidrs and CIDR-bound logins); empty = only the
+   * socket address counts.
+   */
+  trustedProxies: string[];
   /** Base directory for resolving relative plugin paths (the config file's folder). */
   baseDir: string;
 }
@@ -52,6 +59,7 @@ const FIELDS = {
   default_lease_ttl: 'DBROKER_DEFAULT_LEASE_TTL',
   max_lease_ttl: 'DBROKER_MAX_LEASE_TTL',
   max_request_size: 'DBROKER_MAX_REQUEST_SIZE',
+  trusted_proxies: 'DBROKER_TRUSTED_PROXIES',
   plugins: 'DBROKER_PLUGINS',
 } as const;
 type Field = keyof typeof FIELDS;
@@ -143,6 +151,7 @@ function build(values: Map<string, unknown>, baseDir: string, env: NodeJS.Proces
     defaultLeaseTtl: seconds('default_lease_ttl', get('default_lease_ttl') ?? '768h'),
     maxLeaseTtl: seconds('max_lease_ttl', get('max_lease_ttl') ?? '768h'),
     maxRequestSize,
+    trustedProxies: proxies(get('trusted_proxies')),
     baseDir,
   };
   if (cert !== undefined) config.tls = { certFile: str('tls.cert_file', cert), keyFile: str('tls.key_file', key) };
@@ -155,6 +164,18 @@ function build(values: Map<string, unknown>, baseDir: string, env: NodeJS.Proces
   }
   if (config.defaultLeaseTtl > config.maxLeaseTtl) throw new ConfigError('default_lease_ttl', 'must not exceed max_lease_ttl');
   return config;
+}
+
+/** trusted_proxies: a JSON list or a comma-separated string of CIDR blocks or addresses. */
+function proxies(v: unknown): string[] {
+  if (v === undefined) return [];
+  const items = Array.isArray(v) ? v : typeof v === 'string' ? v.split(',') : undefined;
+  if (!items || items.some((i) => typeof i !== 'string')) throw new ConfigError('trusted_proxies', 'must be a list of CIDR blocks');
+  try {
+    return parseCidrs('trusted_proxies', (items as string[]).map((i) => i.trim()).filter(Boolean));
+  } catch (err) {
+    throw new ConfigError('trusted_proxies', (err as Error).message.replace(/^invalid field "trusted_proxies": /, ''));
+  }
 }
 
 function safeJson(field: string, text: string): unknown {

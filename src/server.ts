@@ -84,7 +84,7 @@ export async function startServer(config: BrokerConfig, logger: Logger = createL
       else if (config.unsealKeys) await autoUnseal(broker, config.unsealKeys, 'DBROKER_UNSEAL_KEYS');
     }
     try {
-      app = buildHttpServer(broker, { logger, bodyLimit: config.maxRequestSize, ...(tls ? { tls } : {}) });
+      app = buildHttpServer(broker, { logger, bodyLimit: config.maxRequestSize, trustedProxies: config.trustedProxies, ...(tls ? { tls } : {}) });
     } catch (err) {
       throw new ConfigError('tls', `cannot use the certificate and key: ${(err as Error).message}`);
     }

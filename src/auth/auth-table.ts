@@ -25,6 +25,8 @@ import type { TokenStore } from './token-store.ts';
 const PREFIX = 'core/auth/';
 const MOUNT_PATH = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*\/$/;
 const REVOKE_BATCH = 256;
+/** How often expired AppRole secret IDs are deleted (found through their expiry index). */
+const SECRET_ID_SWEEP_MS = 60_000;
 
 /** What the auth table needs of the broker. */
 export interface AuthHost {
@@ -59,18 +61,33 @@ export interface EnableRequest {
 
 export class AuthTable {
   private mounts = new Map<string, Mounted>();
+  private sweeper: NodeJS.Timeout | undefined;
 
-  constructor(private readonly host: AuthHost) {}
+  constructor(private readonly host: AuthHost) {
+    host.tokens.setRenewCheck(async (token) => {
+      const mounted = token.authMount === null ? undefined : this.mounts.get(token.authMount);
+      if (!mounted) return `the auth method at auth/${token.authMount ?? ''} is gone`;
+      return mounted.method.renewCheck?.(token.meta, token.policies);
+    });
+  }
 
+  /** At unseal: attach every stored mount; start deleting expired secret IDs. */
   async load(): Promise<void> {
     this.close();
     for (const key of await this.host.storage.listEntries(PREFIX)) {
       const entry = await this.host.readEntry<AuthMountEntry>(key);
       if (entry) this.attach(entry);
     }
+    this.sweeper = setInterval(() => {
+      this.host.storage.deleteExpiredSecretIds(Date.now()).catch((err: unknown) => this.host.logger.error({ error: String(err) }, 'deleting expired secret IDs failed; will retry'));
+    }, SECRET_ID_SWEEP_MS);
+    this.sweeper.unref();
   }
 
+  /** At seal. */
   close(): void {
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = undefined;
     for (const m of this.mounts.values()) m.method.close?.();
     this.mounts.clear();
   }
@@ -233,8 +250,14 @@ export class AuthTable {
       boundCidrs: p.boundCidrs,
       authMount: entry.path,
     });
+    // The mount was disabled while this login ran (after its tokens were revoked): take the token back.
+    if (this.mounts.get(entry.path)?.entry.uuid !== entry.uuid) {
+      await this.host.revokeToken(token.idHash);
+      throw errors.AUTH_MOUNT_NOT_FOUND(`auth/${entry.path}`);
+    }
     return {
       auth: { ...authBlock(secret, token), mount_type: entry.type },
+      issuedToken: token,
       warnings: [...(login.warnings ?? []), ...warnings],
     };
   }

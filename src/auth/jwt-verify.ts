@@ -126,7 +126,10 @@ export class StaticKeys implements KeySource {
   async verify(jwt: string, algorithms: readonly string[]): Promise<Uint8Array> {
     headerOf(jwt);
     try {
-      return await verifyWithSet(jwt, await this.set, algorithms);
+      const set = await this.set;
+      // PEM keys have no kid: a token's kid (Kubernetes sets one) must not rule them out.
+      const anyKid = Object.assign((header: Parameters<typeof set>[0], token: Parameters<typeof set>[1]) => set({ ...header, kid: undefined }, token), { jwks: set.jwks });
+      return await verifyWithSet(jwt, anyKid as typeof set, algorithms);
     } catch (err) {
       throw rejectionOf(err);
     }
@@ -145,6 +148,8 @@ export async function fetchJwks(url: string, caPem?: string): Promise<JSONWebKey
 export class RemoteJwks implements KeySource {
   private set: ReturnType<typeof createLocalJWKSet> | undefined;
   private fetchedAt = 0;
+  /** When the last fetch started (successful or not): the cooldown counts from here. */
+  private lastAttempt = 0;
   private inFlight: Promise<void> | undefined;
 
   constructor(
@@ -154,12 +159,13 @@ export class RemoteJwks implements KeySource {
   ) {
     if (initial) {
       this.set = createLocalJWKSet(initial);
-      this.fetchedAt = Date.now();
+      this.fetchedAt = this.lastAttempt = Date.now();
     }
   }
 
   /** Fetch now (one fetch at a time). */
   private refresh(): Promise<void> {
+    if (!this.inFlight) this.lastAttempt = Date.now();
     this.inFlight ??= fetchJwks(this.url, this.caPem)
       .then((jwks) => {
         this.set = createLocalJWKSet(jwks);
@@ -190,7 +196,8 @@ export class RemoteJwks implements KeySource {
     } catch (err) {
       if (!(err instanceof joseErrors.JWKSNoMatchingKey)) throw rejectionOf(err);
       // A key the cache lacks: the issuer may have rotated. Fetch again, unless we just did.
-      if (Date.now() - this.fetchedAt < REFRESH_COOLDOWN_MS) throw rejectionOf(err);
+      // Counted from the last attempt, so an unreachable issuer is not hammered either.
+      if (this.inFlight === undefined && Date.now() - this.lastAttempt < REFRESH_COOLDOWN_MS) throw rejectionOf(err);
       await this.refreshOrFail();
       try {
         return await verifyWithSet(jwt, this.set!, algorithms);
@@ -208,6 +215,8 @@ export interface Leeways {
   expiration: number;
   /** Seconds more for nbf; -1 = do not check nbf. */
   notBefore: number;
+  /** A JWT without exp is refused (default true; legacy Kubernetes service-account tokens have none). */
+  requireExp?: boolean;
 }
 
 /**
@@ -225,8 +234,8 @@ export function checkTimes(claims: Record<string, unknown>, leeway: Leeways, now
   const nbf = num('nbf');
   const iat = num('iat');
   if (leeway.expiration >= 0) {
-    if (exp === undefined) throw new JwtRejected('the JWT has no "exp" claim');
-    if (now - leeway.clockSkew - leeway.expiration > exp) throw new JwtRejected('the JWT is expired');
+    if (exp === undefined && leeway.requireExp !== false) throw new JwtRejected('the JWT has no "exp" claim');
+    if (exp !== undefined && now - leeway.clockSkew - leeway.expiration > exp) throw new JwtRejected('the JWT is expired');
   }
   const notBefore = nbf ?? iat;
   if (leeway.notBefore >= 0 && notBefore !== undefined && now + leeway.clockSkew + leeway.notBefore < notBefore) {

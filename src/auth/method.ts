@@ -76,17 +76,31 @@ export interface MethodContext {
 export interface AuthMethod {
   routes(): Route[];
   close?(): void;
+  /**
+   * Before a token from this mount is renewed: a reason to refuse, or
+   * undefined. `meta` is the token's metadata, `policies` its policies.
+   */
+  renewCheck?(meta: Record<string, string>, policies: string[]): Promise<string | undefined>;
+}
+
+/** Vault's renewal rule: the role still gives the token the policies it has. */
+export function samePolicies(params: TokenParams, policies: string[]): boolean {
+  const expected = new Set(params.policies);
+  if (!params.noDefaultPolicy) expected.add('default');
+  return expected.size === policies.length && policies.every((p) => expected.has(p));
 }
 
 /**
  * Refuse Vault fields dbroker does not implement (400 naming the field)
  * instead of ignoring them. `fields` maps a field name to why it is refused;
- * a field sent with its "off" value (false, "", [], 0, null) is accepted.
+ * a field sent with its "off" value (false, "", [], {}, 0, null) is accepted
+ * (Vault's Go client and CLI send every field, most of them empty).
  */
 export function refuseUnsupported(body: Record<string, unknown>, fields: Record<string, string>): void {
   for (const [field, why] of Object.entries(fields)) {
     const v = body[field];
-    const off = v === undefined || v === null || v === false || v === '' || v === 0 || (Array.isArray(v) && v.length === 0);
+    const emptyObject = v !== null && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0;
+    const off = v === undefined || v === null || v === false || v === '' || v === 0 || (Array.isArray(v) && v.length === 0) || emptyObject;
     if (!off) throw errors.UNSUPPORTED_FIELD(field, why);
   }
 }

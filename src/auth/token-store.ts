@@ -74,7 +74,20 @@ export interface CreateTokenRequest {
 
 const identity = (idHash: string): string => `token/${idHash}`;
 
+/**
+ * Asked before a login token is renewed (Vault asks the auth method): a
+ * reason to refuse (the role or user is gone, its policies changed), or undefined.
+ */
+export type RenewCheck = (token: Token) => Promise<string | undefined>;
+
 export class TokenStore {
+  private renewCheck: RenewCheck | undefined;
+
+  /** Set by the auth table: checks login tokens before renewal. */
+  setRenewCheck(check: RenewCheck): void {
+    this.renewCheck = check;
+  }
+
   constructor(
     private readonly storage: Storage,
     private readonly keys: () => Barrier,
@@ -150,6 +163,14 @@ export class TokenStore {
     return this.load(row);
   }
 
+  /** A live token by its stored hash (LIST accessors); undefined when gone or expired. */
+  async lookupByHash(idHash: string): Promise<Token | undefined> {
+    const row = await this.storage.getToken(idHash);
+    if (!row || (row.expiresAt !== null && row.expiresAt <= Date.now())) return undefined;
+    if (row.usesLeft !== null && row.usesLeft <= 0) return undefined;
+    return this.load(row);
+  }
+
   async lookupByAccessor(accessor: string): Promise<Token | undefined> {
     if (accessor.length === 0 || accessor.length > 512) return undefined;
     const row = await this.storage.getTokenByAccessor(this.keys().hmac('accessor:' + accessor));
@@ -176,6 +197,10 @@ export class TokenStore {
    */
   async renew(token: Token, increment: number, maxTtl = 0): Promise<{ token: Token; warnings: string[] }> {
     if (!token.renewable || token.expiresAt === null) throw errors.TOKEN_NOT_RENEWABLE();
+    if (token.authMount !== null && this.renewCheck) {
+      const refused = await this.renewCheck(token);
+      if (refused !== undefined) throw errors.BAD_REQUEST(`the token cannot be renewed: ${refused}`);
+    }
     const warnings: string[] = [];
     const now = Date.now();
     const period = token.period ?? 0;

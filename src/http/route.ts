@@ -33,6 +33,8 @@ export interface Reply {
   renewable?: boolean;
   warnings?: string[];
   auth?: unknown;
+  /** A login's new token: the audit entry of the response shows it as the request's auth (as Vault's does). Never sent. */
+  issuedToken?: Token;
 }
 
 export interface Route {

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { BrokerError, errors, isBrokerError } from '../errors.ts';
 import { clientErrorHandler } from './client-errors.ts';
+import { clientAddress } from './client-address.ts';
 import { jsonDepthExceeds, MAX_JSON_DEPTH } from './json-limits.ts';
 import type { Method, Reply, RequestContext } from './route.ts';
 
@@ -19,6 +20,8 @@ export interface HttpOptions {
   bodyLimit: number;
   /** PEM certificate and key (read by the caller, which names the config field when that fails). */
   tls?: { cert: Buffer; key: Buffer };
+  /** CIDR blocks of proxies whose X-Forwarded-For is believed (see client-address.ts). */
+  trustedProxies?: string[];
 }
 
 const METHODS: Record<string, Method> = { GET: 'GET', HEAD: 'HEAD', PUT: 'PUT', POST: 'PUT', DELETE: 'DELETE', LIST: 'LIST' };
@@ -131,7 +134,7 @@ export function buildHttpServer(dispatcher: Dispatcher, opts: HttpOptions): Fast
     const body = req.body ?? {};
     if (typeof body !== 'object' || Array.isArray(body)) throw errors.BAD_REQUEST('the request body must be a JSON object');
     const path = (req.params as { '*': string })['*'].replace(/\/+$/, '');
-    const result = await dispatcher.dispatch({ method, path, body: body as Record<string, unknown>, query, requestId, remoteAddress: req.ip }, tokenOf(req));
+    const result = await dispatcher.dispatch({ method, path, body: body as Record<string, unknown>, query, requestId, remoteAddress: clientAddress(req.socket.remoteAddress ?? req.ip, req.headers['x-forwarded-for'], opts.trustedProxies ?? []) }, tokenOf(req));
     if (!result) {
       void reply.code(204).send();
       return;

@@ -4,7 +4,7 @@
 // method is built in and listed at token/.
 
 import type { AuthTable } from '../auth/auth-table.ts';
-import { refuseUnsupported, type AuthMountEntry } from '../auth/method.ts';
+import { anyValue, refuseUnsupported, type AuthMountEntry } from '../auth/method.ts';
 import { errors } from '../errors.ts';
 import type { Route } from '../http/route.ts';
 import { duration, durationField, object, stringList } from '../http/schema.ts';
@@ -45,6 +45,10 @@ const UNSUPPORTED_CONFIG: Record<string, string> = {
   passthrough_request_headers: 'headers are not passed to auth methods',
   allowed_response_headers: 'auth methods set no response headers',
   plugin_version: 'auth methods are built in',
+  plugin_name: 'auth methods are built in (the type names the method)',
+  override_pinned_version: 'auth methods are built in',
+  options: 'auth methods take no mount options',
+  trim_request_trailing_slashes: 'trailing slashes are always trimmed',
   user_lockout_config: 'user lockout is not implemented',
   allowed_managed_keys: 'managed keys are not implemented',
   identity_token_key: 'identity tokens are not implemented',
@@ -69,8 +73,11 @@ const configSchema = {
 } as const;
 
 /** Read the TTL/visibility settings of a mount config (enable) or a tune body; refuse what is not implemented. */
-function readConfig(config: Record<string, unknown>, field: string): { defaultLeaseTtl?: number; maxLeaseTtl?: number; listingVisibility?: string; description?: string } {
+function readConfig(input: Record<string, unknown>, field: string): { defaultLeaseTtl?: number; maxLeaseTtl?: number; listingVisibility?: string; description?: string } {
+  let config = input;
   const known = new Set(['default_lease_ttl', 'max_lease_ttl', 'listing_visibility', 'force_no_cache', 'token_type', 'description', ...Object.keys(UNSUPPORTED_CONFIG)]);
+  // trim_request_trailing_slashes=true is what dbroker does anyway.
+  if (config.trim_request_trailing_slashes === true) config = { ...config, trim_request_trailing_slashes: false };
   for (const key of Object.keys(config)) if (!known.has(key)) throw errors.BAD_REQUEST(`unknown field "${field}${key}"`);
   refuseUnsupported(config, UNSUPPORTED_CONFIG);
   const tokenType = config.token_type;
@@ -94,6 +101,9 @@ function readConfig(config: Record<string, unknown>, field: string): { defaultLe
   if (typeof config.description === 'string') out.description = config.description;
   return out;
 }
+
+/** Fields a tune body (or a mount config) may carry that an enable body has only under config. */
+const TUNE_ONLY = ['override_pinned_version', 'user_lockout_config', 'delegated_auth_accessors', 'identity_token_key', 'trim_request_trailing_slashes', 'allowed_managed_keys'];
 
 export function sysAuthRoutes(host: SysAuthHost): Route[] {
   const auths = (): AuthTable => host.auths;
@@ -150,6 +160,7 @@ export function sysAuthRoutes(host: SysAuthHost): Route[] {
         passthrough_request_headers: stringList,
         allowed_response_headers: stringList,
         force_no_cache: { type: 'boolean' },
+        ...Object.fromEntries(TUNE_ONLY.map((f) => [f, anyValue])),
       }),
       async handler(ctx) {
         const raw = ctx.params.path!;
@@ -166,7 +177,7 @@ export function sysAuthRoutes(host: SysAuthHost): Route[] {
             throw errors.BAD_REQUEST('auth/token/ cannot be tuned: token TTLs follow the broker-wide default_lease_ttl and max_lease_ttl');
           }
           if (ctx.method === 'GET') return tuneView(find(path));
-          for (const f of ['type', 'config', 'options', 'local', 'seal_wrap', 'external_entropy_access', 'plugin_name']) {
+          for (const f of ['type', 'config', 'local', 'seal_wrap', 'external_entropy_access']) {
             if (ctx.body[f] !== undefined) throw errors.BAD_REQUEST(`unknown field "${f}" (not a tune parameter)`);
           }
           await auths().tune(path, readConfig(ctx.body, ''));
@@ -176,7 +187,7 @@ export function sysAuthRoutes(host: SysAuthHost): Route[] {
           if (raw.replace(/\/*$/, '/') === 'token/') return { data: view(TOKEN_ENTRY) };
           return { data: view(find(raw)) };
         }
-        for (const f of ['default_lease_ttl', 'max_lease_ttl', 'listing_visibility', 'token_type', 'audit_non_hmac_request_keys', 'audit_non_hmac_response_keys', 'passthrough_request_headers', 'allowed_response_headers', 'force_no_cache']) {
+        for (const f of ['default_lease_ttl', 'max_lease_ttl', 'listing_visibility', 'token_type', 'audit_non_hmac_request_keys', 'audit_non_hmac_response_keys', 'passthrough_request_headers', 'allowed_response_headers', 'force_no_cache', ...TUNE_ONLY]) {
           if (ctx.body[f] !== undefined) throw errors.BAD_REQUEST(`unknown field "${f}" (put it under "config")`);
         }
         if (typeof ctx.body.type !== 'string') throw errors.BAD_FIELD('type', 'is required (approle, jwt, oidc, kubernetes or userpass)');

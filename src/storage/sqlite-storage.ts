@@ -255,6 +255,10 @@ export class SqliteStorage implements Storage {
     return rows.map((r) => r.id_hash);
   }
 
+  async orphanChildren(parentHash: string): Promise<number> {
+    return this.db.prepare('UPDATE tokens SET parent_hash = NULL WHERE parent_hash = ?').run(parentHash).changes;
+  }
+
   async deleteToken(idHash: string): Promise<void> {
     this.db.prepare('DELETE FROM tokens WHERE id_hash = ?').run(idHash);
   }

@@ -88,6 +88,8 @@ export interface Storage {
    */
   useToken(idHash: string): Promise<{ ok: boolean; left: number | null }>;
   childTokens(parentHash: string): Promise<string[]>;
+  /** Make the children of `parentHash` orphans (revoke-orphan). Returns how many. */
+  orphanChildren(parentHash: string): Promise<number>;
   deleteToken(idHash: string): Promise<void>;
   /** Tokens expired by `now`, oldest first, at most `limit`. */
   expiredTokens(now: number, limit: number): Promise<string[]>;

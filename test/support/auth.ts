@@ -9,7 +9,7 @@ import { configureConnection, createRole, rolesWithPrefix, type PgBroker } from 
 import type { TestPostgres } from './scram-postgres.ts';
 
 /** One request to the broker with the socket bound to `localAddress` (the broker sees it as the client address). */
-export function apiFrom(broker: BrokerProcess, localAddress: string, method: string, path: string, opts: { body?: unknown; token?: string } = {}): Promise<ApiResponse> {
+export function apiFrom(broker: BrokerProcess, localAddress: string, method: string, path: string, opts: { body?: unknown; token?: string; headers?: Record<string, string> } = {}): Promise<ApiResponse> {
   const url = new URL(`${broker.url}/v1/${path}`);
   const body = opts.body !== undefined ? JSON.stringify(opts.body) : undefined;
   return new Promise((ok, fail) => {
@@ -20,7 +20,7 @@ export function apiFrom(broker: BrokerProcess, localAddress: string, method: str
         path: url.pathname + url.search,
         method,
         localAddress,
-        headers: { ...(opts.token ? { 'x-vault-token': opts.token } : {}), ...(body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {}) },
+        headers: { ...opts.headers, ...(opts.token ? { 'x-vault-token': opts.token } : {}), ...(body ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } : {}) },
       },
       (res) => {
         let text = '';

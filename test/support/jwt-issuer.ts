@@ -2,7 +2,12 @@
 // document and a JWKS whose keys (from jose) can be rotated mid-test, and
 // helpers to sign tokens with any of them.
 
-import { createServer, type Server } from 'node:http';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type RequestListener, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 
 export interface IssuerKey {
@@ -20,7 +25,21 @@ export async function newKey(kid: string, alg = 'RS256'): Promise<IssuerKey> {
   return { kid, alg, privateKey, publicKey, jwk, spki: await exportSPKI(publicKey) };
 }
 
+/** A self-signed certificate for 127.0.0.1 (openssl), for an issuer served over HTTPS. */
+export function selfSignedCert(): { key: string; cert: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'dbroker-issuer-tls-'));
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
+      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+    return { key: readFileSync(join(dir, 'key.pem'), 'utf8'), cert: readFileSync(join(dir, 'cert.pem'), 'utf8') };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 export class JwtIssuer {
+  constructor(private readonly tls?: { key: string; cert: string }) {}
+
   private server: Server | undefined;
   url = '';
   /** The keys the JWKS publishes now. */
@@ -31,7 +50,7 @@ export class JwtIssuer {
   issuerOverride: string | undefined;
 
   async start(): Promise<void> {
-    this.server = createServer((req, res) => {
+    const handler: RequestListener = (req, res) => {
       if (req.url === '/.well-known/openid-configuration') {
         res.setHeader('content-type', 'application/json');
         res.end(JSON.stringify({ issuer: this.issuerOverride ?? this.url, jwks_uri: `${this.url}/jwks`, id_token_signing_alg_values_supported: ['RS256', 'ES256'] }));
@@ -43,10 +62,11 @@ export class JwtIssuer {
         res.statusCode = 404;
         res.end('{}');
       }
-    });
+    };
+    this.server = this.tls ? createHttpsServer(this.tls, handler) : createServer(handler);
     await new Promise<void>((ok) => this.server!.listen(0, '127.0.0.1', ok));
     const { port } = this.server.address() as { port: number };
-    this.url = `http://127.0.0.1:${port}`;
+    this.url = `${this.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   }
 
   async stop(): Promise<void> {

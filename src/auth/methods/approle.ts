@@ -15,7 +15,7 @@ import { errors } from '../../errors.ts';
 import type { RequestContext, Route } from '../../http/route.ts';
 import { duration, durationField, listField, object, stringList } from '../../http/schema.ts';
 import { addressAllowed, parseCidrs } from '../cidr.ts';
-import { anyValue, refuseUnsupported, requiredString, type AuthMethod, type MethodContext } from '../method.ts';
+import { anyValue, refuseUnsupported, requiredString, samePolicies, type AuthMethod, type MethodContext } from '../method.ts';
 import { parseTokenParams, tokenParamsSchema, tokenParamsView, type TokenParams } from '../token-params.ts';
 import type { SecretIdRow } from '../../storage/storage.ts';
 
@@ -280,6 +280,13 @@ export class AppRoleMethod implements AuthMethod {
     }
     metadata.role_name = role.name;
     return this.ctx.issue({ params: { ...role.token, boundCidrs: tokenBoundCidrs }, displayName: '', metadata, aliasName: role.roleId }, ctx);
+  }
+
+  async renewCheck(meta: Record<string, string>, policies: string[]): Promise<string | undefined> {
+    const role = meta.role_name === undefined ? undefined : await this.role(meta.role_name);
+    if (!role) return `role "${meta.role_name ?? ''}" does not exist any more`;
+    if (!samePolicies(role.token, policies)) return 'the role\'s policies have changed';
+    return undefined;
   }
 
   routes(): Route[] {

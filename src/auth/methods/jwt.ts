@@ -27,7 +27,7 @@ import {
   StaticKeys,
   type KeySource,
 } from '../jwt-verify.ts';
-import { anyValue, refuseUnsupported, type AuthMethod, type MethodContext } from '../method.ts';
+import { anyValue, refuseUnsupported, samePolicies, type AuthMethod, type MethodContext } from '../method.ts';
 import { parseTokenParams, tokenParamsSchema, tokenParamsView, type TokenParams } from '../token-params.ts';
 
 interface JwtConfig {
@@ -366,6 +366,13 @@ export class JwtMethod implements AuthMethod {
       if (!match) throw new JwtRejected(`claim "${claim}" does not match the role's bound_claims`, 403);
     }
     return c;
+  }
+
+  async renewCheck(meta: Record<string, string>, policies: string[]): Promise<string | undefined> {
+    const role = meta.role === undefined ? undefined : await this.ctx.store.get<JwtRole>(`role/${meta.role}`);
+    if (!role) return `role "${meta.role ?? ''}" does not exist any more`;
+    if (!samePolicies(role.token, policies)) return 'the role\'s policies have changed';
+    return undefined;
   }
 
   routes(): Route[] {

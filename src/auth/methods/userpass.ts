@@ -13,7 +13,7 @@ import { errors } from '../../errors.ts';
 import type { RequestContext, Route } from '../../http/route.ts';
 import { object } from '../../http/schema.ts';
 import { addressAllowed } from '../cidr.ts';
-import { anyValue, refuseUnsupported, requiredString, type AuthMethod, type MethodContext } from '../method.ts';
+import { anyValue, refuseUnsupported, requiredString, samePolicies, type AuthMethod, type MethodContext } from '../method.ts';
 import { parseTokenParams, tokenParamsSchema, tokenParamsView, type TokenParams } from '../token-params.ts';
 
 interface PasswordHash {
@@ -88,6 +88,13 @@ export class UserpassMethod implements AuthMethod {
       throw this.ctx.loginFailed(ctx, `user "${name}": client address is outside token_bound_cidrs`, errors.LOGIN_DENIED('login request originated from invalid CIDR'));
     }
     return this.ctx.issue({ params: user.token, displayName: name, metadata: { username: name }, aliasName: name }, ctx);
+  }
+
+  async renewCheck(meta: Record<string, string>, policies: string[]): Promise<string | undefined> {
+    const user = meta.username === undefined ? undefined : await this.user(meta.username);
+    if (!user) return `user "${meta.username ?? ''}" does not exist any more`;
+    if (!samePolicies(user.token, policies)) return 'the user\'s policies have changed';
+    return undefined;
   }
 
   routes(): Route[] {

@@ -98,6 +98,27 @@ test('sys/auth: enable several mounts, list, read, tune; bad input is a 400 nami
   assert.equal(token.status, 400);
   assert.equal((await pb.api('GET', 'sys/auth')).body.data['other/'], undefined, 'nothing half-enabled');
 
+  // Exactly what Vault's Go client (api v1.23 EnableAuthWithOptions, TuneMount) and CLI send: every field, most empty.
+  const goEnable = {
+    type: 'userpass',
+    description: '',
+    config: { options: null, default_lease_ttl: '', max_lease_ttl: '', force_no_cache: false },
+    local: false,
+    seal_wrap: false,
+    external_entropy_access: false,
+    options: null,
+  };
+  const enabled = await pb.api('PUT', 'sys/auth/go-client', goEnable);
+  assert.equal(enabled.status, 204, enabled.text);
+  const goTune = { options: null, default_lease_ttl: '15m', max_lease_ttl: '', force_no_cache: false };
+  const tuned = await pb.api('PUT', 'sys/auth/go-client/tune', goTune);
+  assert.equal(tuned.status, 204, tuned.text);
+  assert.equal((await pb.api('GET', 'sys/auth/go-client/tune')).body.data.default_lease_ttl, 900);
+  const withOptions = await pb.api('PUT', 'sys/auth/go-client/tune', { options: { version: '2' } });
+  assert.equal(withOptions.status, 400);
+  assert.match(withOptions.body.errors[0], /field "options" is not supported/);
+  assert.equal((await pb.api('DELETE', 'sys/auth/go-client')).status, 204);
+
   // Unknown auth paths are 404s; a non-root token may not enable methods (sudo path).
   assert.equal((await pb.api('PUT', 'auth/nothing/login', {})).status, 404);
   const plain = await pb.api('PUT', 'auth/token/create', { policies: ['dbuser'] });

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { assertCredsByPolicy, setupDatabase } from '../../support/auth.ts';
-import { JwtIssuer, newKey, type IssuerKey } from '../../support/jwt-issuer.ts';
+import { JwtIssuer, newKey, selfSignedCert, type IssuerKey } from '../../support/jwt-issuer.ts';
 import { dropRolesWithPrefix, startPgBroker, tag, type PgBroker } from '../../support/pg-broker.ts';
 import { trustPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
 
@@ -208,11 +208,39 @@ test('OIDC discovery (type oidc) and jwt_validation_pubkeys', async () => {
   assert.equal((await pb.api('PUT', 'sys/auth/pem', { type: 'jwt' })).status, 204);
   assert.equal((await pb.api('PUT', 'auth/pem/config', { jwt_validation_pubkeys: [k1.spki, ec.spki] })).status, 204);
   assert.equal((await pb.api('PUT', 'auth/pem/role/r', { user_claim: 'sub', bound_audiences: 'dbroker', token_policies: 'dbuser' })).status, 204);
-  assert.equal((await login(await issuer.sign(k1, good, { kid: null }), 'r', 'pem')).status, 200, 'RSA key without kid');
+  assert.equal((await login(await issuer.sign(k1, good), 'r', 'pem')).status, 200, 'a token with a kid, PEM keys without one');
   assert.equal((await login(await issuer.sign(ec, good, { kid: null }), 'r', 'pem')).status, 200, 'EC key without kid');
   const notOurs = await login(await issuer.sign(k2, good, { kid: null }), 'r', 'pem');
   assert.equal(notOurs.status, 400);
   assert.match(notOurs.body.errors[0], /signature/);
+});
+
+test('an issuer over HTTPS with a private CA: jwks_ca_pem and oidc_discovery_ca_pem', async () => {
+  const tls = selfSignedCert();
+  const secure = new JwtIssuer(tls);
+  await secure.start();
+  secure.published = [k2];
+  try {
+    assert.equal((await pb.api('PUT', 'sys/auth/tls-jwks', { type: 'jwt' })).status, 204);
+    const untrusted = await pb.api('PUT', 'auth/tls-jwks/config', { jwks_url: `${secure.url}/jwks` });
+    assert.equal(untrusted.status, 400, 'a certificate from an unknown CA is refused');
+    assert.match(untrusted.body.errors[0], /jwks_url/);
+    assert.equal((await pb.api('PUT', 'auth/tls-jwks/config', { jwks_url: `${secure.url}/jwks`, jwks_ca_pem: tls.cert })).status, 204);
+    assert.equal((await pb.api('PUT', 'auth/tls-jwks/role/r', { user_claim: 'sub', bound_audiences: 'dbroker', token_policies: 'dbuser' })).status, 204);
+    assert.equal((await login(await secure.sign(k2, good), 'r', 'tls-jwks')).status, 200);
+
+    assert.equal((await pb.api('PUT', 'sys/auth/tls-oidc', { type: 'oidc' })).status, 204);
+    assert.equal((await pb.api('PUT', 'auth/tls-oidc/config', { oidc_discovery_url: secure.url })).status, 400);
+    assert.equal((await pb.api('PUT', 'auth/tls-oidc/config', { oidc_discovery_url: secure.url, oidc_discovery_ca_pem: tls.cert })).status, 204);
+    assert.equal((await pb.api('PUT', 'auth/tls-oidc/role/r', { user_claim: 'sub', bound_audiences: 'dbroker', token_policies: 'dbuser' })).status, 204);
+    const ok = await login(await secure.sign(k2, good), 'r', 'tls-oidc');
+    assert.equal(ok.status, 200, ok.text);
+    const wrongIssuer = await login(await issuer.sign(k2, good), 'r', 'tls-oidc');
+    assert.equal(wrongIssuer.status, 400, 'the discovered issuer is required');
+    assert.equal((await pb.api('PUT', 'auth/tls-oidc/config', { jwks_url: `${secure.url}/jwks`, oidc_discovery_ca_pem: tls.cert })).status, 400, 'a CA for the wrong source');
+  } finally {
+    await secure.stop();
+  }
 });
 
 test('no JWT at rest or in the logs', async () => {
