@@ -154,7 +154,7 @@ export class ApiProxy {
       if (isAgent && this.deps.manager.isConfigured(path)) {
         // The agent's own secret: one set of credentials for templates, exec and proxy clients.
         try {
-          const entry = await this.deps.manager.current(path);
+          const entry = await this.deps.manager.current(path, this.deps.config.broker.timeoutMs);
           return send(res, 200, fromCache(entry), { 'x-cache': 'MISS' });
         } catch (err) {
           if (err instanceof BrokerRequestError) return send(res, err.status, { errors: err.errors });

@@ -60,6 +60,15 @@ export class AutoAuth {
 
   /** Use `restored` if it has not expired (checked by renewing it at once), else log in. Does not wait for the login. */
   start(restored?: TokenState): void {
+    void this.begin(restored);
+  }
+
+  private async begin(restored: TokenState | undefined): Promise<void> {
+    if (restored && this.method.type === 'token_file') {
+      // A token file that now holds another token wins over the cached one.
+      const current = await readTrimmed(this.method.tokenFilePath).catch(() => undefined);
+      if (current !== undefined && current !== restored.token) restored = undefined;
+    }
     if (restored && (restored.expireAt === null || restored.expireAt > Date.now() + 1000)) {
       this.deps.log.info({ method: this.method.type }, 'auto-auth: using the token from the cache');
       void this.adopt(restored, true);

@@ -135,11 +135,22 @@ export class SecretManager {
     }
   }
 
-  /** The configured secret's valid entry, reading it once now when none is held (throws what the broker answered). */
-  async current(path: string): Promise<CachedSecret> {
+  /**
+   * The configured secret's valid entry; when none is held, waits up to
+   * `waitMs` for the one being obtained, or reads it once now (throws what the broker answered).
+   */
+  async current(path: string, waitMs: number): Promise<CachedSecret> {
     const held = this.lookup(AUTO_KEY, path);
     if (held) return held;
-    await this.deps.authReady;
+    const pending = this.replacing.get(path);
+    if (pending) {
+      // Being obtained already: wait for it (bounded) rather than take a second lease.
+      await Promise.race([pending, sleep(waitMs)]);
+      const now = this.lookup(AUTO_KEY, path);
+      if (now) return now;
+      throw new Error(`credentials for ${path} are being obtained: ${this.lastError.get(path) ?? 'not yet'}`);
+    }
+    await Promise.race([this.deps.authReady, sleep(waitMs)]);
     return this.fetch(AUTO_KEY, undefined, path, true);
   }
 

@@ -41,6 +41,8 @@ before(async () => {
   assert.equal((await pb.api('PUT', 'sys/auth/kubernetes', { type: 'kubernetes' })).status, 204);
   const kc = await pb.api('PUT', 'auth/kubernetes/config', { kubernetes_host: 'https://kubernetes.invalid', pem_keys: [key.spki] });
   assert.equal(kc.status, 204, kc.text);
+  const ks = await pb.api('PUT', 'auth/kubernetes/role/short', { bound_service_account_names: 'web', bound_service_account_namespaces: 'payments', audience: 'dbroker', token_policies: 'app', token_ttl: 3, token_max_ttl: 6 });
+  assert.equal(ks.status, 204, ks.text);
   const kr = await pb.api('PUT', 'auth/kubernetes/role/web', { bound_service_account_names: 'web', bound_service_account_namespaces: 'payments', audience: 'dbroker', token_policies: 'app', token_ttl: '1h' });
   assert.equal(kr.status, 204, kr.text);
 });
@@ -119,5 +121,19 @@ test('Kubernetes auto-auth: the service-account token file (left in place) is se
   assert.equal(self.body.data.display_name, 'kubernetes-payments-web');
   assert.equal((await run.agent.status()).auth.method, 'kubernetes');
   await revokeAndRecover(run);
+  await run.agent.stop();
+});
+
+test('Kubernetes auto-auth with a short token (TTL 3 s, max 6 s): renewed, then a new login before it ends; credentials stay available', async () => {
+  const run = await runAgent('k8s-short', { type: 'kubernetes', config: { role: 'short', token_path: 'sa-token' } });
+  const first = readFileSync(run.sink, 'utf8');
+  await eventually(async () => (await run.agent.status()).auth.logins >= 2, 30_000, 'new logins as tokens reach their max TTL');
+  const s = await run.agent.status();
+  const next = readFileSync(run.sink, 'utf8');
+  assert.notEqual(next, first);
+  const self = await pb.broker.api('GET', 'auth/token/lookup-self', { token: next });
+  assert.equal(self.status, 200, `the sink holds a live token: ${self.text}`);
+  assert.ok(existsSync(join(dir, 'k8s-short.user')));
+  console.log(`[agent k8s short token] logins=${s.auth.logins} status=${s.status} replacements=${s.counters.replacements}`);
   await run.agent.stop();
 });
