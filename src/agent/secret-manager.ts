@@ -233,6 +233,8 @@ export class SecretManager {
     const watcher = new LifetimeWatcher(this.client(e), {
       secret: { ...e.response, lease_duration: remaining },
       incrementSeconds: e.increment > 0 ? e.increment : remaining,
+      // Replace a third of the TTL before the end, and at least 2 s before (time to fetch, render, signal).
+      graceMs: Math.max(2000, ((e.increment > 0 ? e.increment : remaining) * 1000) / 3),
       renewNow,
       backoff: this.deps.backoff,
     });

@@ -22,7 +22,7 @@ export interface CredentialSource {
   path?: string;
   /** Seconds asked per lease renewal (default: the lease's initial TTL). */
   renewIncrementSeconds?: number;
-  /** Start the switch to new credentials this long before the old expire, ms (default: a third of the TTL, ≥ 1000). */
+  /** Start the switch to new credentials this long before the old expire, ms (default: a third of the TTL, at least 2000). */
   rotateBeforeMs?: number;
   /** Revoke a lease once its pool is drained (default true: the database user goes at once). */
   revokeOnRotate?: boolean;
@@ -146,7 +146,7 @@ export class CredentialRotator<R> extends EventEmitter {
     const watcher = new LifetimeWatcher(this.client, {
       secret: creds.response,
       ...(this.source.renewIncrementSeconds ? { incrementSeconds: this.source.renewIncrementSeconds } : {}),
-      ...(this.source.rotateBeforeMs ? { graceMs: this.source.rotateBeforeMs } : {}),
+      graceMs: this.source.rotateBeforeMs ?? Math.max(2000, ((this.source.renewIncrementSeconds ?? creds.leaseDuration) * 1000) / 3),
       ...(this.source.backoff ? { backoff: this.source.backoff } : {}),
     });
     const gen: Generation<R> = { id, creds, resource, inflight: 0, watcher };
