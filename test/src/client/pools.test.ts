@@ -108,8 +108,7 @@ test('createPgPool: 20 queries/s across >= 5 rotations, 0 failed; a lease revoke
     assert.ok(rotations.some((e) => e.reason === 'max_ttl reached'));
     assert.ok(pool.stats.renewals >= 1, 'leases were renewed');
     // Drained generations are revoked: only the current user is left.
-    const current = pool.credentials!.username;
-    await eventually(async () => JSON.stringify(await rolesWithPrefix(pg, `${prefix}p`)) === JSON.stringify([current]), 15_000, 'only the current user left');
+    await eventually(async () => JSON.stringify(await rolesWithPrefix(pg, `${prefix}p`)) === JSON.stringify([pool.credentials!.username]), 15_000, 'only the current user left');
 
     // Revoked behind the pool's back (not a rotation: its sessions are cut at
     // once). Logins refused from then on are retried on new credentials; only
@@ -179,11 +178,10 @@ test('createMysqlPool: 20 queries/s across >= 5 rotations on MariaDB, 0 failed; 
       assert.ok(pool.stats.rotations >= ROTATIONS);
       assert.ok(r.run >= r.seconds * RATE_PER_S * 0.7, `rate too low: ${r.run} in ${r.seconds}s`);
       assert.ok(r.users.size >= ROTATIONS);
-      const current = pool.credentials!.username;
       await eventually(
         async () => {
           const [rows] = await admin.query<RowDataPacket[]>('SELECT User AS u FROM mysql.user WHERE User LIKE ?', [`${prefix}m%`]);
-          return rows.length === 1 && rows[0]!['u'] === current;
+          return rows.length === 1 && rows[0]!['u'] === pool.credentials!.username;
         },
         15_000,
         'only the current MySQL user left',
