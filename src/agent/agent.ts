@@ -39,6 +39,8 @@ export interface RunningAgent {
 export async function startAgent(config: AgentConfig, log: Logger, env: NodeJS.ProcessEnv = process.env): Promise<RunningAgent> {
   const started = Date.now();
   const master = config.persist ? loadCacheKey(config.persist, env) : undefined;
+  // The key stays out of the environment of the exec child and template commands.
+  if (config.persist?.keyEnv) delete env[config.persist.keyEnv];
   const cache = config.persist && master ? new EncryptedCache<CacheDocument>(config.persist.dir, master) : undefined;
   const indexKey = master ? deriveKey(master, 'cache-index') : randomBytes(32);
   let restored: CacheDocument | undefined;
@@ -220,10 +222,10 @@ export async function startAgent(config: AgentConfig, log: Logger, env: NodeJS.P
     log.info({ secrets: restored.secrets.length, saved_at: new Date(restored.savedAt).toISOString() }, 'restored the persistent cache');
     manager.restore(restored.secrets);
   }
+  manager.manage(configuredPaths);
   auth?.start(restored?.token);
   await proxy.listen();
   if (proxy.address) log.info({ address: proxy.address }, 'agent listening');
-  manager.manage(configuredPaths);
 
   // First delivery: once every configured secret is available (from the cache or the broker).
   const firstDelivery = (async () => {

@@ -9,7 +9,7 @@
 // reached, cached secrets are still served; anything else is a 502.
 
 import { randomUUID } from 'node:crypto';
-import { chmodSync, rmSync } from 'node:fs';
+import { chmodSync, lstatSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { SecretResponse } from '../client/broker-client.ts';
@@ -108,7 +108,8 @@ export class ApiProxy {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       if (l.type === 'unix') {
-        rmSync(l.path, { force: true });
+        // Replace a stale socket from an earlier run; never remove anything else.
+        if (lstatSync(l.path, { throwIfNoEntry: false })?.isSocket()) rmSync(l.path);
         server.listen(l.path, () => resolve());
       } else server.listen(l.port, l.host, () => resolve());
     });

@@ -111,16 +111,17 @@ export class SecretManager {
     return out;
   }
 
-  /** Take over entries from the persistent cache (only those still valid); their leases are renewed at once to learn whether they still live. */
+  /**
+   * Take over entries from the persistent cache (only those still valid);
+   * their leases are renewed at once to learn whether they still live. Call
+   * manage() right after, in the same tick, to mark the ones still configured.
+   */
   restore(list: CachedSecret[]): void {
     for (const c of list) {
       if (c.expireAt !== null && c.expireAt <= Date.now() + 1000) continue;
-      const entry: Entry = { ...c };
+      // Configured again only if the current config still uses it (manage()).
+      const entry: Entry = { ...c, configured: false };
       this.entries.set(mapKey(c.key, c.path), entry);
-      if (c.configured) {
-        this.configured.add(c.path);
-        if (c.key === AUTO_KEY) this.delivered.add(c.path);
-      }
       this.watch(entry, true);
     }
   }
@@ -130,7 +131,10 @@ export class SecretManager {
     for (const path of paths) {
       this.configured.add(path);
       const e = this.entries.get(mapKey(AUTO_KEY, path));
-      if (e) e.configured = true;
+      if (e) {
+        e.configured = true;
+        this.delivered.add(path);
+      }
       if (!this.lookup(AUTO_KEY, path)) void this.replace(path, 'first read');
     }
   }

@@ -197,6 +197,7 @@ test('exec restart mode: a lease revoked on the broker is replaced and the child
   writeAgentConfig(config, {
     broker: { address: pb.broker.url, retry: { min_backoff: '200ms', max_backoff: '1s' } },
     auto_auth: { method: { type: 'token_file', config: { token_file_path: 'token-exec' } } },
+    cache: { persist: { path: 'cache-exec', key_env: 'AGENT_CACHE_KEY' } },
     listener: { address: `127.0.0.1:${port}` },
     env_template: {
       PGUSER: { contents: '{{ with secret "database/creds/short" }}{{ .Data.username }}{{ end }}' },
@@ -204,16 +205,17 @@ test('exec restart mode: a lease revoked on the broker is replaced and the child
     },
     exec: { command: [process.execPath, resolve(import.meta.dirname, 'fixtures/pg-child.mjs')], restart_on_secret_changes: 'always' },
   });
-  const agent = new AgentProcess(config, `http://127.0.0.1:${port}`, { CHILD_LOG: log, PGHOST: server.host, PGPORT: String(server.port) });
+  const agent = new AgentProcess(config, `http://127.0.0.1:${port}`, { CHILD_LOG: log, PGHOST: server.host, PGPORT: String(server.port), AGENT_CACHE_KEY: randomBytes(32).toString('hex') });
   agents.push(agent);
   await agent.start();
-  const events = (): Array<{ event: string; user?: string; dbUser?: string; pid: number }> =>
+  const events = (): Array<{ event: string; user?: string; dbUser?: string; pid: number; cacheKeyInEnv?: boolean }> =>
     existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
   await eventually(async () => events().some((e) => e.event === 'start'), 20_000, 'the child starts').catch((err: Error) => {
     throw new Error(`${err.message}\n${agent.output.slice(-3000)}`);
   });
   const firstStart = events().find((e) => e.event === 'start')!;
   assert.equal(firstStart.dbUser, firstStart.user);
+  assert.equal(events().find((e) => e.event === 'env')?.cacheKeyInEnv, false, 'the cache key (key_env) is not passed to the child');
   // The agent's own token through the proxy: the very credentials the child has.
   const creds = await agent.api('GET', 'database/creds/short', { token });
   assert.equal(creds.status, 200, creds.text);

@@ -10,7 +10,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { request } from 'node:http';
 import { ConfigError } from '../../../src/config.ts';
+import { createLogger } from '../../../src/logger.ts';
+import { startAgent } from '../../../src/agent/agent.ts';
 import { parseAgentConfig } from '../../../src/agent/agent-config.ts';
 import { writeFileAtomic } from '../../../src/agent/atomic-file.ts';
 import { CacheDecryptError, EncryptedCache, loadCacheKey } from '../../../src/agent/persistent-cache.ts';
@@ -179,4 +182,38 @@ test('backoff: capped exponential with jitter, reset', () => {
   assert.ok(delays.slice(0, 2).every((d) => d <= 200), 'small at first');
   b.reset();
   assert.ok(b.next() <= 100);
+});
+
+function getOverSocket(socketPath: string, path: string): Promise<{ status: number; body: any }> {
+  return new Promise((ok, fail) => {
+    const req = request({ socketPath, path, method: 'GET' }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => ok({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+    });
+    req.on('error', fail);
+    req.end();
+  });
+}
+
+test('Unix socket listener (mode 0600): status, and a 502 with a Vault error body while the broker is unreachable (status degraded)', async () => {
+  const sock = join(dir, 'agent.sock');
+  const config = parseAgentConfig({ broker: { address: 'http://127.0.0.1:9', timeout: '1s' }, listener: { type: 'unix', address: sock } }, dir);
+  const agent = await startAgent(config, createLogger('silent'));
+  try {
+    assert.equal(agent.address, sock);
+    assert.equal(statSync(sock).mode & 0o777, 0o600);
+    const s0 = await getOverSocket(sock, '/agent/v1/status');
+    assert.equal(s0.status, 200);
+    assert.equal(s0.body.status, 'ok', 'nothing configured, nothing failed yet');
+    const r = await getOverSocket(sock, '/v1/sys/health');
+    assert.equal(r.status, 502);
+    assert.match(r.body.errors[0], /broker unreachable/);
+    const s1 = await getOverSocket(sock, '/agent/v1/status');
+    assert.equal(s1.body.status, 'degraded');
+    assert.equal(s1.body.broker.reachable, false);
+    assert.equal((await getOverSocket(sock, '/nope')).status, 404);
+  } finally {
+    await agent.close();
+  }
 });
