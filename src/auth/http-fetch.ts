@@ -10,6 +10,8 @@ export interface FetchOptions {
   method?: 'GET' | 'POST';
   headers?: Record<string, string>;
   body?: string;
+  /** Content type of `body` (default application/json). */
+  contentType?: string;
   /** PEM bundle trusted for https (instead of the system roots). */
   caPem?: string;
   /** Milliseconds; default 10 000. */
@@ -43,7 +45,7 @@ export function fetchJson(url: string, opts: FetchOptions = {}, acceptStatus: (s
       parsed,
       {
         method: opts.method ?? 'GET',
-        headers: { accept: 'application/json', ...(opts.body !== undefined ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(opts.body)) } : {}), ...opts.headers },
+        headers: { accept: 'application/json', ...(opts.body !== undefined ? { 'content-type': opts.contentType ?? 'application/json', 'content-length': String(Buffer.byteLength(opts.body)) } : {}), ...opts.headers },
         timeout: opts.timeoutMs ?? 10_000,
         ...(opts.caPem ? { ca: opts.caPem } : {}),
       },

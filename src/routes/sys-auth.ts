@@ -73,12 +73,13 @@ const configSchema = {
 } as const;
 
 /** Read the TTL/visibility settings of a mount config (enable) or a tune body; refuse what is not implemented. */
-function readConfig(input: Record<string, unknown>, field: string): { defaultLeaseTtl?: number; maxLeaseTtl?: number; listingVisibility?: string; description?: string } {
+function readConfig(input: Record<string, unknown>, field: string, warnings: string[]): { defaultLeaseTtl?: number; maxLeaseTtl?: number; listingVisibility?: string; description?: string } {
   let config = input;
   const known = new Set(['default_lease_ttl', 'max_lease_ttl', 'listing_visibility', 'force_no_cache', 'token_type', 'description', ...Object.keys(UNSUPPORTED_CONFIG)]);
   // trim_request_trailing_slashes=true is what dbroker does anyway.
   if (config.trim_request_trailing_slashes === true) config = { ...config, trim_request_trailing_slashes: false };
-  for (const key of Object.keys(config)) if (!known.has(key)) throw errors.BAD_REQUEST(`unknown field "${field}${key}"`);
+  // Unknown parameters are answered with a warning, as Vault does (a Vault field we do not implement is a 400 below).
+  for (const key of Object.keys(config)) if (!known.has(key)) warnings.push(`endpoint ignored the unrecognized parameter "${field}${key}"`);
   refuseUnsupported(config, UNSUPPORTED_CONFIG);
   const tokenType = config.token_type;
   if (tokenType !== undefined && tokenType !== '' && tokenType !== 'default-service' && tokenType !== 'service' && tokenType !== 'default') {
@@ -177,18 +178,22 @@ export function sysAuthRoutes(host: SysAuthHost): Route[] {
             throw errors.BAD_REQUEST('auth/token/ cannot be tuned: token TTLs follow the broker-wide default_lease_ttl and max_lease_ttl');
           }
           if (ctx.method === 'GET') return tuneView(find(path));
+          const warnings: string[] = [];
+          const tuneBody = { ...ctx.body };
           for (const f of ['type', 'config', 'local', 'seal_wrap', 'external_entropy_access']) {
-            if (ctx.body[f] !== undefined) throw errors.BAD_REQUEST(`unknown field "${f}" (not a tune parameter)`);
+            if (tuneBody[f] !== undefined) warnings.push(`endpoint ignored the unrecognized parameter "${f}" (not a tune parameter)`);
+            delete tuneBody[f];
           }
-          await auths().tune(path, readConfig(ctx.body, ''));
-          return undefined;
+          await auths().tune(path, readConfig(tuneBody, '', warnings));
+          return warnings.length > 0 ? { warnings } : undefined;
         }
         if (ctx.method === 'GET') {
           if (raw.replace(/\/*$/, '/') === 'token/') return { data: view(TOKEN_ENTRY) };
           return { data: view(find(raw)) };
         }
+        const warnings: string[] = [];
         for (const f of ['default_lease_ttl', 'max_lease_ttl', 'listing_visibility', 'token_type', 'audit_non_hmac_request_keys', 'audit_non_hmac_response_keys', 'passthrough_request_headers', 'allowed_response_headers', 'force_no_cache', ...TUNE_ONLY]) {
-          if (ctx.body[f] !== undefined) throw errors.BAD_REQUEST(`unknown field "${f}" (put it under "config")`);
+          if (ctx.body[f] !== undefined) warnings.push(`endpoint ignored the unrecognized parameter "${f}" (it belongs under "config")`);
         }
         if (typeof ctx.body.type !== 'string') throw errors.BAD_FIELD('type', 'is required (approle, jwt, oidc, kubernetes or userpass)');
         refuseUnsupported(ctx.body, {
@@ -203,7 +208,7 @@ export function sysAuthRoutes(host: SysAuthHost): Route[] {
         if (typeof ctx.body.plugin_name === 'string' && ctx.body.plugin_name !== '' && ctx.body.plugin_name !== ctx.body.type) {
           throw errors.UNSUPPORTED_FIELD('plugin_name', 'external auth plugins are not supported');
         }
-        const config = readConfig((ctx.body.config as Record<string, unknown> | undefined) ?? {}, 'config.');
+        const config = readConfig((ctx.body.config as Record<string, unknown> | undefined) ?? {}, 'config.', warnings);
         await auths().enable(raw, {
           type: ctx.body.type,
           description: typeof ctx.body.description === 'string' ? ctx.body.description : '',
@@ -211,7 +216,7 @@ export function sysAuthRoutes(host: SysAuthHost): Route[] {
           maxLeaseTtl: config.maxLeaseTtl ?? 0,
           listingVisibility: config.listingVisibility ?? '',
         });
-        return undefined;
+        return warnings.length > 0 ? { warnings } : undefined;
       },
     },
   ];

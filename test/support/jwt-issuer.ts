@@ -8,6 +8,7 @@ import { createServer, type RequestListener, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 
 export interface IssuerKey {
@@ -48,12 +49,33 @@ export class JwtIssuer {
   jwksFetches = 0;
   /** The issuer the discovery document names (defaults to the URL). */
   issuerOverride: string | undefined;
+  /** The browser flow's client, as registered at this provider. */
+  client = { id: 'dbroker-client', secret: `client-secret-${randomBytes(8).toString('hex')}` };
+  /** Authorization codes handed out by authorize(), each usable once. */
+  private codes = new Map<string, { claims: JWTPayload; challenge: string; redirectUri: string; nonce: string }>();
+  /** Token endpoint calls and how they were answered. */
+  tokenRequests: Array<{ status: number; error?: string }> = [];
 
   async start(): Promise<void> {
     const handler: RequestListener = (req, res) => {
       if (req.url === '/.well-known/openid-configuration') {
         res.setHeader('content-type', 'application/json');
-        res.end(JSON.stringify({ issuer: this.issuerOverride ?? this.url, jwks_uri: `${this.url}/jwks`, id_token_signing_alg_values_supported: ['RS256', 'ES256'] }));
+        res.end(JSON.stringify({
+          issuer: this.issuerOverride ?? this.url,
+          jwks_uri: `${this.url}/jwks`,
+          authorization_endpoint: `${this.url}/authorize`,
+          token_endpoint: `${this.url}/token`,
+          id_token_signing_alg_values_supported: ['RS256', 'ES256'],
+        }));
+      } else if (req.url === '/token' && req.method === 'POST') {
+        let text = '';
+        req.on('data', (d) => (text += d));
+        req.on('end', () => void this.token(text, req.headers.authorization).then(({ status, body }) => {
+          this.tokenRequests.push({ status, ...(body.error ? { error: String(body.error) } : {}) });
+          res.statusCode = status;
+          res.setHeader('content-type', 'application/json');
+          res.end(JSON.stringify(body));
+        }));
       } else if (req.url === '/jwks') {
         this.jwksFetches++;
         res.setHeader('content-type', 'application/json');
@@ -71,6 +93,33 @@ export class JwtIssuer {
 
   async stop(): Promise<void> {
     await new Promise<void>((ok) => (this.server ? this.server.close(() => ok()) : ok()));
+  }
+
+  /**
+   * What the provider does when the user signs in at the auth_url the broker
+   * handed out: remember a one-time code for those parameters (nonce, PKCE
+   * challenge, redirect URI) and the user's claims. Returns the callback's
+   * query: state and code. `nonce` overrides the nonce put in the ID token.
+   */
+  authorize(authUrl: string, claims: JWTPayload, opts: { nonce?: string } = {}): { state: string; code: string; params: URLSearchParams } {
+    const params = new URL(authUrl).searchParams;
+    const code = `code-${randomBytes(12).toString('hex')}`;
+    this.codes.set(code, { claims, challenge: params.get('code_challenge') ?? '', redirectUri: params.get('redirect_uri') ?? '', nonce: opts.nonce ?? params.get('nonce') ?? '' });
+    return { state: params.get('state') ?? '', code, params };
+  }
+
+  /** The token endpoint (RFC 6749 §4.1.3 with PKCE, RFC 7636): client_secret_basic, one-time codes. */
+  private async token(text: string, authorization: string | undefined): Promise<{ status: number; body: Record<string, unknown> }> {
+    const form = new URLSearchParams(text);
+    const basic = Buffer.from(`${encodeURIComponent(this.client.id)}:${encodeURIComponent(this.client.secret)}`).toString('base64');
+    if (authorization !== `Basic ${basic}`) return { status: 401, body: { error: 'invalid_client' } };
+    const grant = this.codes.get(form.get('code') ?? '');
+    this.codes.delete(form.get('code') ?? '');
+    if (form.get('grant_type') !== 'authorization_code' || !grant) return { status: 400, body: { error: 'invalid_grant' } };
+    if (form.get('redirect_uri') !== grant.redirectUri) return { status: 400, body: { error: 'invalid_grant', error_description: 'redirect_uri' } };
+    if (createHash('sha256').update(form.get('code_verifier') ?? '').digest('base64url') !== grant.challenge) return { status: 400, body: { error: 'invalid_grant', error_description: 'PKCE' } };
+    const idToken = await this.sign(this.published[0]!, { aud: this.client.id, nonce: grant.nonce, ...grant.claims });
+    return { status: 200, body: { access_token: 'at', token_type: 'Bearer', id_token: idToken } };
   }
 
   /** A signed token: iss = this issuer, iat = now, exp = now + 5 min unless `claims` say otherwise. */

@@ -1,13 +1,20 @@
 // JWT/OIDC (type "jwt", also enabled as "oidc"), in Vault's API shape
 // (https://developer.hashicorp.com/vault/api-docs/auth/jwt): config, role/:name
-// (role_type "jwt"), LIST role, login. Keys come from exactly one of
+// (role_type "jwt" or "oidc"), LIST role, login, oidc/auth_url, oidc/callback. Keys come from exactly one of
 // oidc_discovery_url, jwks_url or jwt_validation_pubkeys; each is checked when
 // the config is written (a discovery document or JWKS that cannot be fetched
-// is a 400 then, not a failed login later). The browser OIDC flow
-// (oidc/auth_url, oidc/callback, role_type "oidc") is not implemented: its
-// fields are refused with a 400.
+// is a 400 then, not a failed login later).
+//
+// The browser OIDC flow (role_type "oidc", with oidc_client_id/secret and
+// discovery): oidc/auth_url hands out the provider's authorization URL with a
+// random state, nonce and PKCE (S256) challenge, kept in memory for
+// OIDC_STATE_TTL_MS and usable once; oidc/callback exchanges the code at the
+// provider's token endpoint (client_secret_basic, the PKCE verifier) and
+// verifies the ID token like a JWT login plus its nonce and audience (the
+// client ID unless bound_audiences says otherwise). Only the authorization
+// code flow with query responses (no form_post, no implicit id_token).
 
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { errors } from '../../errors.ts';
 import type { RequestContext, Route } from '../../http/route.ts';
 import { durationField, listField, object, stringList } from '../../http/schema.ts';
@@ -39,13 +46,22 @@ interface JwtConfig {
   boundIssuer: string;
   jwtSupportedAlgs: string[];
   defaultRole: string;
-  /** From discovery: the issuer the provider names, and its jwks_uri. */
+  /** The browser flow's client (the secret is sealed with the entry and never read back). */
+  oidcClientId?: string;
+  oidcClientSecret?: string;
+  /** From discovery: the issuer the provider names, its jwks_uri and flow endpoints. */
   discoveredIssuer?: string;
   discoveredJwksUri?: string;
+  discoveredAuthorizationEndpoint?: string;
+  discoveredTokenEndpoint?: string;
 }
 
 interface JwtRole {
   name: string;
+  /** Absent in records written before the browser flow existed: "jwt". */
+  roleType?: 'jwt' | 'oidc';
+  allowedRedirectUris?: string[];
+  oidcScopes?: string[];
   boundAudiences: string[];
   userClaim: string;
   userClaimJsonPointer: boolean;
@@ -66,11 +82,21 @@ const url = { type: 'string', maxLength: 2048 } as const;
 /** Leeways are seconds, or -1 to turn a check off (Vault). */
 const leeway = { anyOf: [{ type: 'integer', minimum: -1, maximum: 86400 }, { type: 'string', maxLength: 32 }] } as const;
 
+/** How long an oidc/auth_url state may wait for its callback (Vault: 10 minutes). */
+const OIDC_STATE_TTL_MS = 10 * 60_000;
+/** At most this many flows pending per mount (memory stays bounded). */
+const OIDC_MAX_PENDING = 10_000;
+
+interface PendingFlow {
+  role: string;
+  redirectUri: string;
+  nonce: string;
+  verifier: string;
+  clientNonce: string;
+  expiresAt: number;
+}
+
 const UNSUPPORTED_CONFIG: Record<string, string> = {
-  oidc_client_id: 'the browser OIDC flow (oidc/auth_url, oidc/callback) is not implemented; use role_type "jwt"',
-  oidc_client_secret: 'the browser OIDC flow is not implemented',
-  oidc_response_mode: 'the browser OIDC flow is not implemented',
-  oidc_response_types: 'the browser OIDC flow is not implemented',
   jwks_pairs: 'use one jwks_url',
   provider_config: 'provider-specific group lookups are not implemented',
   namespace_in_state: 'there are no namespaces',
@@ -78,10 +104,8 @@ const UNSUPPORTED_CONFIG: Record<string, string> = {
 };
 
 const UNSUPPORTED_ROLE: Record<string, string> = {
-  allowed_redirect_uris: 'the browser OIDC flow is not implemented; use role_type "jwt"',
-  oidc_scopes: 'the browser OIDC flow is not implemented',
-  verbose_oidc_logging: 'the browser OIDC flow is not implemented',
-  max_age: 'the browser OIDC flow is not implemented',
+  verbose_oidc_logging: 'ID tokens and claims are never logged',
+  max_age: 'auth_time checks are not implemented',
   user_claim_json_pointer_disabled: 'not implemented',
 };
 
@@ -94,6 +118,10 @@ const configSchema = object({
   bound_issuer: { type: 'string', maxLength: 2048 },
   jwt_supported_algs: stringList,
   default_role: { type: 'string', maxLength: 128 },
+  oidc_client_id: { type: 'string', maxLength: 1024 },
+  oidc_client_secret: { type: 'string', maxLength: 4096 },
+  oidc_response_mode: { type: 'string', maxLength: 32 },
+  oidc_response_types: stringList,
   ...Object.fromEntries(Object.keys(UNSUPPORTED_CONFIG).map((k) => [k, anyValue])),
 });
 
@@ -111,6 +139,8 @@ const roleSchema = object({
   clock_skew_leeway: leeway,
   expiration_leeway: leeway,
   not_before_leeway: leeway,
+  allowed_redirect_uris: stringList,
+  oidc_scopes: stringList,
   ...Object.fromEntries(Object.keys(UNSUPPORTED_ROLE).map((k) => [k, anyValue])),
 });
 
@@ -145,6 +175,8 @@ export class JwtMethod implements AuthMethod {
   private keys: KeySource | undefined;
   /** The config (as JSON) the cached key source was built for. */
   private keysFor = '';
+  /** Browser flows between auth_url and callback, by state. */
+  private readonly pending = new Map<string, PendingFlow>();
 
   constructor(private readonly ctx: MethodContext) {}
 
@@ -181,7 +213,15 @@ export class JwtMethod implements AuthMethod {
       boundIssuer: str('bound_issuer'),
       jwtSupportedAlgs: parseAlgs('jwt_supported_algs', listField(body, 'jwt_supported_algs') ?? []),
       defaultRole: str('default_role'),
+      oidcClientId: str('oidc_client_id'),
+      oidcClientSecret: typeof body.oidc_client_secret === 'string' ? body.oidc_client_secret : '',
     };
+    const mode = str('oidc_response_mode');
+    if (mode !== '' && mode !== 'query') throw errors.UNSUPPORTED_FIELD('oidc_response_mode', `"${mode.slice(0, 20)}": only "query" responses are implemented`);
+    const types = listField(body, 'oidc_response_types') ?? [];
+    if (types.some((t) => t !== 'code')) throw errors.UNSUPPORTED_FIELD('oidc_response_types', 'only the authorization code flow ("code") is implemented');
+    if (config.oidcClientId && !config.oidcDiscoveryUrl) throw errors.BAD_FIELD('oidc_client_id', 'the browser flow needs oidc_discovery_url');
+    if (config.oidcClientSecret && !config.oidcClientId) throw errors.BAD_FIELD('oidc_client_secret', 'needs oidc_client_id');
     const sources = [config.oidcDiscoveryUrl !== '', config.jwksUrl !== '', config.jwtValidationPubkeys.length > 0].filter(Boolean).length;
     if (sources !== 1) throw errors.BAD_REQUEST('exactly one of "oidc_discovery_url", "jwks_url" or "jwt_validation_pubkeys" must be set');
     if (config.oidcDiscoveryCaPem && !config.oidcDiscoveryUrl) throw errors.BAD_FIELD('oidc_discovery_ca_pem', 'needs oidc_discovery_url');
@@ -197,7 +237,7 @@ export class JwtMethod implements AuthMethod {
     }
     if (config.oidcDiscoveryUrl) {
       const base = config.oidcDiscoveryUrl.replace(/\/+$/, '');
-      let doc: { issuer?: unknown; jwks_uri?: unknown };
+      let doc: { issuer?: unknown; jwks_uri?: unknown; authorization_endpoint?: unknown; token_endpoint?: unknown };
       try {
         doc = (await fetchJson(`${base}/.well-known/openid-configuration`, config.oidcDiscoveryCaPem ? { caPem: config.oidcDiscoveryCaPem } : {})).body as typeof doc;
       } catch (err) {
@@ -213,6 +253,13 @@ export class JwtMethod implements AuthMethod {
       }
       config.discoveredIssuer = doc.issuer;
       config.discoveredJwksUri = doc.jwks_uri;
+      if (config.oidcClientId) {
+        if (typeof doc.authorization_endpoint !== 'string' || typeof doc.token_endpoint !== 'string') {
+          throw errors.BAD_FIELD('oidc_client_id', 'the provider\'s discovery document has no authorization_endpoint or token_endpoint');
+        }
+        config.discoveredAuthorizationEndpoint = doc.authorization_endpoint;
+        config.discoveredTokenEndpoint = doc.token_endpoint;
+      }
     }
     await this.ctx.store.put('config', config);
   }
@@ -227,7 +274,7 @@ export class JwtMethod implements AuthMethod {
       bound_issuer: c.boundIssuer,
       jwt_supported_algs: c.jwtSupportedAlgs,
       default_role: c.defaultRole,
-      oidc_client_id: '',
+      oidc_client_id: c.oidcClientId ?? '',
       oidc_response_mode: '',
       oidc_response_types: [],
       provider_config: {},
@@ -244,11 +291,22 @@ export class JwtMethod implements AuthMethod {
   private async writeRole(body: Record<string, unknown>, name: string): Promise<void> {
     refuseUnsupported(body, UNSUPPORTED_ROLE);
     const existing = await this.ctx.store.get<JwtRole>(`role/${name}`);
-    const roleType = body.role_type ?? 'jwt';
-    if (roleType === 'oidc') throw errors.UNSUPPORTED_FIELD('role_type', '"oidc" (the browser flow) is not implemented; use "jwt"');
-    if (roleType !== 'jwt') throw errors.BAD_FIELD('role_type', 'must be "jwt"');
+    // Vault's default role_type is "oidc", on jwt mounts too.
+    const roleType = body.role_type ?? existing?.roleType ?? 'oidc';
+    if (roleType !== 'jwt' && roleType !== 'oidc') throw errors.BAD_FIELD('role_type', 'must be "jwt" or "oidc"');
+    const redirects = listField(body, 'allowed_redirect_uris') ?? existing?.allowedRedirectUris ?? [];
+    for (const uri of redirects) {
+      try {
+        new URL(uri);
+      } catch {
+        throw errors.BAD_FIELD('allowed_redirect_uris', `"${uri.slice(0, 100)}" is not a URL`);
+      }
+    }
     const role: JwtRole = {
       name,
+      roleType,
+      allowedRedirectUris: redirects,
+      oidcScopes: listField(body, 'oidc_scopes') ?? existing?.oidcScopes ?? [],
       boundAudiences: listField(body, 'bound_audiences') ?? existing?.boundAudiences ?? [],
       userClaim: typeof body.user_claim === 'string' ? body.user_claim : (existing?.userClaim ?? ''),
       userClaimJsonPointer: typeof body.user_claim_json_pointer === 'boolean' ? body.user_claim_json_pointer : (existing?.userClaimJsonPointer ?? false),
@@ -265,8 +323,9 @@ export class JwtMethod implements AuthMethod {
     if (role.clockSkewLeeway < 0) role.clockSkewLeeway = 0;
     if (role.userClaim === '') throw errors.BAD_REQUEST('missing required field "user_claim"');
     if (role.userClaim.startsWith('/') && !role.userClaimJsonPointer) throw errors.BAD_FIELD('user_claim', 'is a JSON pointer; set user_claim_json_pointer to true');
-    // Vault: a jwt role must bind something besides the signature.
-    if (role.boundAudiences.length === 0 && role.boundSubject === '' && Object.keys(role.boundClaims).length === 0) {
+    if (role.roleType === 'oidc' && redirects.length === 0) throw errors.BAD_REQUEST('"allowed_redirect_uris" must be set if "role_type" is "oidc" or unspecified');
+    // Vault: a jwt role must bind something besides the signature (an oidc role binds the client ID).
+    if (role.roleType !== 'oidc' && role.boundAudiences.length === 0 && role.boundSubject === '' && Object.keys(role.boundClaims).length === 0) {
       throw errors.BAD_REQUEST('a "jwt" role must have at least one bound constraint (bound_audiences, bound_subject or bound_claims)');
     }
     const values = Object.values(role.claimMappings);
@@ -277,7 +336,7 @@ export class JwtMethod implements AuthMethod {
 
   private roleView(r: JwtRole): Record<string, unknown> {
     return {
-      role_type: 'jwt',
+      role_type: r.roleType ?? 'jwt',
       bound_audiences: r.boundAudiences,
       user_claim: r.userClaim,
       user_claim_json_pointer: r.userClaimJsonPointer,
@@ -289,8 +348,8 @@ export class JwtMethod implements AuthMethod {
       clock_skew_leeway: r.clockSkewLeeway,
       expiration_leeway: r.expirationLeeway,
       not_before_leeway: r.notBeforeLeeway,
-      allowed_redirect_uris: [],
-      oidc_scopes: [],
+      allowed_redirect_uris: r.allowedRedirectUris ?? [],
+      oidc_scopes: r.oidcScopes ?? [],
       verbose_oidc_logging: false,
       max_age: 0,
       ...tokenParamsView(r.token),
@@ -306,12 +365,18 @@ export class JwtMethod implements AuthMethod {
     if (!role) throw this.ctx.loginFailed(ctx, `unknown role "${roleName.slice(0, 128)}"`, errors.LOGIN_FAILED(`role "${roleName.slice(0, 128)}" could not be found`));
     const jwt = ctx.body.jwt;
     if (typeof jwt !== 'string' || jwt === '') throw errors.BAD_REQUEST('missing required field "jwt"');
+    if (role.roleType === 'oidc') throw errors.BAD_REQUEST(`role "${role.name}" is an "oidc" role: log in through oidc/auth_url and oidc/callback`);
+    return this.finishLogin(ctx, role, () => this.validate(jwt, config, role));
+  }
+
+  /** Checks shared by a JWT login and an OIDC callback, then the token. */
+  private async finishLogin(ctx: RequestContext, role: JwtRole, verify: () => Promise<Record<string, unknown>>) {
     if (!addressAllowed(role.token.boundCidrs, ctx.remoteAddress)) {
       throw this.ctx.loginFailed(ctx, `role "${role.name}": client address is outside token_bound_cidrs`, errors.LOGIN_DENIED('login request originated from invalid CIDR'));
     }
     let claims: Record<string, unknown>;
     try {
-      claims = await this.validate(jwt, config, role);
+      claims = await verify();
     } catch (err) {
       if (!(err instanceof JwtRejected)) throw err;
       const error = err.status === 403 ? errors.LOGIN_DENIED(err.message) : errors.LOGIN_FAILED(err.message);
@@ -339,6 +404,94 @@ export class JwtMethod implements AuthMethod {
     return this.ctx.issue({ params: role.token, displayName: alias, metadata, aliasName: alias }, ctx);
   }
 
+  /** oidc/auth_url: the provider URL to send the browser to, with state, nonce and a PKCE challenge. */
+  private async authUrl(ctx: RequestContext) {
+    const config = await this.config();
+    if (!config?.oidcClientId || !config.discoveredAuthorizationEndpoint) throw errors.BAD_REQUEST(`${this.path('config')} has no oidc_client_id and oidc_discovery_url: the browser flow is not configured`);
+    const roleName = typeof ctx.body.role === 'string' && ctx.body.role !== '' ? ctx.body.role : config.defaultRole;
+    if (!roleName) throw errors.BAD_REQUEST('missing required field "role" (and no default_role is configured)');
+    const role = await this.ctx.store.get<JwtRole>(`role/${roleName}`);
+    if (!role) throw errors.BAD_FIELD('role', `role "${roleName.slice(0, 128)}" could not be found`);
+    if (role.roleType !== 'oidc') throw errors.BAD_FIELD('role', `role "${role.name}" is not an "oidc" role`);
+    const redirectUri = typeof ctx.body.redirect_uri === 'string' ? ctx.body.redirect_uri : '';
+    if (!redirectUri) throw errors.BAD_REQUEST('missing required field "redirect_uri"');
+    if (!(role.allowedRedirectUris ?? []).includes(redirectUri)) throw errors.BAD_FIELD('redirect_uri', `"${redirectUri.slice(0, 200)}" is not in the role's allowed_redirect_uris`);
+    this.prunePending();
+    if (this.pending.size >= OIDC_MAX_PENDING) throw errors.BAD_REQUEST('too many OIDC logins are in progress; try again in a few minutes');
+    const state = `st_${randomBytes(20).toString('base64url')}`;
+    const flow: PendingFlow = {
+      role: role.name,
+      redirectUri,
+      nonce: `n_${randomBytes(20).toString('base64url')}`,
+      verifier: randomBytes(32).toString('base64url'),
+      clientNonce: typeof ctx.body.client_nonce === 'string' ? ctx.body.client_nonce : '',
+      expiresAt: Date.now() + OIDC_STATE_TTL_MS,
+    };
+    this.pending.set(state, flow);
+    const url = new URL(config.discoveredAuthorizationEndpoint);
+    const scopes = ['openid', ...(role.oidcScopes ?? []).filter((sc) => sc !== 'openid')];
+    url.searchParams.set('client_id', config.oidcClientId);
+    url.searchParams.set('response_type', 'code');
+    url.searchParams.set('redirect_uri', redirectUri);
+    url.searchParams.set('scope', scopes.join(' '));
+    url.searchParams.set('state', state);
+    url.searchParams.set('nonce', flow.nonce);
+    url.searchParams.set('code_challenge', createHash('sha256').update(flow.verifier).digest('base64url'));
+    url.searchParams.set('code_challenge_method', 'S256');
+    return { data: { auth_url: url.toString() } };
+  }
+
+  private prunePending(): void {
+    const now = Date.now();
+    for (const [state, flow] of this.pending) if (flow.expiresAt <= now) this.pending.delete(state);
+  }
+
+  /** oidc/callback: the state is used once; the code is exchanged; the ID token is verified; a token is issued. */
+  private async callback(ctx: RequestContext) {
+    const state = ctx.query.state ?? '';
+    const code = ctx.query.code ?? '';
+    const flow = this.pending.get(state);
+    if (flow) this.pending.delete(state);
+    if (!flow || flow.expiresAt <= Date.now()) throw this.ctx.loginFailed(ctx, 'OIDC callback with an unknown or expired state', errors.LOGIN_FAILED('expired or missing OAuth state'));
+    if (ctx.query.error) throw this.ctx.loginFailed(ctx, `the provider returned an error (${String(ctx.query.error).slice(0, 64)})`, errors.LOGIN_FAILED(`the provider returned an error: ${String(ctx.query.error).slice(0, 64)}`));
+    if (!code) throw errors.BAD_REQUEST('missing required query parameter "code"');
+    if (flow.clientNonce && !equalStrings(flow.clientNonce, ctx.query.client_nonce ?? '')) {
+      throw this.ctx.loginFailed(ctx, 'OIDC callback with a wrong client_nonce', errors.LOGIN_FAILED('invalid client_nonce'));
+    }
+    const config = await this.config();
+    const role = await this.ctx.store.get<JwtRole>(`role/${flow.role}`);
+    if (!config?.discoveredTokenEndpoint || !config.oidcClientId) throw errors.BAD_REQUEST(`${this.path('config')} no longer configures the browser flow`);
+    if (!role) throw errors.LOGIN_FAILED(`role "${flow.role}" could not be found`);
+    return this.finishLogin(ctx, role, async () => {
+      const idToken = await this.exchange(config, code, flow);
+      const claims = await this.validate(idToken, config, role);
+      if (typeof claims.nonce !== 'string' || !equalStrings(claims.nonce, flow.nonce)) throw new JwtRejected('the ID token\'s nonce does not match this login');
+      return claims;
+    });
+  }
+
+  /** The authorization code for an ID token at the provider's token endpoint (RFC 6749 §4.1.3, RFC 7636). */
+  private async exchange(config: JwtConfig, code: string, flow: PendingFlow): Promise<string> {
+    const form = new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: flow.redirectUri, code_verifier: flow.verifier, client_id: config.oidcClientId! });
+    const basic = Buffer.from(`${encodeURIComponent(config.oidcClientId!)}:${encodeURIComponent(config.oidcClientSecret ?? '')}`).toString('base64');
+    let body: unknown;
+    try {
+      ({ body } = await fetchJson(config.discoveredTokenEndpoint!, {
+        method: 'POST',
+        body: form.toString(),
+        contentType: 'application/x-www-form-urlencoded',
+        headers: { authorization: `Basic ${basic}` },
+        ...(config.oidcDiscoveryCaPem ? { caPem: config.oidcDiscoveryCaPem } : {}),
+      }));
+    } catch (err) {
+      if ((err as { status?: number }).status !== undefined) throw new JwtRejected(`the provider refused the authorization code (${(err as Error).message})`);
+      throw errors.AUTH_UPSTREAM(`the provider's token endpoint could not be used: ${(err as Error).message}`);
+    }
+    const idToken = (body as { id_token?: unknown }).id_token;
+    if (typeof idToken !== 'string') throw new JwtRejected('the provider\'s token response has no id_token');
+    return idToken;
+  }
+
   /** Signature, algorithms, times, issuer, audience, subject, bound claims. Throws JwtRejected. */
   private async validate(jwt: string, config: JwtConfig, role: JwtRole): Promise<Record<string, unknown>> {
     const algs = config.jwtSupportedAlgs.length > 0 ? config.jwtSupportedAlgs : [...ASYMMETRIC_ALGS];
@@ -355,8 +508,9 @@ export class JwtMethod implements AuthMethod {
     const issuer = config.boundIssuer || config.discoveredIssuer || '';
     if (issuer && c.iss !== issuer) throw new JwtRejected('the JWT issuer ("iss") does not match bound_issuer');
     const aud = audiences(c);
-    if (role.boundAudiences.length > 0) {
-      if (!aud.some((a) => role.boundAudiences.includes(a))) throw new JwtRejected('the JWT audience ("aud") matches none of the role\'s bound_audiences');
+    const bound = role.boundAudiences.length > 0 ? role.boundAudiences : role.roleType === 'oidc' && config.oidcClientId ? [config.oidcClientId] : [];
+    if (bound.length > 0) {
+      if (!aud.some((a) => bound.includes(a))) throw new JwtRejected('the JWT audience ("aud") matches none of the role\'s bound_audiences');
     } else if (aud.length > 0) throw new JwtRejected('the JWT has an audience ("aud") but the role binds none (set bound_audiences)');
     if (role.boundSubject && !(typeof c.sub === 'string' && equalStrings(c.sub, role.boundSubject))) throw new JwtRejected('the JWT subject ("sub") does not match bound_subject', 403);
     for (const [claim, expected] of Object.entries(role.boundClaims)) {
@@ -414,16 +568,14 @@ export class JwtMethod implements AuthMethod {
           return { data: this.roleView(r) };
         },
       },
-      ...(['oidc/auth_url', 'oidc/callback'] as const).map(
-        (pattern): Route => ({
-          methods: ['GET', 'PUT'],
-          pattern,
-          auth: 'none',
-          handler: async () => {
-            throw errors.BAD_REQUEST('the browser OIDC flow (oidc/auth_url, oidc/callback) is not implemented; log in with a JWT at login');
-          },
-        }),
-      ),
+      {
+        methods: ['PUT'],
+        pattern: 'oidc/auth_url',
+        auth: 'none',
+        schema: object({ role: { type: 'string', maxLength: 128 }, redirect_uri: { type: 'string', maxLength: 2048 }, client_nonce: { type: 'string', maxLength: 256 } }),
+        handler: (ctx) => this.authUrl(ctx),
+      },
+      { methods: ['GET'], pattern: 'oidc/callback', auth: 'none', handler: (ctx) => this.callback(ctx) },
     ];
   }
 }

@@ -117,6 +117,16 @@ test('sys/auth: enable several mounts, list, read, tune; bad input is a 400 nami
   const withOptions = await pb.api('PUT', 'sys/auth/go-client/tune', { options: { version: '2' } });
   assert.equal(withOptions.status, 400);
   assert.match(withOptions.body.errors[0], /field "options" is not supported/);
+  // Parameters Vault does not know are answered with a warning, not refused.
+  // (Unknown top-level fields follow the shared schema helper's rule; these are the ones this route reads itself.)
+  const unknownKey = await pb.api('PUT', 'sys/auth/go-client/tune', { default_lease_ttl: '16m', type: 'approle' });
+  assert.equal(unknownKey.status, 200, unknownKey.text);
+  assert.ok(unknownKey.body.warnings.some((w: string) => w.includes('"type"')));
+  assert.equal((await pb.api('GET', 'sys/auth/go-client/tune')).body.data.default_lease_ttl, 960, 'the known part applied');
+  const unknownConfig = await pb.api('PUT', 'sys/auth/go-client-2', { type: 'approle', config: { colour: 'blue' } });
+  assert.equal(unknownConfig.status, 200, unknownConfig.text);
+  assert.ok(unknownConfig.body.warnings.some((w: string) => w.includes('"config.colour"')));
+  assert.equal((await pb.api('DELETE', 'sys/auth/go-client-2')).status, 204);
   assert.equal((await pb.api('DELETE', 'sys/auth/go-client')).status, 204);
 
   // Unknown auth paths are 404s; a non-root token may not enable methods (sudo path).

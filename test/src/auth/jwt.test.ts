@@ -85,7 +85,9 @@ test('config and role: read back in Vault shape; bad or unsupported fields are 4
     [{ jwks_url: `${issuer.url}/jwks`, jwt_supported_algs: ['HS256'] }, /jwt_supported_algs.*HS256/],
     [{ jwks_url: `${issuer.url}/jwks`, jwt_supported_algs: ['none'] }, /jwt_supported_algs/],
     [{ jwt_validation_pubkeys: ['not a key'] }, /jwt_validation_pubkeys/],
-    [{ jwks_url: `${issuer.url}/jwks`, oidc_client_id: 'abc' }, /field "oidc_client_id" is not supported/],
+    [{ jwks_url: `${issuer.url}/jwks`, oidc_client_id: 'abc' }, /oidc_client_id.*oidc_discovery_url/],
+    [{ oidc_discovery_url: issuer.url, oidc_client_id: 'abc', oidc_response_mode: 'form_post' }, /field "oidc_response_mode" is not supported/],
+    [{ oidc_discovery_url: issuer.url, oidc_client_id: 'abc', oidc_response_types: 'id_token' }, /field "oidc_response_types" is not supported/],
     [{ jwks_url: `${issuer.url}/jwks`, jwks_pairs: [{}] }, /field "jwks_pairs" is not supported/],
   ];
   for (const [body, message] of badConfigs) {
@@ -95,12 +97,14 @@ test('config and role: read back in Vault shape; bad or unsupported fields are 4
   }
   assert.equal((await pb.api('GET', 'auth/other-jwt/config')).status, 404, 'nothing stored');
   const badRoles: Array<[Record<string, unknown>, RegExp]> = [
-    [{ role_type: 'oidc', user_claim: 'sub', bound_audiences: 'x' }, /field "role_type" is not supported/],
-    [{ user_claim: 'sub' }, /at least one bound constraint/],
-    [{ bound_audiences: 'x' }, /user_claim/],
-    [{ user_claim: 'sub', bound_audiences: 'x', allowed_redirect_uris: ['http://x'] }, /field "allowed_redirect_uris" is not supported/],
-    [{ user_claim: 'sub', bound_audiences: 'x', bound_claims: { a: { nested: 1 } } }, /bound_claims\.a/],
-    [{ user_claim: 'sub', bound_audiences: 'x', token_type: 'batch' }, /token_type/],
+    [{ user_claim: 'sub', bound_audiences: 'x' }, /allowed_redirect_uris.*must be set if "role_type" is "oidc" or unspecified/],
+    [{ role_type: 'jwt', user_claim: 'sub' }, /at least one bound constraint/],
+    [{ role_type: 'jwt', bound_audiences: 'x' }, /user_claim/],
+    [{ role_type: 'magic', user_claim: 'sub', bound_audiences: 'x' }, /role_type/],
+    [{ role_type: 'oidc', user_claim: 'sub', allowed_redirect_uris: ['not a url'] }, /allowed_redirect_uris/],
+    [{ role_type: 'jwt', user_claim: 'sub', bound_audiences: 'x', max_age: 60 }, /field "max_age" is not supported/],
+    [{ role_type: 'jwt', user_claim: 'sub', bound_audiences: 'x', bound_claims: { a: { nested: 1 } } }, /bound_claims\.a/],
+    [{ role_type: 'jwt', user_claim: 'sub', bound_audiences: 'x', token_type: 'batch' }, /token_type/],
   ];
   for (const [body, message] of badRoles) {
     const w = await pb.api('PUT', 'auth/jwt/role/bad', body);
@@ -195,7 +199,7 @@ test('OIDC discovery (type oidc) and jwt_validation_pubkeys', async () => {
   assert.match(mismatch.body.errors[0], /oidc_discovery_url.*issuer/);
   issuer.issuerOverride = undefined;
   assert.equal((await pb.api('PUT', 'auth/oidc/config', { oidc_discovery_url: issuer.url, default_role: 'svc' })).status, 204);
-  assert.equal((await pb.api('PUT', 'auth/oidc/role/svc', { user_claim: 'sub', bound_subject: 'svc-1', token_policies: 'dbuser' })).status, 204);
+  assert.equal((await pb.api('PUT', 'auth/oidc/role/svc', { role_type: 'jwt', user_claim: 'sub', bound_subject: 'svc-1', token_policies: 'dbuser' })).status, 204);
   const ok = await pb.broker.api('PUT', 'auth/oidc/login', { body: { jwt: await issuer.sign(k1, { sub: 'svc-1' }) } });
   assert.equal(ok.status, 200, ok.text);
   assert.equal(ok.body.auth.mount_type, 'oidc');
@@ -207,7 +211,7 @@ test('OIDC discovery (type oidc) and jwt_validation_pubkeys', async () => {
 
   assert.equal((await pb.api('PUT', 'sys/auth/pem', { type: 'jwt' })).status, 204);
   assert.equal((await pb.api('PUT', 'auth/pem/config', { jwt_validation_pubkeys: [k1.spki, ec.spki] })).status, 204);
-  assert.equal((await pb.api('PUT', 'auth/pem/role/r', { user_claim: 'sub', bound_audiences: 'dbroker', token_policies: 'dbuser' })).status, 204);
+  assert.equal((await pb.api('PUT', 'auth/pem/role/r', { role_type: 'jwt', user_claim: 'sub', bound_audiences: 'dbroker', token_policies: 'dbuser' })).status, 204);
   assert.equal((await login(await issuer.sign(k1, good), 'r', 'pem')).status, 200, 'a token with a kid, PEM keys without one');
   assert.equal((await login(await issuer.sign(ec, good, { kid: null }), 'r', 'pem')).status, 200, 'EC key without kid');
   const notOurs = await login(await issuer.sign(k2, good, { kid: null }), 'r', 'pem');
@@ -226,13 +230,13 @@ test('an issuer over HTTPS with a private CA: jwks_ca_pem and oidc_discovery_ca_
     assert.equal(untrusted.status, 400, 'a certificate from an unknown CA is refused');
     assert.match(untrusted.body.errors[0], /jwks_url/);
     assert.equal((await pb.api('PUT', 'auth/tls-jwks/config', { jwks_url: `${secure.url}/jwks`, jwks_ca_pem: tls.cert })).status, 204);
-    assert.equal((await pb.api('PUT', 'auth/tls-jwks/role/r', { user_claim: 'sub', bound_audiences: 'dbroker', token_policies: 'dbuser' })).status, 204);
+    assert.equal((await pb.api('PUT', 'auth/tls-jwks/role/r', { role_type: 'jwt', user_claim: 'sub', bound_audiences: 'dbroker', token_policies: 'dbuser' })).status, 204);
     assert.equal((await login(await secure.sign(k2, good), 'r', 'tls-jwks')).status, 200);
 
     assert.equal((await pb.api('PUT', 'sys/auth/tls-oidc', { type: 'oidc' })).status, 204);
     assert.equal((await pb.api('PUT', 'auth/tls-oidc/config', { oidc_discovery_url: secure.url })).status, 400);
     assert.equal((await pb.api('PUT', 'auth/tls-oidc/config', { oidc_discovery_url: secure.url, oidc_discovery_ca_pem: tls.cert })).status, 204);
-    assert.equal((await pb.api('PUT', 'auth/tls-oidc/role/r', { user_claim: 'sub', bound_audiences: 'dbroker', token_policies: 'dbuser' })).status, 204);
+    assert.equal((await pb.api('PUT', 'auth/tls-oidc/role/r', { role_type: 'jwt', user_claim: 'sub', bound_audiences: 'dbroker', token_policies: 'dbuser' })).status, 204);
     const ok = await login(await secure.sign(k2, good), 'r', 'tls-oidc');
     assert.equal(ok.status, 200, ok.text);
     const wrongIssuer = await login(await issuer.sign(k2, good), 'r', 'tls-oidc');
@@ -241,6 +245,94 @@ test('an issuer over HTTPS with a private CA: jwks_ca_pem and oidc_discovery_ca_
   } finally {
     await secure.stop();
   }
+});
+
+test('browser OIDC flow: auth_url with state, nonce and PKCE; callback exchanges the code and verifies the ID token', async () => {
+  issuer.published = [k1];
+  assert.equal((await pb.api('PUT', 'sys/auth/browser', { type: 'oidc' })).status, 204);
+  const c = await pb.api('PUT', 'auth/browser/config', { oidc_discovery_url: issuer.url, oidc_client_id: issuer.client.id, oidc_client_secret: issuer.client.secret, default_role: 'people' });
+  assert.equal(c.status, 204, c.text);
+  const read = await pb.api('GET', 'auth/browser/config');
+  assert.equal(read.body.data.oidc_client_id, issuer.client.id);
+  assert.ok(!read.text.includes(issuer.client.secret), 'the client secret is never read back');
+  const redirect = 'http://localhost:8250/oidc/callback';
+  const r = await pb.api('PUT', 'auth/browser/role/people', {
+    allowed_redirect_uris: [redirect],
+    user_claim: 'email',
+    oidc_scopes: ['email', 'profile'],
+    bound_claims: { groups: 'dba' },
+    claim_mappings: { name: 'name' },
+    token_policies: 'dbuser',
+  });
+  assert.equal(r.status, 204, r.text);
+  assert.equal((await pb.api('GET', 'auth/browser/role/people')).body.data.role_type, 'oidc', 'Vault\'s default role_type');
+
+  const start = async (body: Record<string, unknown> = { role: 'people', redirect_uri: redirect }) => {
+    const res = await pb.broker.api('PUT', 'auth/browser/oidc/auth_url', { body });
+    assert.equal(res.status, 200, res.text);
+    return res.body.data.auth_url as string;
+  };
+  const callback = (q: Record<string, string>) => pb.broker.api('GET', `auth/browser/oidc/callback?${new URLSearchParams(q)}`);
+  const user = { sub: 'u-1', email: 'alice@example.com', name: 'Alice', groups: ['dba', 'eng'] };
+
+  const url = await start();
+  const params = new URL(url).searchParams;
+  assert.ok(url.startsWith(`${issuer.url}/authorize?`));
+  assert.equal(params.get('client_id'), issuer.client.id);
+  assert.equal(params.get('response_type'), 'code');
+  assert.equal(params.get('redirect_uri'), redirect);
+  assert.equal(params.get('scope'), 'openid email profile');
+  assert.equal(params.get('code_challenge_method'), 'S256');
+  assert.match(params.get('code_challenge') ?? '', /^[A-Za-z0-9_-]{43}$/);
+  assert.ok((params.get('state') ?? '').length > 20 && (params.get('nonce') ?? '').length > 20);
+
+  const grant = issuer.authorize(url, user);
+  const ok = await callback({ state: grant.state, code: grant.code });
+  assert.equal(ok.status, 200, ok.text);
+  assert.deepEqual(ok.body.auth.policies, ['dbuser', 'default']);
+  assert.deepEqual(ok.body.auth.metadata, { role: 'people', name: 'Alice' });
+  assert.equal(issuer.tokenRequests.at(-1)?.status, 200, 'the code was exchanged with the client secret and the PKCE verifier');
+  const self = await pb.broker.api('GET', 'auth/token/lookup-self', { token: ok.body.auth.client_token });
+  assert.equal(self.body.data.display_name, 'browser-alice@example.com');
+
+  // The state works once.
+  const replay = await callback({ state: grant.state, code: grant.code });
+  assert.equal(replay.status, 400);
+  assert.match(replay.body.errors[0], /state/);
+  assert.equal((await callback({ state: 'st_made_up', code: 'x' })).status, 400);
+
+  const cases: Array<[string, () => Promise<Record<string, string>>, number, RegExp]> = [
+    ['an ID token with another nonce', async () => { const g = issuer.authorize(await start(), user, { nonce: 'n_other' }); return { state: g.state, code: g.code }; }, 400, /nonce/],
+    ['a code issued for another login (PKCE)', async () => {
+      const first = issuer.authorize(await start(), user);
+      const second = issuer.authorize(await start(), user);
+      return { state: second.state, code: first.code };
+    }, 400, /refused the authorization code/],
+    ['bound claim mismatch', async () => { const g = issuer.authorize(await start(), { ...user, groups: ['eng'] }); return { state: g.state, code: g.code }; }, 403, /bound_claims/],
+    ['the provider reports an error', async () => { const g = issuer.authorize(await start(), user); return { state: g.state, error: 'access_denied' }; }, 400, /access_denied/],
+    ['client_nonce mismatch', async () => { const g = issuer.authorize(await start({ role: 'people', redirect_uri: redirect, client_nonce: 'cn-1' }), user); return { state: g.state, code: g.code, client_nonce: 'cn-2' }; }, 400, /client_nonce/],
+  ];
+  for (const [what, make, status, message] of cases) {
+    const res = await callback(await make());
+    assert.equal(res.status, status, `${what}: ${res.text}`);
+    assert.equal(res.body.auth, undefined, what);
+    assert.match(res.body.errors[0], message, what);
+  }
+  const badRedirect = await pb.broker.api('PUT', 'auth/browser/oidc/auth_url', { body: { role: 'people', redirect_uri: 'https://evil.example/cb' } });
+  assert.equal(badRedirect.status, 400);
+  assert.match(badRedirect.body.errors[0], /allowed_redirect_uris/);
+  // An oidc role cannot be used with a bare JWT at login.
+  const direct = await pb.broker.api('PUT', 'auth/browser/login', { body: { role: 'people', jwt: await issuer.sign(k1, { ...user, aud: issuer.client.id }) } });
+  assert.equal(direct.status, 400);
+  assert.match(direct.body.errors[0], /oidc/);
+  // A wrong client secret at the provider: no token.
+  assert.equal((await pb.api('PUT', 'auth/browser/config', { oidc_discovery_url: issuer.url, oidc_client_id: issuer.client.id, oidc_client_secret: 'wrong', default_role: 'people' })).status, 204);
+  const g = issuer.authorize(await start(), user);
+  const wrongSecret = await callback({ state: g.state, code: g.code });
+  assert.equal(wrongSecret.status, 400);
+  assert.equal(issuer.tokenRequests.at(-1)?.error, 'invalid_client');
+  assert.ok(!pb.broker.logs.includes(issuer.client.secret), 'the client secret is never logged');
+  issuer.published = [k1, k2];
 });
 
 test('no JWT at rest or in the logs', async () => {
