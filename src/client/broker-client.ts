@@ -61,7 +61,8 @@ export interface BrokerClientOptions {
   token?: string;
   /**
    * When set, `login()` without arguments uses it, and a request refused with
-   * 403 logs in again once and is retried (the token expired or was revoked).
+   * 403 because the token itself is no longer valid (expired, revoked: its
+   * lookup-self fails too) logs in again once and is retried.
    */
   auth?: LoginMethod;
   /** Per-request timeout, ms (default 10000). */
@@ -101,13 +102,19 @@ export class BrokerClient {
    * One request: `method` `/v1/<path>` with a JSON body. Resolves the parsed
    * body (undefined for 204). Throws BrokerRequestError (non-2xx) or
    * BrokerUnreachableError (network, timeout). With `auth` configured, a 403
-   * is answered by one fresh login and a retry.
+   * for a token that is no longer valid is answered by one fresh login and a retry.
    */
   async request<T = SecretResponse>(method: string, path: string, body?: unknown): Promise<T> {
     try {
       return await this.send<T>(method, path, body, this.token);
     } catch (err) {
       if (!isPermissionDenied(err) || !this.auth || this.auth.type === 'token') throw err;
+      // A 403 is also what a policy denial looks like: log in again only if the token itself is refused.
+      const tokenAlive = await this.send('GET', 'auth/token/lookup-self', undefined, this.token).then(
+        () => true,
+        () => false,
+      );
+      if (tokenAlive) throw err;
       await this.login();
       return this.send<T>(method, path, body, this.token);
     }
