@@ -88,7 +88,7 @@ export async function startAgent(config: AgentConfig, log: Logger, env: NodeJS.P
       }
       return c;
     },
-    reauthenticate: () => auth?.reauthenticate() ?? Promise.resolve(),
+    reauthenticate: () => auth?.refused() ?? Promise.resolve(),
     authReady: auth?.ready ?? Promise.resolve(),
     backoff,
     log,

@@ -10,6 +10,7 @@ import { readFile, rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { Backoff, sleep } from '../client/backoff.ts';
 import type { BrokerClient, SecretResponse } from '../client/broker-client.ts';
+import { BrokerRequestError } from '../client/errors.ts';
 import { LifetimeWatcher } from '../client/lifetime-watcher.ts';
 import type { AutoAuthMethod } from './agent-config.ts';
 import { writeFileAtomic } from './atomic-file.ts';
@@ -182,6 +183,20 @@ export class AutoAuth {
       this.deps.log.info({ reason: err ? err.message : 'token reaches its max TTL' }, 'auto-auth: token ending, logging in again');
       void this.reauthenticate();
     });
+  }
+
+  /**
+   * The broker answered 403 to a request with the agent's token: log in again
+   * if the token itself is refused (lookup-self fails with 403); a policy
+   * denial (the token is fine) changes nothing.
+   */
+  async refused(): Promise<void> {
+    const token = this.state?.token;
+    try {
+      await this.deps.client.lookupSelf();
+    } catch (err) {
+      if (err instanceof BrokerRequestError && err.status === 403 && this.state?.token === token) await this.reauthenticate();
+    }
   }
 
   /** Whether `token` is the agent's current token. */

@@ -47,7 +47,7 @@ export interface SecretManagerDeps {
   /** The client carrying the agent's token (auto-auth keeps it current). */
   autoClient: BrokerClient;
   clientFor(token: string): BrokerClient;
-  /** Log in again (after a 403). */
+  /** A request with the agent's token got a 403: log in again if the token itself is refused. */
   reauthenticate(): Promise<void>;
   /** Resolves once the agent has a token. */
   authReady: Promise<void>;
