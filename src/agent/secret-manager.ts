@@ -70,6 +70,12 @@ export interface SecretStats {
 
 const mapKey = (key: string, path: string): string => `${key}\u0000${path}`;
 
+/** Same data, not counting static credentials' `ttl` (which counts down at every read). */
+function sameCredentials(a: SecretResponse, b: SecretResponse): boolean {
+  const strip = (d: Record<string, unknown> | null): string => JSON.stringify(d ? { ...d, ttl: undefined } : d);
+  return strip(a.data) === strip(b.data);
+}
+
 /** A keyed hash of a client token (HMAC-SHA256 under the cache-index key): entries never hold a token as their key. */
 export function tokenKey(indexKey: Buffer, token: string): string {
   return createHmac('sha256', indexKey).update(token).digest('hex');
@@ -187,7 +193,8 @@ export class SecretManager {
 
   private install(key: string, token: string | undefined, path: string, response: SecretResponse, configured: boolean): Entry {
     const now = Date.now();
-    const staticTtl = !response.lease_id && typeof response.data?.['ttl'] === 'number' ? (response.data['ttl'] as number) : 0;
+    // Static credentials: `ttl` is the time to the next rotation (0 when it is due: read again in a second).
+    const staticTtl = !response.lease_id && typeof response.data?.['ttl'] === 'number' ? Math.max(1, response.data['ttl'] as number) : 0;
     const ttl = response.lease_id ? response.lease_duration : staticTtl;
     const entry: Entry = {
       key,
@@ -206,7 +213,7 @@ export class SecretManager {
     this.entries.set(k, entry);
     this.watch(entry, false);
     this.deps.onPersist();
-    if (configured && (!old || old.response.lease_id !== response.lease_id || JSON.stringify(old.response.data) !== JSON.stringify(response.data))) {
+    if (configured && (!old || old.response.lease_id !== response.lease_id || sameCredentials(old.response, response) === false)) {
       if (this.delivered.has(path)) this.stats.replacements++;
       this.delivered.add(path);
       this.deps.onChange(path);

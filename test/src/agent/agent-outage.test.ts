@@ -178,6 +178,13 @@ test('outage: cached credentials through the proxy, agent restart from the encry
     'the agent renews or replaces its lease and is ok again',
   );
   assert.equal(await login(after.body.data.username, after.body.data.password), after.body.data.username);
+  // Revoking through the proxy drops the cached lease: the next read is a new one.
+  const revoke = await agent.api('PUT', 'sys/leases/revoke', { token: pb.root, body: { lease_id: theirs.body.lease_id } });
+  assert.equal(revoke.status, 204, revoke.text);
+  const fresh = await agent.api('GET', 'database/creds/app', { token: other });
+  assert.equal(fresh.status, 200, fresh.text);
+  assert.notEqual(fresh.body.lease_id, theirs.body.lease_id);
+  assert.notEqual(fresh.cache, 'HIT');
   const s2 = await agent.status();
   console.log(
     `[agent outage] served_while_down=yes restart_while_down=served_from_cache cache_scan=${Object.keys(secrets).length}x4 encodings clean ` +
