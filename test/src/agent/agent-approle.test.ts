@@ -187,7 +187,7 @@ test('AppRole auto-auth: file (0600) + child on PostgreSQL; renewals; a revoked 
   const starts = childEvents().filter((e) => e.event === 'start');
   assert.equal(starts.length, 1, 'signalled, not restarted');
   assert.equal(badReads, 0, `a reader saw a partial credentials file ${badReads} times`);
-  assert.ok(reads > 1000, `the file was read ${reads} times`);
+  assert.ok(reads > 200, `the file was read ${reads} times`);
   assert.equal(statSync(credsFile).mode & 0o777, 0o600);
   console.log(
     `[agent approle] credentials seen in the file=${seen.length} renewals=${s2.counters.renewals} replacements=${s2.counters.replacements} ` +

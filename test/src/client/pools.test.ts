@@ -41,26 +41,31 @@ interface LoadResult {
 }
 
 /**
- * Fire `query` every 1000/RATE ms (not waiting for the previous one) until
+ * Fire `query` RATE times a second (not waiting for the previous one) until
  * `done()` holds or `maxMs` passes; then wait for the stragglers.
  */
 async function load(query: () => Promise<string>, done: () => boolean, maxMs: number): Promise<LoadResult> {
   const result: LoadResult = { run: 0, failed: 0, errors: [], users: new Set(), seconds: 0 };
   const started = Date.now();
   const running = new Set<Promise<void>>();
+  let fired = 0;
   while (!done() && Date.now() - started < maxMs) {
-    const p = query()
-      .then((user) => {
-        result.run++;
-        result.users.add(user);
-      })
-      .catch((err: Error) => {
-        result.run++;
-        result.failed++;
-        if (result.errors.length < 5) result.errors.push(err.message);
-      });
-    running.add(p);
-    void p.finally(() => running.delete(p));
+    // Keep to the rate by the clock (a late timer fires the queries it owes).
+    const owed = Math.floor(((Date.now() - started) * RATE_PER_S) / 1000) + 1;
+    for (; fired < owed; fired++) {
+      const p = query()
+        .then((user) => {
+          result.run++;
+          result.users.add(user);
+        })
+        .catch((err: Error) => {
+          result.run++;
+          result.failed++;
+          if (result.errors.length < 5) result.errors.push(err.message);
+        });
+      running.add(p);
+      void p.finally(() => running.delete(p));
+    }
     await new Promise((r) => setTimeout(r, 1000 / RATE_PER_S));
   }
   await Promise.all([...running]);
@@ -103,7 +108,7 @@ test('createPgPool: 20 queries/s across >= 5 rotations, 0 failed; a lease revoke
     report('pg', r, pool.stats, 0);
     assert.equal(r.failed, 0, `failed queries: ${r.errors.join(' | ')}`);
     assert.ok(pool.stats.rotations >= ROTATIONS + 1);
-    assert.ok(r.run >= r.seconds * RATE_PER_S * 0.7, `rate too low: ${r.run} in ${r.seconds}s`);
+    assert.ok(r.run >= r.seconds * RATE_PER_S * 0.85, `rate too low: ${r.run} in ${r.seconds}s`);
     assert.ok(r.users.size >= ROTATIONS, `queries ran as ${r.users.size} different users`);
     assert.ok(rotations.some((e) => e.reason === 'max_ttl reached'));
     assert.ok(pool.stats.renewals >= 1, 'leases were renewed');
@@ -176,7 +181,7 @@ test('createMysqlPool: 20 queries/s across >= 5 rotations on MariaDB, 0 failed; 
       report('mysql', r, pool.stats, 0);
       assert.equal(r.failed, 0, `failed queries: ${r.errors.join(' | ')}`);
       assert.ok(pool.stats.rotations >= ROTATIONS);
-      assert.ok(r.run >= r.seconds * RATE_PER_S * 0.7, `rate too low: ${r.run} in ${r.seconds}s`);
+      assert.ok(r.run >= r.seconds * RATE_PER_S * 0.85, `rate too low: ${r.run} in ${r.seconds}s`);
       assert.ok(r.users.size >= ROTATIONS);
       await eventually(
         async () => {
@@ -239,7 +244,7 @@ test('createMongoClient: 20 operations/s across >= 5 rotations on FerretDB, 0 fa
       report('mongodb', r, mongo.stats, 0);
       assert.equal(r.failed, 0, `failed operations: ${r.errors.join(' | ')}`);
       assert.ok(mongo.stats.rotations >= ROTATIONS);
-      assert.ok(r.run >= r.seconds * RATE_PER_S * 0.7, `rate too low: ${r.run} in ${r.seconds}s`);
+      assert.ok(r.run >= r.seconds * RATE_PER_S * 0.85, `rate too low: ${r.run} in ${r.seconds}s`);
     } finally {
       await mongo.end();
     }
