@@ -184,12 +184,21 @@ test('backoff: capped exponential with jitter, reset', () => {
   assert.ok(b.next() <= 100);
 });
 
-function getOverSocket(socketPath: string, path: string): Promise<{ status: number; body: any }> {
+// any: the status document is JSON read field by field.
+function getOverSocket(socketPath: string, path: string): Promise<{ status: number; body: any; text: string }> {
   return new Promise((ok, fail) => {
     const req = request({ socketPath, path, method: 'GET' }, (res) => {
       let text = '';
       res.on('data', (d: Buffer) => (text += d.toString()));
-      res.on('end', () => ok({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+      res.on('end', () => {
+        let body: unknown;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          body = undefined;
+        }
+        ok({ status: res.statusCode ?? 0, body, text });
+      });
     });
     req.on('error', fail);
     req.end();
@@ -213,6 +222,11 @@ test('Unix socket listener (mode 0600): status, and a 502 with a Vault error bod
     assert.equal(s1.body.status, 'degraded');
     assert.equal(s1.body.broker.reachable, false);
     assert.equal((await getOverSocket(sock, '/nope')).status, 404);
+    const m = await getOverSocket(sock, '/agent/v1/metrics');
+    assert.equal(m.status, 200);
+    assert.match(m.text, /^dbroker_agent_degraded 1$/m);
+    assert.match(m.text, /^dbroker_agent_broker_reachable 0$/m);
+    assert.match(m.text, /^# TYPE dbroker_agent_lease_renewals_total counter$/m);
   } finally {
     await agent.close();
   }
