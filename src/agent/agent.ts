@@ -6,7 +6,7 @@
 
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { BrokerClient, type SecretResponse } from '../client/broker-client.ts';
+import { BrokerClient } from '../client/broker-client.ts';
 import type { AgentConfig } from './agent-config.ts';
 import { ApiProxy } from './api-proxy.ts';
 import { AutoAuth, type TokenState } from './auto-auth.ts';
@@ -47,6 +47,10 @@ export async function startAgent(config: AgentConfig, log: Logger, env: NodeJS.P
   let restoredFrom = false;
   try {
     restored = cache?.load();
+    if (restored && (restored.version !== 1 || !Array.isArray(restored.secrets))) {
+      log.error('persistent cache has an unknown format: starting without it');
+      restored = undefined;
+    }
     restoredFrom = restored !== undefined;
   } catch (err) {
     if (!(err instanceof CacheDecryptError)) throw err;
@@ -56,6 +60,7 @@ export async function startAgent(config: AgentConfig, log: Logger, env: NodeJS.P
   const health = new BrokerHealth();
   const backoff = { minMs: config.broker.minBackoffMs, maxMs: config.broker.maxBackoffMs };
   const clientOpts = { address: config.broker.address, timeoutMs: config.broker.timeoutMs, observe: health.observe };
+  // The agent's client carries only the auto-auth token (never VAULT_TOKEN from the environment).
   const autoClient = new BrokerClient({ ...clientOpts, token: '' });
   autoClient.token = undefined;
 
@@ -66,10 +71,13 @@ export async function startAgent(config: AgentConfig, log: Logger, env: NodeJS.P
     const doc: CacheDocument = { version: 1, savedAt: Date.now(), ...(auth?.state ? { token: auth.state } : {}), secrets: manager.snapshot() };
     await cache.save(doc).catch((err: Error) => log.error({ err: err.message }, 'cannot write the persistent cache'));
   };
+  // At most one save per 20 ms; each writes the state as it is then.
   const persist = (): void => {
-    if (!cache || closed) return;
-    clearTimeout(persistTimer);
-    persistTimer = setTimeout(() => void persistNow(), 20);
+    if (!cache || closed || persistTimer) return;
+    persistTimer = setTimeout(() => {
+      persistTimer = undefined;
+      void persistNow();
+    }, 20);
   };
 
   const auth = config.autoAuth ? new AutoAuth(config.autoAuth.method, config.autoAuth.sinks, { client: autoClient, backoff, log, onToken: persist }) : undefined;
@@ -261,5 +269,3 @@ export async function startAgent(config: AgentConfig, log: Logger, env: NodeJS.P
     },
   };
 }
-
-export type { SecretResponse };
