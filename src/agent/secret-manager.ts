@@ -262,12 +262,18 @@ export class SecretManager {
   /** `e` can no longer be kept: drop it if the broker refused it, replace it if configured. */
   private ended(e: Entry, err: Error | null): void {
     if (this.abort.signal.aborted || this.entries.get(mapKey(e.key, e.path)) !== e) return;
-    const refused = err instanceof BrokerRequestError && !isTransient(err) && !isPermissionDenied(err);
+    // Refused for good: a 4xx; for a proxy client's entry also a 403 (its token is gone: stop serving it).
+    const refused = err instanceof BrokerRequestError && !isTransient(err) && (e.key !== AUTO_KEY || !isPermissionDenied(err));
     if (refused) {
       this.stats.refusedRenewals++;
       this.deps.log.warn({ path: e.path, status: (err as BrokerRequestError).status, err: err!.message }, 'lease renewal refused: dropping it from the cache');
     }
-    if (refused || !e.configured) this.drop(e);
+    if (refused) this.drop(e);
+    else if (!e.configured) {
+      // A proxy entry that can no longer be renewed is still served until it ends.
+      clearTimeout(e.timer);
+      e.timer = setTimeout(() => this.drop(e), Math.max(0, (e.expireAt ?? Date.now()) - Date.now()));
+    }
     this.deps.onPersist();
     if (!e.configured) return;
     const reason = err ? `renewal failed: ${err.message}` : e.response.lease_id ? 'lease reaches its max_ttl' : 'static credentials rotated';
