@@ -19,6 +19,7 @@ COPY package.json tsconfig.json ./
 COPY bin ./bin
 COPY src ./src
 COPY plugins ./plugins
+COPY ui ./ui
 RUN chmod 0755 bin/dbroker.mjs \
   && ln -s /app/bin/dbroker.mjs /usr/local/bin/dbroker \
   && mkdir -p /var/lib/dbroker /etc/dbroker \

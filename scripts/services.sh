@@ -6,6 +6,7 @@
 #   PostgreSQL  127.0.0.1:5432  (DBROKER_TEST_PG_URL overrides)
 #   MariaDB     127.0.0.1:3306  (DBROKER_TEST_MYSQL_URL overrides)
 #   FerretDB    127.0.0.1:27017 (built and started by scripts/ferretdb.sh; MONGODB_URL overrides)
+#   Chromium    /usr/bin/chromium (apt-get install when missing; DBROKER_CHROMIUM overrides)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,4 +37,16 @@ fi
 if [[ -z "${MONGODB_URL:-}" ]]; then
   bash scripts/ferretdb.sh ensure
 fi
-echo "services.sh: PostgreSQL, MariaDB and MongoDB (FerretDB or MONGODB_URL) are up" >&2
+
+# The web UI tests (test/ui/) drive Debian's Chromium through playwright-core;
+# they never skip the browser, so install it here when it is missing.
+CHROMIUM="${DBROKER_CHROMIUM:-/usr/bin/chromium}"
+if [[ ! -x "$CHROMIUM" ]]; then
+  echo "services.sh: installing chromium (apt-get) for the web UI tests" >&2
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >&2; then
+    echo "services.sh: could not install chromium; the web UI tests need $CHROMIUM" >&2
+    exit 1
+  fi
+  [[ -x "$CHROMIUM" ]] || { echo "services.sh: chromium installed but $CHROMIUM is missing" >&2; exit 1; }
+fi
+echo "services.sh: PostgreSQL, MariaDB, MongoDB (FerretDB or MONGODB_URL) and $("$CHROMIUM" --version 2>/dev/null | head -n 1) are up" >&2

@@ -10,7 +10,7 @@ import type { BrokerConfig } from './config.ts';
 import { EngineRegistry } from './engine/registry.ts';
 import { errors } from './errors.ts';
 import type { Dispatcher } from './http/server.ts';
-import { compilePattern, matchPattern, type Reply, type RequestContext, type Route } from './http/route.ts';
+import { compilePattern, matchPattern, type Method, type Reply, type RequestContext, type Route } from './http/route.ts';
 import { compile, object, unknownFieldsWarning } from './http/schema.ts';
 import { TokenExpiry } from './auth/token-expiry.ts';
 import { readSealedEntry, writeSealedEntry } from './storage/sealed-entry.ts';
@@ -48,12 +48,22 @@ export function compileRoutes(routes: Route[]): CompiledRoute[] {
   return routes.map((route) => ({ route, pattern: compilePattern(route.pattern), validate: compile(route.schema ?? NO_FIELDS) }));
 }
 
-function findRoute(routes: CompiledRoute[], path: string): { compiled: CompiledRoute; params: Record<string, string> } | undefined {
+/**
+ * The route for `path` and `method`: the first whose pattern and method
+ * match (HEAD counting as GET), else the first whose pattern matches, so the
+ * caller can answer 405. Two routes may share a path with different methods
+ * (PUT sys/leases/lookup and LIST sys/leases/lookup/, which needs sudo).
+ */
+function findRoute(routes: CompiledRoute[], path: string, method: Method): { compiled: CompiledRoute; params: Record<string, string> } | undefined {
+  let first: { compiled: CompiledRoute; params: Record<string, string> } | undefined;
   for (const compiled of routes) {
     const params = matchPattern(compiled.pattern, path);
-    if (params) return { compiled, params };
+    if (!params) continue;
+    const methods = compiled.route.methods;
+    if (methods.includes(method) || (method === 'HEAD' && methods.includes('GET'))) return { compiled, params };
+    first ??= { compiled, params };
   }
-  return undefined;
+  return first;
 }
 
 export class Broker implements Dispatcher {
@@ -176,7 +186,7 @@ export class Broker implements Dispatcher {
 
   async dispatch(req: Omit<RequestContext, 'params'>, tokenSecret: string | undefined): Promise<Reply | undefined> {
     const core = req.path.startsWith('sys/') || req.path.startsWith('auth/') || req.path === 'sys' || req.path === 'auth';
-    let found = core ? findRoute(this.coreRoutes, req.path) : undefined;
+    let found = core ? findRoute(this.coreRoutes, req.path, req.method) : undefined;
     if (this.seal.sealed && !(found && found.compiled.route.sealedOk)) throw errors.SEALED();
 
     // Every request past the sealed gate is audited, failed and denied ones too.
@@ -214,7 +224,7 @@ export class Broker implements Dispatcher {
       if (hit) {
         mount = hit.mount;
         audit.subject.mount = mount;
-        found = findRoute(hit.routes, hit.rest);
+        found = findRoute(hit.routes, hit.rest, req.method);
       }
     } else if (!found && req.path.startsWith('auth/')) {
       // An auth method mount (auth/approle/login, ...).
@@ -223,7 +233,7 @@ export class Broker implements Dispatcher {
         mount = `auth/${hit.mount}`;
         audit.subject.mount = mount;
         audit.subject.mountType = hit.type;
-        found = findRoute(hit.routes, hit.rest);
+        found = findRoute(hit.routes, hit.rest, req.method);
       }
     }
     if (!found) throw errors.NOT_FOUND(req.path);

@@ -67,7 +67,24 @@ function readTls(tls: BrokerConfig['tls']): { cert: Buffer; key: Buffer } | unde
   return { cert: read('tls.cert_file', tls.certFile), key: read('tls.key_file', tls.keyFile) };
 }
 
-export async function startServer(config: BrokerConfig, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
+export interface StartOptions {
+  logger?: Logger;
+  /**
+   * Runs once the broker and its HTTP app are built, before the port opens
+   * (dev mode's setup, through `app.inject`): whoever reaches the port — a
+   * client polling sys/health included — finds the broker ready. `close`
+   * already works here; a throw closes everything and fails the start.
+   */
+  beforeListen?: (server: Omit<RunningServer, 'address'>) => Promise<void>;
+}
+
+/**
+ * Open the store, build the broker (auto-unsealing it when configured) and
+ * listen. Throws ConfigError naming the field for a bad store, TLS or unseal
+ * configuration.
+ */
+export async function startServer(config: BrokerConfig, opts: StartOptions = {}): Promise<RunningServer> {
+  const logger = opts.logger ?? createLogger(config.logLevel);
   const tls = readTls(config.tls);
   let storage: SqliteStorage;
   try {
@@ -88,8 +105,6 @@ export async function startServer(config: BrokerConfig, logger: Logger = createL
     } catch (err) {
       throw new ConfigError('tls', `cannot use the certificate and key: ${(err as Error).message}`);
     }
-    const address = await app.listen({ host: config.listen.host, port: config.listen.port });
-    logger.info({ address, sealed: broker.seal.sealed, initialized: broker.seal.initialized }, 'dbroker listening');
     let closing: Promise<void> | undefined;
     const running = app;
     const close = (): Promise<void> =>
@@ -98,6 +113,9 @@ export async function startServer(config: BrokerConfig, logger: Logger = createL
         await broker.stop();
         logger.info('dbroker stopped');
       })());
+    if (opts.beforeListen) await opts.beforeListen({ broker, app, logger, close });
+    const address = await app.listen({ host: config.listen.host, port: config.listen.port });
+    logger.info({ address, sealed: broker.seal.sealed, initialized: broker.seal.initialized }, 'dbroker listening');
     return { broker, app, logger, address, close };
   } catch (err) {
     // Do not leave the store open (or the port bound) behind a failed start.

@@ -24,7 +24,7 @@ export interface WriteConcern {
 }
 
 export interface MongoSettings {
-  /** The URL with `{{username}}`/`{{password}}` substituted (URL-encoded). */
+  /** The URL without the userinfo that held `{{username}}`/`{{password}}` (those go in clientOptions.auth). */
   url: string;
   clientOptions: MongoClientOptions;
   writeConcern: WriteConcern | undefined;
@@ -35,6 +35,9 @@ export interface MongoSettings {
 
 const DEFAULT_POOL_SIZE = 4;
 const PLACEHOLDER = /\{\{\s*([A-Za-z_]+)\s*\}\}/g;
+const USERINFO = /^(mongodb(?:\+srv)?:\/\/)([^@/?#]*)@/i;
+// Letter-only stand-ins for the placeholders while the URL is taken apart.
+const STAND_IN = { username: 'dbrokerusernamestandin', password: 'dbrokerpasswordstandin' } as const;
 const KNOWN_OPTIONS = ['write_concern', 'tls_ca', 'tls_certificate_key', 'skip_unsupported_roles'];
 
 function isEmpty(value: unknown): boolean {
@@ -169,12 +172,18 @@ export function parseMongoConfig(config: ConnectionConfig): MongoSettings {
   const username = config.username ?? '';
   const password = config.password ?? '';
   const templated = new Set<string>();
-  const url = template.replace(PLACEHOLDER, (_m, key: string) => {
+  const withStandIns = template.replace(PLACEHOLDER, (_m, key: string) => {
     templated.add(key);
-    if (key === 'username') return encodeURIComponent(username);
-    if (key === 'password') return encodeURIComponent(password);
+    if (key === 'username' || key === 'password') return STAND_IN[key];
     throw new EngineInputError(`connection_url: unknown placeholder {{${key.slice(0, 32)}}} (use {{username}} and {{password}})`);
   });
+  // The credentials go to the driver as its `auth` option, verbatim, never
+  // URL-encoded into the URL: the userinfo holding the placeholders is cut out.
+  const userinfo = USERINFO.exec(withStandIns);
+  const url = templated.size > 0 && userinfo ? withStandIns.replace(USERINFO, '$1') : withStandIns;
+  if (url.includes(STAND_IN.username) || url.includes(STAND_IN.password)) {
+    throw new EngineInputError('connection_url: {{username}} and {{password}} may only appear before the "@" of the host (mongodb://{{username}}:{{password}}@host/...)');
+  }
 
   const given = urlParams(url);
   const pool = Number.isInteger(config.maxOpenConnections) && config.maxOpenConnections > 0 ? config.maxOpenConnections : DEFAULT_POOL_SIZE;
@@ -189,8 +198,23 @@ export function parseMongoConfig(config: ConnectionConfig): MongoSettings {
     ...(given.has('maxidletimems') ? {} : { maxIdleTimeMS: 60_000 }),
     ...(given.has('appname') ? {} : { appName: 'dbroker' }),
   };
-  // Credentials without a placeholder in the URL are passed as options.
-  if (!templated.has('username') && username !== '') clientOptions.auth = { username, password };
+  // Credentials are passed as options: from the placeholders, or, without
+  // any in the URL, the configured ones.
+  if (templated.size > 0 && userinfo) {
+    const parts = userinfo[2]!.split(':');
+    const fill = (part: string | undefined): string => {
+      let literal: string;
+      try {
+        literal = decodeURIComponent(part ?? ''); // text written around the placeholders is URL-encoded
+      } catch {
+        throw new EngineInputError('connection_url has malformed percent-encoding before the "@"');
+      }
+      return literal.split(STAND_IN.username).join(username).split(STAND_IN.password).join(password);
+    };
+    clientOptions.auth = { username: fill(parts[0]), password: fill(parts.slice(1).join(':')) };
+  } else if (!templated.has('username') && username !== '') {
+    clientOptions.auth = { username, password };
+  }
   if (ca !== undefined || certificateKey !== undefined) {
     clientOptions.tls = true;
     if (ca !== undefined) clientOptions.ca = ca;

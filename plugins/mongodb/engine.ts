@@ -9,6 +9,7 @@ import {
   EngineInputError,
   type ConnectionConfig,
   type DeleteUserRequest,
+  type DeleteUserResult,
   type Engine,
   type NewUserRequest,
   type UpdateUserRequest,
@@ -18,6 +19,16 @@ import { CODE, engineError, isUnsupported, serverCode } from './errors.ts';
 import { DEFAULT_DB, creationFrom, dropTargetsFrom, passwordDbFrom, type RoleRef } from './statements.ts';
 
 export const MONGODB_TYPE = 'mongodb-database-plugin';
+
+const UNSUPPORTED_KILL = 'this server cannot end the sessions of revoked users (it has no killAllSessionsByPattern command, e.g. FerretDB)';
+
+/** The privilege killAllSessionsByPattern with a users pattern needs (MongoDB manual, killAllSessionsByPattern, Access Control). */
+function missingKillPrivilege(admin: string): string {
+  return (
+    `the admin needs the killAnySession action on the cluster resource, e.g. db.getSiblingDB("admin").createRole({role: "dbrokerKillSessions", ` +
+    `privileges: [{resource: {cluster: true}, actions: ["killAnySession"]}], roles: []}) and grantRolesToUser(${JSON.stringify(admin)}, ["dbrokerKillSessions"])`
+  );
+}
 
 interface State {
   client: MongoClient;
@@ -171,7 +182,7 @@ export class MongoEngine implements Engine {
     await this.initialize({ ...old.config, password }, { verify: false });
   }
 
-  async deleteUser(request: DeleteUserRequest): Promise<void> {
+  async deleteUser(request: DeleteUserRequest): Promise<DeleteUserResult> {
     const state = this.#ready();
     checkUsername(request.username);
     const custom = dropTargetsFrom('revocation', request.statements);
@@ -180,9 +191,10 @@ export class MongoEngine implements Engine {
     if (state.admin && state.admin.username === request.username && dbs.includes(state.admin.db)) {
       throw new EngineInputError('refusing to delete the admin user of this connection');
     }
+    const warnings = new Set<string>();
     let dropped = false;
-    for (const db of dbs) dropped = (await this.#dropIn(db, request.username, secrets)) || dropped;
-    if (custom.length > 0 || dropped) return;
+    for (const db of dbs) dropped = (await this.#dropIn(db, request.username, secrets, warnings)) || dropped;
+    if (custom.length > 0 || dropped) return warnings.size > 0 ? { warnings: [...warnings] } : {};
 
     // Default revocation. The broker passes only the username and the role's
     // revocation statements, not the creation statement, so without
@@ -196,19 +208,45 @@ export class MongoEngine implements Engine {
           'set revocation_statements such as {"db": "<database>"} on the role to say which one to drop',
       );
     }
-    for (const db of found) await this.#dropIn(db, request.username, secrets);
+    for (const db of found) await this.#dropIn(db, request.username, secrets, warnings);
+    return warnings.size > 0 ? { warnings: [...warnings] } : {};
   }
 
-  /** End the user's sessions, then drop it; false when it did not exist there. */
-  async #dropIn(db: string, username: string, secrets: ReadonlyArray<string | undefined>): Promise<boolean> {
+  /**
+   * Warns when the admin cannot end the sessions of revoked users: a
+   * killAllSessionsByPattern for a user that does not exist ends nothing and
+   * answers whether the server has the command and the admin may run it.
+   */
+  async checkAdmin(): Promise<string[]> {
+    const state = this.#ready();
     try {
-      // Sessions (and their operations and cursors) first. FerretDB does not
-      // have the command; any other failure (e.g. missing killAnySession
-      // privilege) stops the revocation, which is retried.
+      await this.#command(DEFAULT_DB, { killAllSessionsByPattern: [{ users: [{ user: `dbroker-probe-${Date.now()}`, db: DEFAULT_DB }] }] });
+      return [];
+    } catch (err) {
+      if (isUnsupported(err)) return [UNSUPPORTED_KILL];
+      if (serverCode(err) === CODE.UNAUTHORIZED) return [`the admin cannot end the sessions of revoked users: ${missingKillPrivilege(state.admin?.username ?? '<admin>')}`];
+      return [`could not check whether the admin may end the sessions of revoked users: ${engineError(err, 'killAllSessionsByPattern', state.secrets).message}`];
+    }
+  }
+
+  /**
+   * End the user's sessions, then drop it; false when it did not exist
+   * there. A server without killAllSessionsByPattern (FerretDB) adds a
+   * warning: whether a session of the user stays open cannot be known.
+   */
+  async #dropIn(db: string, username: string, secrets: ReadonlyArray<string | undefined>, warnings?: Set<string>): Promise<boolean> {
+    try {
+      // Sessions (and their operations and cursors) first; any failure
+      // other than a missing command (e.g. no killAnySession privilege)
+      // stops the revocation, before the drop, and it is retried.
       await this.#command(DEFAULT_DB, { killAllSessionsByPattern: [{ users: [{ user: username, db }] }] });
     } catch (err) {
-      if (!isUnsupported(err)) {
-        throw engineError(err, `ending the sessions of "${username}" failed (the admin needs the killAnySession privilege)`, secrets);
+      if (isUnsupported(err)) {
+        warnings?.add(`${UNSUPPORTED_KILL}; an open session of "${username}" may outlive its revocation`);
+      } else {
+        const mapped = engineError(err, `ending the sessions of "${username}" failed`, secrets);
+        if (serverCode(err) !== CODE.UNAUTHORIZED) throw mapped;
+        throw new Error(`${mapped.message}; ${missingKillPrivilege(this.#ready().admin?.username ?? '<admin>')} (the user is kept and the revocation retried)`);
       }
     }
     try {

@@ -10,6 +10,11 @@ const mongodbEngine: EngineFactory = {
   // to stay under 10,000 bytes to be used with sessions); 100 is Vault's
   // limit for this plugin, long enough for the default template.
   maxUsernameLength: 100,
+  // Vault's default for this plugin (plugins/database/mongodb/mongodb.go).
+  defaultUsernameTemplate: '{{ printf "v-%s-%s-%s-%s" (.DisplayName | truncate 15) (.RoleName | truncate 15) (random 20) (unix_time) | replace "." "-" | truncate 100 }}',
+  // The driver has neither a cap on idle connections nor a connection
+  // lifetime: max_idle_connections and max_connection_lifetime are refused.
+  poolSettings: [],
   // Empty: root rotation runs updateUser in the admin login's own database
   // (its authSource, usually admin). A statement {"db": "..."} names another.
   defaultRootRotationStatements: [],

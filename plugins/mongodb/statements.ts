@@ -37,8 +37,13 @@ export interface DbStatement {
 // 64 bytes or more.
 const BAD_DB_CHARS = /[/\\. "$\0]/;
 
+// JSON's "\ud800" escapes give strings BSON cannot carry as UTF-8 (the driver
+// would silently send U+FFFD instead).
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 export function checkDbName(db: unknown, where: string): string {
   if (typeof db !== 'string' || db === '') throw new EngineInputError(`${where} must be a non-empty string`);
+  if (LONE_SURROGATE.test(db)) throw new EngineInputError(`${where} is not valid Unicode (an unpaired surrogate)`);
   if (BAD_DB_CHARS.test(db)) throw new EngineInputError(`${where} "${db.slice(0, 64)}" is not a valid database name (no / \\ . space " $ or NUL)`);
   if (Buffer.byteLength(db, 'utf8') >= 64) throw new EngineInputError(`${where} is too long (database names are under 64 bytes)`);
   return db;
@@ -68,6 +73,7 @@ function refuseUnknownFields(doc: Record<string, unknown>, allowed: readonly str
 function roleName(value: unknown, where: string): string {
   if (typeof value !== 'string' || value.trim() === '') throw new EngineInputError(`${where} must be a non-empty role name`);
   if (value.includes('\0')) throw new EngineInputError(`${where} contains a NUL character`);
+  if (LONE_SURROGATE.test(value)) throw new EngineInputError(`${where} is not valid Unicode (an unpaired surrogate)`);
   return value;
 }
 

@@ -5,7 +5,10 @@
 //   - URL: `mysql://{{username}}:{{password}}@host:3306/db`
 // Go DSNs are parsed as templates first and the values substituted into the
 // parsed fields, so a password containing `@`, `/` or `:` cannot move the
-// boundaries; URL style substitutes URL-encoded values and decodes them back.
+// boundaries; URL style is parsed with letter-only stand-ins for the
+// placeholders, and the real values put into the parsed fields afterwards.
+// Either way the credentials reach the driver verbatim (as its own user and
+// password options), never through URL encoding.
 // Messages never quote the URL (it may carry a password).
 
 import type { PoolOptions, SslOptions } from 'mysql2/promise';
@@ -45,10 +48,15 @@ const IGNORED_PARAMS = new Set([
 
 const KNOWN_OPTIONS = new Set(['tls_ca', 'tls_certificate_key', 'tls_skip_verify', 'root_host']);
 
-function substitute(template: string, values: { username: string; password: string }, encode: boolean): string {
-  return template.replace(PLACEHOLDER, (_m, key: 'username' | 'password') =>
-    encode ? encodeURIComponent(values[key]) : values[key],
-  );
+function substitute(template: string, values: { username: string; password: string }): string {
+  return template.replace(PLACEHOLDER, (_m, key: 'username' | 'password') => values[key]);
+}
+
+const STAND_IN = { username: 'dbrokerusernamestandin', password: 'dbrokerpasswordstandin' };
+
+/** Put the real credentials where the stand-ins ended up. */
+function restore(value: string, values: { username: string; password: string }): string {
+  return value.split(STAND_IN.username).join(values.username).split(STAND_IN.password).join(values.password);
 }
 
 function parseQuery(query: string): Map<string, string> {
@@ -87,7 +95,7 @@ function parseGoDsn(template: string, values: { username: string; password: stri
   const userInfo = at === -1 ? '' : left.slice(0, at);
   const netAddr = at === -1 ? left : left.slice(at + 1);
   const colon = userInfo.indexOf(':');
-  const fill = (s: string): string => substitute(s, values, false);
+  const fill = (s: string): string => substitute(s, values);
   const user = fill(colon === -1 ? userInfo : userInfo.slice(0, colon));
   const password = fill(colon === -1 ? '' : userInfo.slice(colon + 1));
 
@@ -115,7 +123,7 @@ function parseGoDsn(template: string, values: { username: string; password: stri
 function parseUrl(template: string, values: { username: string; password: string }): ParsedConnection {
   let url: URL;
   try {
-    url = new URL(substitute(template, values, true));
+    url = new URL(substitute(template, STAND_IN));
   } catch {
     throw new EngineInputError('connection_url is not a valid URL');
   }
@@ -130,7 +138,8 @@ function parseUrl(template: string, values: { username: string; password: string
   } catch {
     throw new EngineInputError('connection_url has malformed percent-encoding in its credentials');
   }
-  const out: ParsedConnection = { user, password, params: parseQuery(url.search.slice(1)) };
+  const params = new Map([...parseQuery(url.search.slice(1))].map(([k, v]) => [k, restore(v, values)]));
+  const out: ParsedConnection = { user: restore(user, values), password: restore(password, values), params };
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
   out.host = host || '127.0.0.1';
   out.port = url.port ? Number(url.port) : DEFAULT_PORT;
@@ -230,7 +239,11 @@ function connectTimeout(params: Map<string, string>): number | undefined {
   return seconds * 1000;
 }
 
-export function poolOptions(parsed: ParsedConnection, opts: MysqlOptions, maxOpenConnections: number): PoolOptions {
+/**
+ * mysql2 pool options. `maxIdle` (max_idle_connections, resolved by the
+ * broker) caps the idle connections mysql2 keeps beyond `idleTimeout`.
+ */
+export function poolOptions(parsed: ParsedConnection, opts: MysqlOptions, maxOpenConnections: number, maxIdle?: number): PoolOptions {
   for (const key of parsed.params.keys()) {
     if (key !== 'tls' && key !== 'timeout' && !IGNORED_PARAMS.has(key)) {
       throw new EngineInputError(`connection_url parameter "${key.slice(0, 64)}" is not supported`);
@@ -241,7 +254,7 @@ export function poolOptions(parsed: ParsedConnection, opts: MysqlOptions, maxOpe
     user: parsed.user,
     password: parsed.password,
     connectionLimit: limit,
-    maxIdle: limit,
+    maxIdle: maxIdle !== undefined && maxIdle >= 0 ? Math.min(maxIdle, limit) : limit,
     idleTimeout: 60_000,
     enableKeepAlive: true,
     // Statements are rendered to single statements; never let one become many.

@@ -8,6 +8,7 @@ import {
   EngineInputError,
   type ConnectionConfig,
   type DeleteUserRequest,
+  type DeleteUserResult,
   type Engine,
   type NewUserRequest,
   type UpdateUserRequest,
@@ -31,6 +32,18 @@ function requireName(username: string): void {
   if (typeof username !== 'string' || username === '') throw new EngineInputError('username must not be empty');
 }
 
+/** What the admin may do about other users' sessions. */
+interface AdminRights {
+  /** The admin account, quoted: 'user'@'host'. */
+  account: string;
+  /** PROCESS: other users' sessions are visible. */
+  seeSessions: boolean;
+  /** CONNECTION ADMIN / CONNECTION_ADMIN or SUPER: they can be killed. */
+  endSessions: boolean;
+  /** The privilege's name on this server. */
+  connectionAdmin: string;
+}
+
 function account(user: string, host: string): string {
   return `${mysqlDialect.quoteLiteral(user)}@${mysqlDialect.quoteLiteral(host)}`;
 }
@@ -41,13 +54,16 @@ export class MysqlEngine implements Engine {
   private options: MysqlOptions = { tlsSkipVerify: false };
   private adminUser = '';
   private adminPassword = '';
+  /** max_connection_lifetime in ms (0: forever). mysql2 has no such option: connections past it are closed when released. */
+  private maxLifetimeMs = 0;
 
   constructor(readonly type: string) {}
 
   async initialize(config: ConnectionConfig, options: { verify: boolean }): Promise<void> {
     const parsed = parseConnectionUrl(config);
     this.options = parseOptions(config.options ?? {});
-    const base = poolOptions(parsed, this.options, config.maxOpenConnections);
+    const base = poolOptions(parsed, this.options, config.maxOpenConnections, config.maxIdleConnections);
+    this.maxLifetimeMs = config.maxConnectionLifetime !== undefined && config.maxConnectionLifetime > 0 ? config.maxConnectionLifetime * 1000 : 0;
     await this.close();
     this.baseOptions = base;
     this.adminUser = parsed.user;
@@ -104,13 +120,8 @@ export class MysqlEngine implements Engine {
       const values: TemplateValues = { name: request.username, username: request.username, password: value };
       const rendered = statements.length > 0 ? renderMysql(statements, values) : [];
       if (rendered.length === 0) {
-        const hosts = request.username === this.adminUser && this.options.rootHost !== undefined
-          ? [this.options.rootHost]
-          : await this.hostsOf(request.username, secrets);
-        if (hosts.length === 0) throw new Error(`cannot set password: MySQL user "${request.username}" does not exist`);
-        // One statement for all hosts (atomic on MySQL 8).
-        const password = mysqlDialect.quoteLiteral(value);
-        rendered.push(`ALTER USER ${hosts.map((h) => `${account(request.username, h)} IDENTIFIED BY ${password}`).join(', ')}`);
+        const host = await this.passwordHost(request.username, secrets);
+        rendered.push(`ALTER USER ${account(request.username, host)} IDENTIFIED BY ${mysqlDialect.quoteLiteral(value)}`);
       }
       for (const [i, sql] of rendered.entries()) {
         try {
@@ -139,12 +150,58 @@ export class MysqlEngine implements Engine {
     }
   }
 
-  async deleteUser(request: DeleteUserRequest): Promise<void> {
+  /**
+   * The one account (`user`@`host`) whose password a default password change
+   * sets; a name may exist at several hosts, each its own account with its
+   * own password, and the others are never touched.
+   *  - The admin (root rotation): the account this connection is logged in
+   *    as (CURRENT_USER()), so the new password is the one the broker's next
+   *    login uses; `root_host`, when set, must name that account's host.
+   *    Vault always uses '%' here, the same account in its usual setup.
+   *  - Any other user (static roles): '%', as in Vault; when the name has no
+   *    '%' account but exactly one other, that one. Several without '%' is
+   *    ambiguous: an error asks for rotation_statements naming the account.
+   */
+  private async passwordHost(username: string, secrets: string[]): Promise<string> {
+    if (username === this.adminUser) {
+      let current: string;
+      try {
+        const [rows] = await this.requirePool().query<RowDataPacket[]>('SELECT CURRENT_USER() AS who');
+        current = String(rows[0]?.['who'] ?? '');
+      } catch (err) {
+        throw engineError(err, 'cannot find the account the admin is logged in as', secrets);
+      }
+      const at = current.lastIndexOf('@');
+      const host = current.slice(at + 1);
+      if (at > 0 && current.slice(0, at) === username) {
+        // Another account of the admin would get a password the broker never logs in with.
+        if (this.options.rootHost !== undefined && this.options.rootHost !== host) {
+          throw new EngineInputError(
+            `root_host is '${this.options.rootHost}' but this connection logs in as '${username}'@'${host}': ` +
+              'rotating another account would leave it with a password nobody knows (set root_host to that host or leave it unset)',
+          );
+        }
+        return host;
+      }
+      throw new Error(`the admin is logged in as "${current}", not as an account of "${username}": set root_host on the connection to name the account to rotate`);
+    }
+    const hosts = await this.hostsOf(username, secrets);
+    if (hosts.length === 0) throw new Error(`cannot set password: MySQL user "${username}" does not exist`);
+    if (hosts.includes('%')) return '%';
+    if (hosts.length === 1) return hosts[0]!;
+    throw new EngineInputError(
+      `MySQL user "${username}" exists at several hosts (${hosts.join(', ')}) and none is '%': ` +
+        `set rotation_statements naming the account, e.g. ALTER USER '{{name}}'@'${hosts[0]}' IDENTIFIED BY '{{password}}'`,
+    );
+  }
+
+  async deleteUser(request: DeleteUserRequest): Promise<DeleteUserResult> {
     const { username } = request;
     requireName(username);
     const custom = renderMysql(request.statements, { name: username, username });
     if (username === this.adminUser) throw new EngineInputError('refusing to delete the admin user of this connection');
     const secrets = this.secrets();
+    const rights = await this.adminRights(secrets);
     const hosts = await this.hostsOf(username, secrets);
     if (hosts.length > 0) {
       // Stop new logins first (MariaDB >= 10.4, MySQL >= 5.7.6); where
@@ -152,13 +209,75 @@ export class MysqlEngine implements Engine {
       for (const host of hosts) {
         await this.run(`ALTER USER ${account(username, host)} ACCOUNT LOCK`).catch(() => undefined);
       }
-      await this.killSessions(username, secrets);
+      // Throws, before the drop, while a session stays open: the lease is kept and retried.
+      await this.killSessions(username, secrets, rights);
       if (custom.length > 0) await this.runRevocation(username, custom, secrets);
       else for (const host of hosts) await this.dropAccount(username, host, secrets);
     }
     // Also after a drop: a session that logged in while we worked, or one left
     // by an earlier attempt that dropped the user but failed to kill.
-    await this.killSessions(username, secrets);
+    await this.killSessions(username, secrets, rights);
+    if (rights.seeSessions) return {};
+    return {
+      warnings: [
+        `could not check for open sessions of "${username}": the admin ${rights.account} lacks PROCESS, so other users' sessions are ` +
+          `invisible to it and a session opened before the revocation may still be open (GRANT PROCESS ON *.* TO ${rights.account})`,
+      ],
+    };
+  }
+
+  /** Warns when the admin cannot see or end other users' sessions (see adminRights). */
+  async checkAdmin(): Promise<string[]> {
+    let rights: AdminRights;
+    try {
+      rights = await this.adminRights(this.secrets());
+    } catch (err) {
+      return [`could not check the admin's privileges: ${(err as Error).message}`];
+    }
+    const warnings: string[] = [];
+    if (!rights.seeSessions) {
+      warnings.push(
+        `the admin ${rights.account} lacks PROCESS, so it cannot see other users' sessions: revocations cannot check that a revoked ` +
+          `user's sessions ended (each revocation says so in a warning). GRANT PROCESS ON *.* TO ${rights.account}`,
+      );
+    }
+    if (!rights.endSessions) {
+      warnings.push(
+        `the admin ${rights.account} lacks ${rights.connectionAdmin} (or SUPER), so it cannot end other users' sessions: a revocation ` +
+          `that finds one open fails and is retried, the account locked, until the session ends. GRANT ${rights.connectionAdmin} ON *.* TO ${rights.account}`,
+      );
+    }
+    return warnings;
+  }
+
+  /**
+   * Which of the privileges the admin has that sessions need (MariaDB KILL
+   * and SHOW PROCESSLIST pages; MySQL 8 manual 6.2.2): PROCESS to see other
+   * users' sessions, CONNECTION ADMIN (MySQL 8: CONNECTION_ADMIN) or SUPER
+   * to end them. Read from information_schema.USER_PRIVILEGES for the
+   * account logged in (privileges held only through roles are not seen).
+   */
+  private async adminRights(secrets: string[]): Promise<AdminRights> {
+    try {
+      const [rows] = await this.requirePool().query<RowDataPacket[]>(
+        `SELECT p.PRIVILEGE_TYPE AS privilege, c.who, c.version FROM (SELECT CURRENT_USER() AS who, VERSION() AS version) c
+           LEFT JOIN information_schema.USER_PRIVILEGES p ON p.GRANTEE = CONCAT(
+             QUOTE(LEFT(c.who, CHAR_LENGTH(c.who) - CHAR_LENGTH(SUBSTRING_INDEX(c.who, '@', -1)) - 1)), '@',
+             QUOTE(SUBSTRING_INDEX(c.who, '@', -1)))`,
+      );
+      const who = String(rows[0]?.['who'] ?? '');
+      const at = who.lastIndexOf('@');
+      const privileges = new Set(rows.map((r) => String(r['privilege'] ?? '')));
+      const mariadb = /mariadb/i.test(String(rows[0]?.['version'] ?? ''));
+      return {
+        account: account(who.slice(0, at), who.slice(at + 1)),
+        seeSessions: privileges.has('PROCESS'),
+        endSessions: privileges.has('SUPER') || privileges.has('CONNECTION ADMIN') || privileges.has('CONNECTION_ADMIN'),
+        connectionAdmin: mariadb ? 'CONNECTION ADMIN' : 'CONNECTION_ADMIN',
+      };
+    } catch (err) {
+      throw engineError(err, "cannot read the admin's privileges", secrets);
+    }
   }
 
   private async runRevocation(username: string, statements: string[], secrets: string[]): Promise<void> {
@@ -198,13 +317,23 @@ export class MysqlEngine implements Engine {
   private openPool(password: string): Pool {
     if (!this.baseOptions) throw new Error('MySQL engine is not initialized');
     const pool = createPool({ ...this.baseOptions, password });
+    const born = new WeakMap<object, number>();
+    const lifetime = this.maxLifetimeMs;
     pool.pool.on('connection', (conn) => {
+      born.set(conn, Date.now());
       // mysql2 listens for 'error' on a pooled connection only once (to drop
       // it from the pool); a later one, e.g. a write after the server closed
       // it, would have no listener and crash the process.
       conn.on('error', () => undefined);
       conn.query(SESSION_SQL_MODE, () => undefined);
     });
+    if (lifetime > 0) {
+      // Back in the free list and older than max_connection_lifetime: close it
+      // (destroy also takes it out of the pool); the next use opens a new one.
+      pool.pool.on('release', (conn) => {
+        if (Date.now() - (born.get(conn) ?? 0) >= lifetime) conn.destroy();
+      });
+    }
     return pool;
   }
 
@@ -244,26 +373,49 @@ export class MysqlEngine implements Engine {
     }
   }
 
-  private async killSessions(username: string, secrets: string[]): Promise<void> {
+  /**
+   * End the user's sessions and check that none is left (killed threads can
+   * linger a moment). Throws, naming the grant that is missing, while one
+   * stays open. Without PROCESS the admin sees only its own sessions, so
+   * this finds none (deleteUser warns about that).
+   */
+  private async killSessions(username: string, secrets: string[], rights?: AdminRights): Promise<void> {
     if (NON_BMP.test(username)) return;
-    let ids: string[];
+    let refusal = '';
+    for (let round = 0; round < 20; round++) {
+      const ids = await this.sessionIds(username, secrets);
+      if (ids.length === 0) return;
+      if (round === 0 || refusal === '') {
+        for (const id of ids) {
+          try {
+            await this.run(`KILL CONNECTION ${id}`);
+          } catch (err) {
+            if (asMysqlError(err).errno === ER_NO_SUCH_THREAD) continue; // ended meanwhile
+            refusal ||= engineError(err, 'KILL refused', secrets).message;
+          }
+        }
+      }
+      if (refusal) break;
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    const left = (await this.sessionIds(username, secrets)).length;
+    if (left === 0) return;
+    const grant = rights && !rights.endSessions ? `; to end sessions the admin needs: GRANT ${rights.connectionAdmin} ON *.* TO ${rights.account}` : '';
+    throw new Error(
+      `${left} open session(s) of "${username}" could not be ended${refusal ? ` (${refusal})` : ''}; the account is locked and ` +
+        `is dropped once they end (the revocation is retried)${grant || ' (the admin needs CONNECTION ADMIN / CONNECTION_ADMIN or SUPER)'}`,
+    );
+  }
+
+  private async sessionIds(username: string, secrets: string[]): Promise<string[]> {
     try {
       const [rows] = await this.requirePool().query<RowDataPacket[]>(
         'SELECT ID AS id, USER AS user FROM information_schema.PROCESSLIST WHERE USER = ?',
         [username],
       );
-      ids = rows.filter((r) => String(r['user']) === username).map((r) => String(r['id']));
+      return rows.filter((r) => String(r['user']) === username).map((r) => String(r['id'])).filter((id) => /^\d+$/.test(id));
     } catch (err) {
       throw engineError(err, 'cannot list sessions', secrets);
-    }
-    for (const id of ids) {
-      if (!/^\d+$/.test(id)) continue;
-      try {
-        await this.run(`KILL CONNECTION ${id}`);
-      } catch (err) {
-        if (asMysqlError(err).errno === ER_NO_SUCH_THREAD) continue; // ended meanwhile
-        throw engineError(err, `cannot end a session of "${username}" (the admin needs CONNECTION ADMIN / CONNECTION_ADMIN or SUPER)`, secrets);
-      }
     }
   }
 

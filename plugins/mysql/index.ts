@@ -34,16 +34,24 @@ function validateStatements(kind: StatementKind, statements: Statements): void {
   }
 }
 
-function factory(type: string, maxUsernameLength: number): EngineFactory {
+// Vault's default username templates (plugins/database/mysql/mysql.go):
+// DefaultUserNameTemplate keeps 8 random characters within 32, and
+// DefaultLegacyUserNameTemplate 9 within 16 (its role part is cut to 4).
+const DEFAULT_TEMPLATE = '{{ printf "v-%s-%s-%s-%s" (.DisplayName | truncate 10) (.RoleName | truncate 10) (random 20) (unix_time) | truncate 32 }}';
+const LEGACY_TEMPLATE = '{{ printf "v-%s-%s" (.RoleName | truncate 4) (random 20) | truncate 16 }}';
+
+function factory(type: string, maxUsernameLength: number, defaultUsernameTemplate: string): EngineFactory {
   return {
     type,
     maxUsernameLength,
+    defaultUsernameTemplate,
+    poolSettings: ['max_idle_connections', 'max_connection_lifetime'],
     defaultRootRotationStatements: ["ALTER USER '{{username}}'@'%' IDENTIFIED BY '{{password}}'"],
     validateStatements,
     create: () => new MysqlEngine(type),
   };
 }
 
-const mysql: EngineFactory = factory('mysql-database-plugin', 32);
-export const mysqlLegacy: EngineFactory = factory('mysql-legacy-database-plugin', 16);
+const mysql: EngineFactory = factory('mysql-database-plugin', 32, DEFAULT_TEMPLATE);
+export const mysqlLegacy: EngineFactory = factory('mysql-legacy-database-plugin', 16, LEGACY_TEMPLATE);
 export default mysql;

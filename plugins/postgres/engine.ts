@@ -9,6 +9,7 @@ import {
   type Engine,
   type NewUserRequest,
   type UpdateUserRequest,
+  scrubSecrets,
 } from '../../src/engine/engine.ts';
 import type { TemplateValues } from '../sql-common/statements.ts';
 import { parseConnectionConfig, type PostgresSettings } from './config.ts';
@@ -20,7 +21,7 @@ import {
   formatExpiration,
   renderFor,
 } from './dialect.ts';
-import { defaultRevocation, revokeRole } from './revoke.ts';
+import { SessionsOpenError, defaultRevocation, missingSignalGrant, revokeRole, signalRights } from './revoke.ts';
 import { scramVerifier } from './scram.ts';
 import { connect, dbError, exec, inTransaction, leadingRoleCreations, roleOid, sqlState } from './sql.ts';
 
@@ -31,6 +32,14 @@ interface State {
   settings: PostgresSettings;
   /** The admin password new connections use; updated when the admin's own password is rotated. */
   auth: { password: string | undefined };
+}
+
+/**
+ * Give a client back to the pool, or close it (`broken`, or when the pool
+ * already keeps max_idle_connections idle clients: pg-pool has no such cap).
+ */
+function release(settings: PostgresSettings, pool: pg.Pool, client: pg.PoolClient, broken: boolean): void {
+  client.release(broken || pool.idleCount >= settings.maxIdle);
 }
 
 export class PostgresEngine implements Engine {
@@ -55,7 +64,7 @@ export class PostgresEngine implements Engine {
             throw new EngineInputError(`revocation_owner: role "${settings.revocationOwner}" does not exist`);
           }
         } finally {
-          client.release();
+          release(settings, pool, client, false);
         }
       } catch (err) {
         await pool.end().catch(() => undefined);
@@ -108,7 +117,7 @@ export class PostgresEngine implements Engine {
     } catch (err) {
       failure = err;
     } finally {
-      client.release(failure !== undefined && !(failure instanceof EngineInputError));
+      release(settings, pool, client, failure !== undefined && !(failure instanceof EngineInputError));
     }
     if (failure === undefined) return;
     if (failure instanceof EngineInputError) throw failure;
@@ -128,7 +137,7 @@ export class PostgresEngine implements Engine {
     try {
       return (await roleOid(client, username)) !== null;
     } finally {
-      client.release();
+      release(this.#ready().settings, pool, client, false);
     }
   }
 
@@ -157,7 +166,7 @@ export class PostgresEngine implements Engine {
     } catch {
       broken = true;
     } finally {
-      client.release(broken);
+      release(this.#ready().settings, pool, client, broken);
     }
   }
 
@@ -187,7 +196,7 @@ export class PostgresEngine implements Engine {
     } catch (err) {
       failure = err;
     } finally {
-      client.release(failure !== undefined);
+      release(settings, pool, client, failure !== undefined);
     }
     if (failure !== undefined) throw dbError('updating the user failed', failure, secrets);
     // Root rotation: this pool's next connections must use the new password.
@@ -209,9 +218,32 @@ export class PostgresEngine implements Engine {
     } catch (err) {
       failure = err;
     } finally {
-      client.release(failure !== undefined);
+      release(settings, pool, client, failure !== undefined);
     }
+    if (failure instanceof SessionsOpenError) throw new Error(scrubSecrets(`deleting the user failed: ${failure.message}`, secrets));
     if (failure !== undefined) throw dbError('deleting the user failed', failure, secrets);
+  }
+
+  /** Warns when the admin cannot end the sessions of revoked users (see missingSignalGrant in revoke.ts). */
+  async checkAdmin(): Promise<string[]> {
+    const { pool, auth } = this.#ready();
+    try {
+      const client = await connect(pool, [auth.password]);
+      try {
+        const rights = await signalRights(client);
+        const grant = missingSignalGrant(rights);
+        if (grant === null) return [];
+        return [
+          `the admin "${rights.admin}" cannot end the open sessions of revoked users (it is not superuser, has no privileges of ` +
+            `pg_signal_backend and cannot take membership of the users it creates): ${grant}. Until then, a revocation that finds ` +
+            'a session open fails and is retried, the user kept NOLOGIN, until the session ends',
+        ];
+      } finally {
+        client.release();
+      }
+    } catch (err) {
+      return [`could not check whether the admin may end the sessions of revoked users: ${dbError('checking the admin', err, [auth.password]).message}`];
+    }
   }
 
   async close(): Promise<void> {

@@ -22,6 +22,8 @@ const postgresEngine: EngineFactory = {
   type: POSTGRES_TYPE,
   maxUsernameLength: 63,
   defaultRootRotationStatements: DEFAULT_ROOT_ROTATION,
+  // Vault's default (v-<display 8>-<role 8>-<random 20>-<unix time>) is the broker's DEFAULT_USERNAME_TEMPLATE.
+  poolSettings: ['max_idle_connections', 'max_connection_lifetime'],
   validateStatements,
   create: () => new PostgresEngine(),
 };

@@ -42,6 +42,10 @@ const KNOWN_PLACEHOLDERS = new Set<string>(['name', 'username', 'password', 'exp
 const IDENTIFIER_NAMES = new Set(['name', 'username']);
 const DOLLAR_TAG = /^\$(?:[A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$/;
 const IDENT_CHAR = /[A-Za-z0-9_$\u0080-\uffff]/;
+// C0 controls and DEL other than whitespace (tab, LF, VT, FF, CR): outside
+// quotes neither PostgreSQL's nor MySQL's lexer has a token for them, so the
+// statement is certain to fail with a syntax error.
+const CONTROL = /[\x00-\x08\x0e-\x1f\x7f]/;
 
 /** What starts at a position outside quotes and comments. */
 type Opening =
@@ -154,10 +158,12 @@ export function splitStatements(text: string, dialect?: SqlDialect): string[] {
 
 /**
  * Substitute placeholders in one statement, escaping each for its context.
- * Unknown placeholders, placeholders in comments, unterminated quotes and
- * values that would close a dollar-quoted body are refused.
+ * Unknown placeholders, placeholders in comments, unterminated quotes,
+ * values that would close a dollar-quoted body, NUL, and control characters
+ * outside quotes (both are certain syntax errors) are refused.
  */
 export function renderStatement(template: string, values: TemplateValues, dialect: SqlDialect): string {
+  if (template.includes('\0')) throw new EngineInputError('statement contains a NUL character (U+0000), which the database refuses');
   let out = '';
   let quote: { quote: Quote; backslash: boolean } | null = null;
   let dollar: { tag: string; bodyStart: number } | null = null;
@@ -246,6 +252,9 @@ export function renderStatement(template: string, values: TemplateValues, dialec
       out += comment;
       i = end;
     } else {
+      if (!dollar && CONTROL.test(ch)) {
+        throw new EngineInputError(`control character U+${ch.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')} outside a quoted value: the database's SQL parser refuses it`);
+      }
       out += ch;
       i++;
     }

@@ -11,8 +11,9 @@
 // root credential are serialised per connection with `exclusive`.
 
 import type { Broker } from '../broker.ts';
-import { EngineConnectionError, scrubSecrets, type Engine, type EngineFactory, type StatementKind } from '../engine/engine.ts';
+import { EngineConnectionError, scrubSecrets, type ConnectionConfig, type Engine, type EngineFactory, type StatementKind } from '../engine/engine.ts';
 import { BrokerError, errors } from '../errors.ts';
+import { checkDatabaseTexts } from './database-text.ts';
 import { KeyedLock } from './keyed-lock.ts';
 
 export interface ConnectionRecord {
@@ -28,6 +29,10 @@ export interface ConnectionRecord {
   rootRotationStatements: string[];
   passwordPolicy: string;
   maxOpenConnections: number;
+  /** As configured (Vault: 0 = max_open_connections, negative = keep none idle); absent in records before it was applied. */
+  maxIdleConnections?: number;
+  /** Seconds a pooled connection may be reused (0 = forever). */
+  maxConnectionLifetime?: number;
   usernameTemplate: string;
   /** Engine-specific fields, passed through to the engine. */
   options: Record<string, unknown>;
@@ -116,8 +121,11 @@ export class Connections {
     return engine;
   }
 
-  private initialize(engine: Engine, rec: ConnectionRecord, password: string, verify: boolean): Promise<void> {
-    const config = { connectionUrl: rec.connectionUrl, username: rec.username, password, maxOpenConnections: rec.maxOpenConnections, options: rec.options };
+  private async initialize(engine: Engine, rec: ConnectionRecord, password: string, verify: boolean): Promise<void> {
+    const config: ConnectionConfig = { connectionUrl: rec.connectionUrl, username: rec.username, password, maxOpenConnections: rec.maxOpenConnections, options: rec.options };
+    const applied = (await this.factory(rec)).poolSettings ?? [];
+    if (applied.includes('max_idle_connections')) config.maxIdleConnections = resolveMaxIdle(rec.maxIdleConnections ?? 0, rec.maxOpenConnections);
+    if (applied.includes('max_connection_lifetime') && rec.maxConnectionLifetime) config.maxConnectionLifetime = rec.maxConnectionLifetime;
     return this.bounded(rec.name, [password], engine.initialize(config, { verify }));
   }
 
@@ -325,10 +333,12 @@ export function mapEngineError(connection: string, err: unknown, secrets: Array<
 }
 
 /**
- * Check statements with the engine when they are written, so bad ones are a
- * 400 naming `field` now rather than a failure at creds or rotation time.
+ * Check statements when they are written, so bad ones are a 400 naming
+ * `field` now rather than a failure at creds or rotation time: text no
+ * database takes (database-text.ts), then the engine's own validation.
  */
 export function checkStatements(factory: EngineFactory, kind: StatementKind, field: string, statements: string[]): void {
+  checkDatabaseTexts(field, statements);
   if (!factory.validateStatements) return;
   try {
     factory.validateStatements(kind, statements);
@@ -336,6 +346,18 @@ export function checkStatements(factory: EngineFactory, kind: StatementKind, fie
     const mapped = mapEngineError('(validation)', err, []);
     throw mapped.statusCode === 400 ? errors.BAD_FIELD(field, mapped.message) : mapped;
   }
+}
+
+/**
+ * The idle connections a pool keeps for a configured max_idle_connections, as
+ * Vault's SQL connection producer resolves it (sdk/database/helper/connutil):
+ * 0 means max_open_connections, more than that is capped to it, and a
+ * negative value keeps none.
+ */
+export function resolveMaxIdle(configured: number, maxOpen: number): number {
+  if (configured < 0) return 0;
+  if (configured === 0) return maxOpen;
+  return Math.min(configured, maxOpen);
 }
 
 /** Whether a (mapped) error means the database was unreachable or refused the admin login. */

@@ -3,14 +3,17 @@
 // interface; this file only knows the generic fields.
 
 import type { Broker } from '../broker.ts';
-import { errors } from '../errors.ts';
+import { errors, messageOf } from '../errors.ts';
 import type { RequestContext, Route } from '../http/route.ts';
 import { duration, durationField, listField, statementsField, name, object, stringList } from '../http/schema.ts';
+import { checkCredentialConfig, credentialConfig } from './credential-config.ts';
+import { checkDatabaseText, checkOptionText } from './database-text.ts';
+import { roleAllowed } from './allowed-roles.ts';
 import { checkStatements, Connections, isConnectionFailure, type ConnectionRecord } from './connections.ts';
 import { RootRotation } from './root-rotation.ts';
 import { StaticRoles } from './static-roles.ts';
-import { DEFAULT_USERNAME_TEMPLATE, renderUsername } from './username-template.ts';
-import type { StatementKind } from '../engine/engine.ts';
+import { checkUsernameTemplate, DEFAULT_USERNAME_TEMPLATE, generateUsername } from './username-template.ts';
+import type { Engine, EngineFactory, PoolSetting, StatementKind } from '../engine/engine.ts';
 
 export interface RoleRecord {
   name: string;
@@ -76,7 +79,8 @@ const configSchema = {
     root_rotation_statements: stringList,
     password_policy: { type: 'string', maxLength: 128 },
     max_open_connections: { type: 'integer', minimum: 1, maximum: 1000 },
-    max_idle_connections: { type: 'integer', minimum: 0, maximum: 1000 },
+    // Vault's TypeInt: the CLI sends numbers as strings. Negative: keep none idle.
+    max_idle_connections: { anyOf: [{ type: 'integer', minimum: -1000, maximum: 1000 }, { type: 'string', pattern: '^\\s*-?\\d{1,4}\\s*$' }] },
     max_connection_lifetime: duration,
     username_template: { type: 'string', maxLength: 1024 },
     root_rotation_schedule: { type: 'string', maxLength: 128 },
@@ -98,10 +102,39 @@ const roleSchema = object(
     max_ttl: duration,
     username_template: { type: 'string', maxLength: 1024 },
     credential_type: { type: 'string', enum: ['password'] },
-    credential_config: { type: 'object' },
+    credential_config: credentialConfig,
   },
   ['db_name'],
 );
+
+/** The username_template a role's creds use: the role's, else the connection's, else the engine's default. */
+function effectiveTemplate(role: RoleRecord, conn: ConnectionRecord, factory: EngineFactory): string {
+  return role.usernameTemplate || conn.usernameTemplate || factory.defaultUsernameTemplate || DEFAULT_USERNAME_TEMPLATE;
+}
+
+/**
+ * Vault connection parameters dbroker does not apply are refused by name
+ * rather than stored and ignored (plugin_version, password_policy).
+ */
+function refuseUnapplied(body: Record<string, unknown>): void {
+  if (typeof body.plugin_version === 'string' && body.plugin_version.trim() !== '') {
+    throw errors.BAD_FIELD('plugin_version', 'is not supported: dbroker\'s engines are built in and have no versions (leave it empty)');
+  }
+  if (typeof body.password_policy === 'string' && body.password_policy.trim() !== '') {
+    throw errors.BAD_FIELD(
+      'password_policy',
+      'is not supported: dbroker has no sys/policies/password endpoint, and every credential gets its built-in generator\'s password ' +
+        '(24 characters: upper and lower case letters, digits and "-"); leave it empty',
+    );
+  }
+}
+
+/** A pool setting the engine does not apply may only be given with its default (0). */
+function checkPoolSetting(factory: EngineFactory, field: PoolSetting, set: boolean): void {
+  if (set && !(factory.poolSettings ?? []).includes(field)) {
+    throw errors.BAD_FIELD(field, `is not applied by ${factory.type} (its driver's pool has no such setting); leave it unset or 0`);
+  }
+}
 
 export class DatabaseBackend {
   readonly connections: Connections;
@@ -200,10 +233,18 @@ export class DatabaseBackend {
     return {
       plugin_name: rec.pluginName,
       plugin_version: '',
-      connection_details: { connection_url: maskUrl(rec.connectionUrl), username: rec.username, max_open_connections: rec.maxOpenConnections, ...visibleOptions(rec.options) },
+      connection_details: {
+        connection_url: maskUrl(rec.connectionUrl),
+        username: rec.username,
+        max_open_connections: rec.maxOpenConnections,
+        max_idle_connections: rec.maxIdleConnections ?? 0,
+        max_connection_lifetime: `${rec.maxConnectionLifetime ?? 0}s`,
+        ...visibleOptions(rec.options),
+      },
       allowed_roles: rec.allowedRoles,
       root_credentials_rotate_statements: rec.rootRotationStatements,
-      password_policy: rec.passwordPolicy,
+      // Never applied (refused at write since issue 8); a value stored before that is not claimed.
+      password_policy: '',
       verify_connection: rec.verifyConnection,
       username_template: rec.usernameTemplate,
       root_rotation_schedule: r.schedule ?? '',
@@ -223,10 +264,20 @@ export class DatabaseBackend {
     const factory = await this.broker.engines.get(pluginName);
     const connectionUrl = (body.connection_url as string | undefined) ?? existing?.connectionUrl;
     if (!connectionUrl) throw errors.BAD_REQUEST('missing required field "connection_url"');
+    refuseUnapplied(body);
+    for (const field of ['connection_url', 'username', 'password', 'username_template'] as const) {
+      if (typeof body[field] === 'string') checkDatabaseText(field, body[field]);
+    }
+    for (const [k, v] of Object.entries(options)) checkOptionText(k, v);
     const rotationStatements = statementsField(body, 'root_rotation_statements') ?? existing?.rootRotationStatements ?? [];
     if (rotationStatements.length > 0) checkStatements(factory, 'root_rotation', 'root_rotation_statements', rotationStatements);
     const usernameTemplate = (body.username_template as string | undefined) ?? existing?.usernameTemplate ?? '';
-    if (usernameTemplate) renderUsername(usernameTemplate, { DisplayName: 'token', RoleName: 'role' }, factory.maxUsernameLength);
+    if (usernameTemplate) checkUsernameTemplate(usernameTemplate, factory.maxUsernameLength);
+    const maxOpenConnections = (body.max_open_connections as number | undefined) ?? existing?.maxOpenConnections ?? 4;
+    const maxIdleConnections = body.max_idle_connections !== undefined && body.max_idle_connections !== null ? Number(body.max_idle_connections) : (existing?.maxIdleConnections ?? 0);
+    const maxConnectionLifetime = durationField(body, 'max_connection_lifetime') ?? existing?.maxConnectionLifetime ?? 0;
+    checkPoolSetting(factory, 'max_idle_connections', maxIdleConnections !== 0);
+    checkPoolSetting(factory, 'max_connection_lifetime', maxConnectionLifetime !== 0);
     const rec: ConnectionRecord = {
       name: connName,
       pluginName,
@@ -236,8 +287,10 @@ export class DatabaseBackend {
       verifyConnection: (body.verify_connection as boolean | undefined) ?? true,
       allowedRoles: listField(body, 'allowed_roles') ?? existing?.allowedRoles ?? [],
       rootRotationStatements: rotationStatements,
-      passwordPolicy: (body.password_policy as string | undefined) ?? existing?.passwordPolicy ?? '',
-      maxOpenConnections: (body.max_open_connections as number | undefined) ?? existing?.maxOpenConnections ?? 4,
+      passwordPolicy: '',
+      maxOpenConnections,
+      maxIdleConnections,
+      maxConnectionLifetime,
       usernameTemplate,
       options,
       ...(existing?.pendingPassword ? { pendingPassword: existing.pendingPassword } : {}),
@@ -251,10 +304,23 @@ export class DatabaseBackend {
       if (isConnectionFailure(err)) throw errors.BAD_FIELD('connection_url', `${(err as Error).message} (check connection_url, username and password, or set verify_connection=false)`);
       throw err;
     });
+    // What the admin lacks for the whole job (ending revoked users' sessions): a warning, as Vault answers them.
+    const warnings = rec.verifyConnection ? await this.adminWarnings(connName, engine, rec.password) : [];
     await this.connections.write(rec);
     await this.connections.replace(connName, engine, rec.password);
     this.rotation.schedule(rec);
-    return undefined;
+    if (warnings.length === 0) return undefined;
+    this.broker.logger.warn({ mount: this.mount, connection: connName, warnings }, 'connection admin lacks privileges');
+    return { warnings };
+  }
+
+  private async adminWarnings(connName: string, engine: Engine, password: string): Promise<string[]> {
+    if (!engine.checkAdmin) return [];
+    try {
+      return await this.connections.bounded(connName, [password], engine.checkAdmin());
+    } catch (err) {
+      return [`could not check the admin's privileges: ${messageOf(err)}`];
+    }
   }
 
   private async role(ctx: RequestContext) {
@@ -288,6 +354,8 @@ export class DatabaseBackend {
     const conn = await this.connections.read(dbName);
     if (!conn) throw errors.BAD_FIELD('db_name', `no connection named "${dbName}" on this mount`);
     const factory = await this.connections.factory(conn);
+    checkCredentialConfig(body.credential_config);
+    if (typeof body.username_template === 'string') checkDatabaseText('username_template', body.username_template);
     const statements = (field: string, kind: StatementKind, previous: string[] | undefined): string[] => {
       const list = statementsField(body, field) ?? previous ?? [];
       if (list.length > 0 || kind === 'creation') checkStatements(factory, kind, field, list);
@@ -306,9 +374,11 @@ export class DatabaseBackend {
     };
     if (role.creationStatements.length === 0) throw errors.BAD_FIELD('creation_statements', 'is required');
     if (role.maxTtl > 0 && role.defaultTtl > role.maxTtl) throw errors.BAD_FIELD('default_ttl', 'must not exceed max_ttl');
-    if (role.maxTtl > this.broker.config.maxLeaseTtl) throw errors.BAD_FIELD('max_ttl', `must not exceed the system max_lease_ttl (${this.broker.config.maxLeaseTtl}s)`);
-    const template = role.usernameTemplate || conn.usernameTemplate;
-    if (template) renderUsername(template, { DisplayName: 'token', RoleName: roleName }, factory.maxUsernameLength);
+    // A TTL above the mount's max (its own, else the broker-wide one) could only be capped at issue time.
+    const mountMax = this.broker.mounts.ttls(this.mount).maxTtl;
+    if (role.maxTtl > mountMax) throw errors.BAD_FIELD('max_ttl', `must not exceed the mount's max_lease_ttl (${mountMax}s)`);
+    if (role.defaultTtl > mountMax) throw errors.BAD_FIELD('default_ttl', `must not exceed the mount's max_lease_ttl (${mountMax}s)`);
+    checkUsernameTemplate(effectiveTemplate(role, conn, factory), factory.maxUsernameLength, roleName);
     await this.broker.writeEntry(this.roleEntry(roleName), role);
     return undefined;
   }
@@ -318,10 +388,10 @@ export class DatabaseBackend {
     const role = NAME.test(roleName) ? await this.readRole(roleName) : undefined;
     if (!role) throw errors.ROLE_NOT_FOUND(roleName.slice(0, 128));
     const conn = await this.connections.mustRead(role.dbName);
-    if (!conn.allowedRoles.includes('*') && !conn.allowedRoles.includes(roleName)) throw errors.ROLE_NOT_ALLOWED(roleName, conn.name);
+    if (!roleAllowed(conn.allowedRoles, roleName)) throw errors.ROLE_NOT_ALLOWED(roleName, conn.name);
     const factory = await this.connections.factory(conn);
-    const template = role.usernameTemplate || conn.usernameTemplate || DEFAULT_USERNAME_TEMPLATE;
-    const username = renderUsername(template, { DisplayName: ctx.token?.displayName ?? 'token', RoleName: roleName }, factory.maxUsernameLength);
+    const template = effectiveTemplate(role, conn, factory);
+    const username = generateUsername(template, { DisplayName: ctx.token?.displayName ?? 'token', RoleName: roleName }, factory.maxUsernameLength);
     const lease = await this.broker.leases.issue({ mount: this.mount, role, connection: conn, username, token: ctx.token ?? null });
     return {
       leaseId: lease.id,

@@ -8,6 +8,9 @@ import { errors } from '../errors.ts';
 import type { RequestContext, Route } from '../http/route.ts';
 import { duration, durationField, statementsField, name, object, stringList } from '../http/schema.ts';
 import { generatePassword } from '../util/random.ts';
+import { roleAllowed } from './allowed-roles.ts';
+import { checkCredentialConfig, credentialConfig } from './credential-config.ts';
+import { checkDatabaseText } from './database-text.ts';
 import { checkStatements } from './connections.ts';
 import type { DatabaseBackend } from './database-backend.ts';
 import { checkCron, checkPeriod, nextRotationAt } from './rotation-schedule.ts';
@@ -26,7 +29,10 @@ const staticRoleSchema = object({
   rotation_window: duration,
   rotation_statements: stringList,
   credential_type: { type: 'string', enum: ['password'] },
-  credential_config: { type: 'object', maxProperties: 0 },
+  credential_config: credentialConfig,
+  // Vault 1.18+: a static role whose user rotates its own password. Refused
+  // when set (see write): here the connection's admin always rotates.
+  self_managed_password: { type: 'string', maxLength: 1024 },
   skip_import_rotation: { type: 'boolean' },
   password: { type: 'string', minLength: 1, maxLength: 1024 },
   rotation_strategy: { type: 'string', enum: ['single', 'alternating'] },
@@ -127,9 +133,16 @@ export class StaticRoles {
     const dbName = (body.db_name as string | undefined) ?? existing?.dbName;
     if (!dbName) throw errors.BAD_REQUEST('missing required field "db_name"');
     if (existing && dbName !== existing.dbName) throw errors.BAD_FIELD('db_name', `cannot change the connection of an existing static role (it is "${existing.dbName}")`);
+    checkCredentialConfig(body.credential_config);
+    if (typeof body.self_managed_password === 'string' && body.self_managed_password !== '') {
+      throw errors.BAD_FIELD('self_managed_password', 'is not supported: dbroker rotates static roles with the connection\'s admin login (leave it empty)');
+    }
+    for (const field of ['username', 'alternate_username'] as const) {
+      if (typeof body[field] === 'string') checkDatabaseText(field, body[field]);
+    }
     const conn = await this.backend.connections.read(dbName);
     if (!conn) throw errors.BAD_FIELD('db_name', `no connection named "${dbName}" on this mount`);
-    if (!conn.allowedRoles.includes('*') && !conn.allowedRoles.includes(roleName)) throw errors.ROLE_NOT_ALLOWED(roleName, dbName);
+    if (!roleAllowed(conn.allowedRoles, roleName)) throw errors.ROLE_NOT_ALLOWED(roleName, dbName);
     const factory = await this.backend.connections.factory(conn);
 
     const user = (body.username as string | undefined) ?? existing?.username;

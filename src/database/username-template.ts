@@ -56,21 +56,24 @@ function tokenize(expr: string): Token[] {
   return out;
 }
 
-const FUNCTIONS: Record<string, (args: Value[]) => Value> = {
+type Fn = (args: Value[]) => Value;
+
+function truncateSha256(str: string, max: number, hash: (s: string) => string): string {
+  if (str.length <= max) return str;
+  // Vault's semantics: keep max-8 characters, replace the rest by 8 hex digits of its hash.
+  if (max <= 8) return str.slice(0, max);
+  return str.slice(0, max - 8) + hash(str.slice(max - 8)).slice(0, 8);
+}
+
+const sha256Hex = (s: string): string => createHash('sha256').update(s).digest('hex');
+
+const FUNCTIONS: Record<string, Fn> = {
   printf: ([format, ...rest]) => {
     let k = 0;
     return String(format ?? '').replace(/%[sd]/g, () => String(rest[k++] ?? ''));
   },
   truncate: ([n, s]) => String(s ?? '').slice(0, num(n)),
-  truncate_sha256: ([n, s]) => {
-    const str = String(s ?? '');
-    const max = num(n);
-    if (str.length <= max) return str;
-    // Vault's semantics: keep max-8 characters, replace the rest by 8 hex digits of its hash.
-    if (max <= 8) return str.slice(0, max);
-    const hash = createHash('sha256').update(str.slice(max - 8)).digest('hex');
-    return str.slice(0, max - 8) + hash.slice(0, 8);
-  },
+  truncate_sha256: ([n, s]) => truncateSha256(String(s ?? ''), num(n), sha256Hex),
   lowercase: ([s]) => String(s ?? '').toLowerCase(),
   uppercase: ([s]) => String(s ?? '').toUpperCase(),
   replace: ([from, to, s]) => String(s ?? '').split(String(from)).join(String(to)),
@@ -79,7 +82,40 @@ const FUNCTIONS: Record<string, (args: Value[]) => Value> = {
   unix_time_millis: () => Date.now(),
   uuid: () => randomUUID(),
   timestamp: () => new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z'),
-  sha256: ([s]) => createHash('sha256').update(String(s ?? '')).digest('hex'),
+  sha256: ([s]) => sha256Hex(String(s ?? '')),
+};
+
+// The randomness probe: the same template rendered with every random
+// character replaced by a marker (private-use characters, which no name or
+// template that passes the final check can hold), so the markers left after
+// the cut measure the randomness the username keeps.
+/** A character of `random` (62 letters and digits): log2(62) bits. */
+const RANDOM_MARK = '\uE000';
+/** A random hex digit (uuid, or the hash of random text): 4 bits. */
+const HEX_MARK = '\uE001';
+const BITS_PER_RANDOM = Math.log2(62);
+
+/** The randomness (bits) the markers in `s` stand for. */
+function markedBits(s: string): number {
+  let bits = 0;
+  for (const ch of s) bits += ch === RANDOM_MARK ? BITS_PER_RANDOM : ch === HEX_MARK ? 4 : 0;
+  return bits;
+}
+
+/** A hash of probe text: as many random hex digits as the input's randomness fills (none for fixed text). */
+function probeHash(s: string): string {
+  const bits = markedBits(s);
+  if (bits === 0) return sha256Hex(s);
+  const random = Math.min(64, Math.ceil(bits / 4));
+  return HEX_MARK.repeat(random) + '0'.repeat(64 - random);
+}
+
+const PROBE_FUNCTIONS: Record<string, Fn> = {
+  ...FUNCTIONS,
+  random: ([n]) => RANDOM_MARK.repeat(Math.min(num(n), 128)),
+  uuid: () => `${HEX_MARK.repeat(8)}-${HEX_MARK.repeat(4)}-4${HEX_MARK.repeat(3)}-${HEX_MARK.repeat(4)}-${HEX_MARK.repeat(12)}`,
+  sha256: ([s]) => probeHash(String(s ?? '')),
+  truncate_sha256: ([n, s]) => truncateSha256(String(s ?? ''), num(n), probeHash),
 };
 
 function num(v: Value | undefined): number {
@@ -92,6 +128,7 @@ class Parser {
   constructor(
     private readonly tokens: Token[],
     private readonly vars: Vars,
+    private readonly functions: Record<string, Fn>,
   ) {}
 
   run(): Value {
@@ -114,7 +151,7 @@ class Parser {
     if (!head) fail('empty expression');
     if (head.kind === 'ident') {
       this.i++;
-      const fn = FUNCTIONS[head.v];
+      const fn = this.functions[head.v];
       if (!fn) fail(`unknown function "${head.v}"`);
       const args: Value[] = [];
       while (this.i < this.tokens.length && !(this.peek()!.kind === 'punct' && this.peek()!.v !== '(')) args.push(this.term());
@@ -140,7 +177,7 @@ class Parser {
       return v;
     }
     if (t.kind === 'ident') {
-      const fn = FUNCTIONS[t.v];
+      const fn = this.functions[t.v];
       if (!fn) fail(`unknown function "${t.v}"`);
       return fn([]);
     }
@@ -157,8 +194,8 @@ export function sanitizeName(name: string): string {
   return name.replace(/[^A-Za-z0-9_.-]/g, '_');
 }
 
-export function renderUsername(template: string, vars: Vars, maxLength: number): string {
-  const safe: Vars = { DisplayName: sanitizeName(vars.DisplayName), RoleName: sanitizeName(vars.RoleName) };
+/** Expand the template's {{ }} actions with `functions`; the text is not yet cut. */
+function expand(template: string, vars: Vars, functions: Record<string, Fn>): string {
   let out = '';
   let rest = template;
   while (rest.length > 0) {
@@ -170,11 +207,82 @@ export function renderUsername(template: string, vars: Vars, maxLength: number):
     out += rest.slice(0, open);
     const close = rest.indexOf('}}', open);
     if (close === -1) fail('missing "}}"');
-    out += String(new Parser(tokenize(rest.slice(open + 2, close).replace(/^-|-$/g, '')), safe).run());
+    out += String(new Parser(tokenize(rest.slice(open + 2, close).replace(/^-|-$/g, '')), vars, functions).run());
     rest = rest.slice(close + 2);
   }
-  out = out.slice(0, maxLength);
+  return out;
+}
+
+export interface RenderedUsername {
+  username: string;
+  /** The randomness the username keeps after the cut, in bits (8 characters of `random` ≈ 47.6). */
+  randomBits: number;
+}
+
+/**
+ * Render `template` for `vars` and cut it to `maxLength`; a cut never leaves a
+ * trailing "-". Throws a 400 naming username_template for a bad template or a
+ * result that is empty or holds characters a username may not hold.
+ */
+export function renderUsernameDetailed(template: string, vars: Vars, maxLength: number): RenderedUsername {
+  const safe: Vars = { DisplayName: sanitizeName(vars.DisplayName), RoleName: sanitizeName(vars.RoleName) };
+  let out = expand(template, safe, FUNCTIONS);
+  if (out.length > maxLength) out = out.slice(0, maxLength).replace(/-+$/, '');
   if (out.length === 0) fail('renders an empty username');
   if (!USERNAME_CHARS.test(out)) fail('renders characters a username may not hold (allowed: letters, digits, "_", ".", "@", "-")');
-  return out;
+  const probe = expand(template, safe, PROBE_FUNCTIONS).slice(0, out.length);
+  return { username: out, randomBits: markedBits(probe) };
+}
+
+/** renderUsernameDetailed without the randomness measure. */
+export function renderUsername(template: string, vars: Vars, maxLength: number): string {
+  return renderUsernameDetailed(template, vars, maxLength).username;
+}
+
+/**
+ * The least randomness a generated username keeps: 8 characters of `random`
+ * (62 letters and digits, 47.6 bits), what Vault's own tightest default
+ * (mysql-database-plugin's, cut to 32) keeps; 12 hex digits qualify too.
+ */
+export const MIN_RANDOM_BITS = 47;
+
+function requireRandomness(rendered: RenderedUsername, maxLength: number): void {
+  if (rendered.randomBits >= MIN_RANDOM_BITS) return;
+  const kept = Math.round(rendered.randomBits / BITS_PER_RANDOM);
+  fail(
+    `must make unique usernames, but its output ${kept === 0 ? 'keeps no random part' : `keeps only about ${kept} random characters`}` +
+      ` once cut to the ${maxLength}-character limit of this plugin; keep at least 8 random characters within the limit` +
+      ' (e.g. {{random 20}} near the start, or truncate .DisplayName and .RoleName)',
+  );
+}
+
+/**
+ * The username for one credential (`database/creds`): rendered, cut, and
+ * refused (400 naming username_template) unless it keeps MIN_RANDOM_BITS of
+ * randomness, so two credentials never ask the database for the same name.
+ */
+export function generateUsername(template: string, vars: Vars, maxLength: number): string {
+  const rendered = renderUsernameDetailed(template, vars, maxLength);
+  requireRandomness(rendered, maxLength);
+  return rendered.username;
+}
+
+/** The longest display name a token can have ("token-" and 256 characters, see auth-token.ts). */
+const WORST_DISPLAY_NAME = `token-${'x'.repeat(256)}`;
+/** The longest role name (database-backend.ts). */
+const WORST_ROLE_NAME = 'r'.repeat(128);
+
+/**
+ * At role write (with its `roleName`) and connection write (any role): refuse
+ * (400 naming username_template) a template that is invalid, or whose output
+ * could lose its randomness to the cut for some display name (up to the
+ * longest a token can have) or role name.
+ */
+export function checkUsernameTemplate(template: string, maxLength: number, roleName?: string): void {
+  for (const vars of [
+    { DisplayName: 'token', RoleName: roleName ?? 'role' },
+    { DisplayName: WORST_DISPLAY_NAME, RoleName: roleName ?? WORST_ROLE_NAME },
+  ]) {
+    requireRandomness(renderUsernameDetailed(template, vars, maxLength), maxLength);
+  }
 }

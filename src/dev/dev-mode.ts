@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
 import pg from 'pg';
 import { loadConfig } from '../config.ts';
 import { closeOnSignals, startServer } from '../server.ts';
@@ -31,16 +32,57 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** Call our own HTTP API, as any client would. */
-async function api(base: string, token: string | undefined, method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
-  const res = await fetch(`${base}/v1/${path}`, {
+/**
+ * Call our own HTTP API, as any client would, but in process (fastify's
+ * inject): the setup runs before the port opens. Throws on any non-2xx.
+ */
+async function api(app: FastifyInstance, token: string | undefined, method: 'GET' | 'PUT', path: string, body?: unknown): Promise<Record<string, unknown>> {
+  const res = await app.inject({
     method,
+    url: `/v1/${path}`,
     headers: { 'content-type': 'application/json', ...(token ? { 'x-vault-token': token } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    ...(body !== undefined ? { payload: JSON.stringify(body) } : {}),
   });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`dev setup: ${method} ${path} → ${res.status} ${text}`);
-  return text ? (JSON.parse(text) as Record<string, unknown>) : {};
+  if (res.statusCode >= 300) throw new Error(`dev setup: ${method} ${path} → ${res.statusCode} ${res.body}`);
+  return res.body ? (JSON.parse(res.body) as Record<string, unknown>) : {};
+}
+
+/**
+ * Initialise and unseal, make `rootToken` the root token, create the demo
+ * table and the `demo` connection and `readonly` role. Returns the unseal key.
+ */
+async function devSetup(app: FastifyInstance, rootToken: string, pgUrl: string): Promise<string> {
+  const init = await api(app, undefined, 'PUT', 'sys/init', { secret_shares: 1, secret_threshold: 1 });
+  const [unsealKey] = init.keys_base64 as string[];
+  await api(app, undefined, 'PUT', 'sys/unseal', { key: unsealKey });
+  const initialRoot = init.root_token as string;
+  await api(app, initialRoot, 'PUT', 'auth/token/create', { id: rootToken, policies: ['root'], display_name: 'root', no_parent: true });
+  await api(app, rootToken, 'PUT', 'auth/token/revoke', { token: initialRoot });
+
+  const demo = new pg.Client({ connectionString: pgUrl });
+  await demo.connect();
+  try {
+    await demo.query('CREATE TABLE IF NOT EXISTS demo_items (id serial PRIMARY KEY, name text NOT NULL)');
+    await demo.query(`INSERT INTO demo_items (name) SELECT n FROM unnest(ARRAY['apple','banana','cherry']) AS n WHERE NOT EXISTS (SELECT 1 FROM demo_items)`);
+  } finally {
+    await demo.end();
+  }
+
+  const admin = templatedUrl(pgUrl);
+  await api(app, rootToken, 'PUT', 'database/config/demo', {
+    plugin_name: 'postgresql-database-plugin',
+    connection_url: admin.connectionUrl,
+    username: admin.username,
+    password: admin.password,
+    allowed_roles: ['readonly'],
+  });
+  await api(app, rootToken, 'PUT', 'database/roles/readonly', {
+    db_name: 'demo',
+    creation_statements: [`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'; GRANT SELECT ON demo_items TO "{{name}}";`],
+    default_ttl: '1h',
+    max_ttl: '24h',
+  });
+  return unsealKey!;
 }
 
 /** Split a postgres URL into the admin credentials and a templated URL. */
@@ -69,45 +111,25 @@ export async function runDevServer(opts: DevOptions): Promise<void> {
       embedded = await startEmbeddedPostgres({ dataDir: join(dir, 'pg'), port: await freePort(), password: generatePassword() });
       pgUrl = embedded.url;
     }
-    const server = await startServer(config);
-    closeOnSignals(async () => {
-      // The store is deleted on exit, so nothing could revoke these later:
-      // drop every dev user now (matters with --dev-pg-url).
-      if (!server.broker.seal.sealed) {
-        await server.broker.leases.revokePrefix('', true).catch((err: unknown) => server.logger.error({ err: String(err) }, 'dev mode: revoking leases at exit failed'));
-      }
-      await server.close();
-      await cleanup();
-    }, server.logger);
+    const devPgUrl = pgUrl;
+    let unsealKey = '';
+    // The setup runs before the port opens: once sys/health answers, the
+    // root token, the demo connection and the role exist.
+    await startServer(config, {
+      beforeListen: async (server) => {
+        closeOnSignals(async () => {
+          // The store is deleted on exit, so nothing could revoke these later:
+          // drop every dev user now (matters with --dev-pg-url).
+          if (!server.broker.seal.sealed) {
+            await server.broker.leases.revokeAll().catch((err: unknown) => server.logger.error({ err: String(err) }, 'dev mode: revoking leases at exit failed'));
+          }
+          await server.close();
+          await cleanup();
+        }, server.logger);
+        unsealKey = await devSetup(server.app, opts.rootToken, devPgUrl);
+      },
+    });
     const base = `http://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${config.listen.port}`;
-
-    const init = await api(base, undefined, 'PUT', 'sys/init', { secret_shares: 1, secret_threshold: 1 });
-    const [unsealKey] = init.keys_base64 as string[];
-    await api(base, undefined, 'PUT', 'sys/unseal', { key: unsealKey });
-    const initialRoot = init.root_token as string;
-    await api(base, initialRoot, 'PUT', 'auth/token/create', { id: opts.rootToken, policies: ['root'], display_name: 'root', no_parent: true });
-    await api(base, opts.rootToken, 'PUT', 'auth/token/revoke', { token: initialRoot });
-
-    const demo = new pg.Client({ connectionString: pgUrl });
-    await demo.connect();
-    await demo.query('CREATE TABLE IF NOT EXISTS demo_items (id serial PRIMARY KEY, name text NOT NULL)');
-    await demo.query(`INSERT INTO demo_items (name) SELECT n FROM unnest(ARRAY['apple','banana','cherry']) AS n WHERE NOT EXISTS (SELECT 1 FROM demo_items)`);
-    await demo.end();
-
-    const admin = templatedUrl(pgUrl);
-    await api(base, opts.rootToken, 'PUT', 'database/config/demo', {
-      plugin_name: 'postgresql-database-plugin',
-      connection_url: admin.connectionUrl,
-      username: admin.username,
-      password: admin.password,
-      allowed_roles: ['readonly'],
-    });
-    await api(base, opts.rootToken, 'PUT', 'database/roles/readonly', {
-      db_name: 'demo',
-      creation_statements: [`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'; GRANT SELECT ON demo_items TO "{{name}}";`],
-      default_ttl: '1h',
-      max_ttl: '24h',
-    });
 
     const pgTarget = new URL(pgUrl);
     const out = process.stdout;

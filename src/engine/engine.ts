@@ -18,6 +18,18 @@ export interface ConnectionConfig {
   /** Upper bound for the engine's connection pool. */
   maxOpenConnections: number;
   /**
+   * Idle connections the pool keeps (Vault's max_idle_connections, already
+   * resolved: between 0 and maxOpenConnections). Absent: maxOpenConnections.
+   * Passed only to engines that list it in EngineFactory.poolSettings.
+   */
+  maxIdleConnections?: number;
+  /**
+   * Seconds a pooled connection may be reused before it is closed (Vault's
+   * max_connection_lifetime); absent or 0: forever. Passed only to engines
+   * that list it in EngineFactory.poolSettings.
+   */
+  maxConnectionLifetime?: number;
+  /**
    * Engine-specific settings: every config field the broker does not know
    * itself (e.g. `tls_ca`, `revocation_owner`, `root_host`). The engine
    * validates them in `initialize` and throws an EngineInputError for bad ones.
@@ -56,6 +68,12 @@ export interface DeleteUserRequest {
   statements: Statements;
 }
 
+/** What a revocation reports besides success. */
+export interface DeleteUserResult {
+  /** Problems that did not stop the revocation (no secrets), e.g. sessions that could not be checked. */
+  warnings?: string[];
+}
+
 export interface Engine {
   /** Plugin type, e.g. `postgresql-database-plugin`. */
   readonly type: string;
@@ -74,8 +92,25 @@ export interface Engine {
   /**
    * Remove the user and end its sessions. Idempotent: a user that does not
    * exist counts as deleted.
+   *
+   * Never claims sessions ended that were not: when a session of the user is
+   * known to stay open (the admin may not end it), throw, before dropping the
+   * user (after stopping new logins), so the broker keeps the lease and
+   * retries with the error visible. When the engine cannot even tell whether
+   * a session remains (the server or the admin's privileges do not allow it),
+   * drop the user and return the reason as a warning.
    */
-  deleteUser(request: DeleteUserRequest): Promise<void>;
+  deleteUser(request: DeleteUserRequest): Promise<DeleteUserResult | void>;
+
+  /**
+   * Optional, called after a verified `initialize` when a connection is
+   * written: what the admin login lacks for the engine's whole job (ending
+   * the sessions of revoked users, seeing them), one warning per problem,
+   * each naming the missing privilege and the grant that fixes it. Returns []
+   * when nothing is missing. Should not throw; a check that cannot run is a
+   * warning too.
+   */
+  checkAdmin?(): Promise<string[]>;
 
   /** Close the pool. Safe to call more than once. */
   close(): Promise<void>;
@@ -89,12 +124,27 @@ export interface EngineFactory {
   /** Default for `root_rotation_statements` when a connection sets none (documentation). */
   readonly defaultRootRotationStatements: Statements;
   /**
+   * The username_template used when neither the role nor the connection sets
+   * one (Vault's per-plugin default). Absent: the broker's
+   * DEFAULT_USERNAME_TEMPLATE. Its output, cut to maxUsernameLength, must keep
+   * enough randomness to be unique (see username-template.ts).
+   */
+  readonly defaultUsernameTemplate?: string;
+  /**
+   * The Vault pool settings this engine applies to its pool. A connection
+   * that sets one the engine does not list (to other than its default) is
+   * refused with a 400 naming it, rather than silently ignored.
+   */
+  readonly poolSettings?: ReadonlyArray<PoolSetting>;
+  /**
    * Check a role's statements when the role is written, so bad ones get a 400
    * then rather than a failure at creds time. Throws EngineInputError.
    */
   validateStatements?(kind: StatementKind, statements: Statements): void;
   create(): Engine;
 }
+
+export type PoolSetting = 'max_idle_connections' | 'max_connection_lifetime';
 
 export type StatementKind = 'creation' | 'revocation' | 'rollback' | 'renew' | 'rotation' | 'root_rotation';
 

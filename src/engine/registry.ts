@@ -35,6 +35,12 @@ export function factoryProblem(value: unknown): string | undefined {
     return '"defaultRootRotationStatements" must be an array of strings';
   }
   if (f.validateStatements !== undefined && typeof f.validateStatements !== 'function') return '"validateStatements", when present, must be a function';
+  if (f.defaultUsernameTemplate !== undefined && (typeof f.defaultUsernameTemplate !== 'string' || f.defaultUsernameTemplate === '')) {
+    return '"defaultUsernameTemplate", when present, must be a non-empty string';
+  }
+  if (f.poolSettings !== undefined && (!Array.isArray(f.poolSettings) || f.poolSettings.some((s) => s !== 'max_idle_connections' && s !== 'max_connection_lifetime'))) {
+    return '"poolSettings", when present, must list only "max_idle_connections" and "max_connection_lifetime"';
+  }
   return undefined;
 }
 

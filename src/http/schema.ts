@@ -84,20 +84,81 @@ export function durationField(body: Record<string, unknown>, field: string): num
   return parsed;
 }
 
+/**
+ * Vault's comma string slices (framework.TypeCommaStringSlice: allowed_roles,
+ * policies, ...): a JSON array, a comma-separated string, or a string holding
+ * a JSON array of strings. Items are trimmed; empty items are dropped.
+ */
 export function listField(body: Record<string, unknown>, field: string): string[] | undefined {
   const value = body[field];
   if (value === undefined || value === null) return undefined;
-  const items = Array.isArray(value) ? (value as string[]) : String(value).split(',');
+  const items = Array.isArray(value) ? (value as string[]) : (jsonStringArray(String(value)) ?? String(value).split(','));
   return items.map((s) => s.trim()).filter((s) => s.length > 0);
 }
 
 /**
- * Statement lists (Vault's TypeStringSlice): a single string is one statement
- * block, never split on commas (`GRANT SELECT, INSERT ...`, JSON statements).
+ * Statement lists (Vault's TypeStringSlice): a JSON array, or a single string
+ * that is one statement block, never split on commas (`GRANT SELECT, INSERT
+ * ...`, JSON statements). Each block is then decoded as Vault's database
+ * plugins do before running it (see decodeStatementBlock), so what is stored
+ * is what runs. Empty statements are dropped.
  */
 export function statementsField(body: Record<string, unknown>, field: string): string[] | undefined {
   const value = body[field];
   if (value === undefined || value === null) return undefined;
   const items = Array.isArray(value) ? (value as string[]) : [String(value)];
-  return items.map((s) => s.trim()).filter((s) => s.length > 0);
+  return items.flatMap((s) => decodeStatementBlock(s)).map((s) => s.trim()).filter((s) => s.length > 0);
+}
+
+/**
+ * One statement block as Vault's plugins read it, with
+ * strutil.ParseArbitraryStringSlice (go-secure-stdlib/strutil) minus its final
+ * split on ";" (the engines split statements themselves, respecting quotes):
+ * the trimmed text is base64-decoded when it is valid standard base64, then,
+ * when it is a JSON array of strings, each element is a statement
+ * (`null` or `[]`: none); otherwise the text is one block.
+ *
+ * One deliberate difference: Vault decodes any text that happens to be valid
+ * base64 (`ROLLBACK` is) and runs the garbage. Here the decoded bytes are used
+ * only if they are UTF-8 text without control characters (tab, CR, LF aside).
+ */
+export function decodeStatementBlock(text: string): string[] {
+  let input = text.trim();
+  if (input === '') return [];
+  const decoded = decodeBase64Text(input);
+  if (decoded !== undefined) input = decoded;
+  if (input.trim() === 'null') return [];
+  return jsonStringArray(input) ?? [input];
+}
+
+// Go's base64.StdEncoding: the standard alphabet with padding; it skips CR and LF.
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** The text `input` encodes in standard base64, or undefined if it is not base64 of UTF-8 text. */
+export function decodeBase64Text(input: string): string | undefined {
+  const compact = input.replace(/[\r\n]/g, '');
+  if (compact === '' || !BASE64.test(compact)) return undefined;
+  let text: string;
+  try {
+    text = utf8.decode(Buffer.from(compact, 'base64'));
+  } catch {
+    return undefined;
+  }
+  if (/[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/.test(text)) return undefined;
+  return text;
+}
+
+/** `text` as a JSON array of strings, or undefined when it is not one. */
+export function jsonStringArray(text: string): string[] | undefined {
+  const trimmed = text.trim();
+  if (!trimmed.startsWith('[')) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(trimmed);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(parsed) || parsed.some((s) => typeof s !== 'string')) return undefined;
+  return parsed as string[];
 }

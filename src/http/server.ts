@@ -1,4 +1,5 @@
-// The HTTP front: fastify with one catch-all route under /v1/, Vault's
+// The HTTP front: fastify with one catch-all route under /v1/ (and the web
+// UI's static files under /ui/, see ui-static.ts), Vault's
 // envelope, and one error path that turns every failure into
 // {"errors":[...]} with the right status. A client mistake is never a 500.
 
@@ -10,6 +11,7 @@ import { clientErrorHandler } from './client-errors.ts';
 import { clientAddress } from './client-address.ts';
 import { jsonDepthExceeds, MAX_JSON_DEPTH } from './json-limits.ts';
 import type { Method, Reply, RequestContext } from './route.ts';
+import { registerUi } from './ui-static.ts';
 
 export interface Dispatcher {
   dispatch(ctx: Omit<RequestContext, 'params'>, tokenSecret: string | undefined): Promise<Reply | undefined>;
@@ -147,6 +149,8 @@ export function buildHttpServer(dispatcher: Dispatcher, opts: HttpOptions): Fast
 
   // PATCH and OPTIONS reach the handler only to be refused with a 405.
   app.route({ method: ['GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'PATCH', 'OPTIONS'], url: '/v1/*', handler: handle, exposeHeadRoute: false });
+  // The web UI (static files; it calls the /v1/ API above like any client).
+  registerUi(app);
   return app;
 }
 

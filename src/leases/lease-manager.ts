@@ -60,6 +60,8 @@ export class LeaseManager {
   private readonly issuing = new Set<string>();
   /** Issuing leases whose revocation was asked for meanwhile: revoked as soon as issued. */
   private readonly revokeWhenIssued = new Set<string>();
+  /** Revocations since start that dropped the user with warnings (logged with each). */
+  private revokedWithWarnings = 0;
 
   constructor(private readonly broker: Broker) {}
 
@@ -78,11 +80,14 @@ export class LeaseManager {
   }
 
   async issue(req: IssueRequest): Promise<{ id: string; ttl: number; password: string; warnings: string[] }> {
-    const cfg = this.broker.config;
+    // Vault's order (framework.CalculateTTL): the role's TTLs, else the mount's, else the
+    // broker-wide ones; the max is also capped by the mount's (or broker-wide) max.
+    const mount = this.broker.mounts.ttls(req.mount);
     const now = Date.now();
     const warnings: string[] = [];
-    const maxTtl = req.role.maxTtl > 0 ? Math.min(req.role.maxTtl, cfg.maxLeaseTtl) : cfg.maxLeaseTtl;
-    let ttl = Math.min(req.role.defaultTtl > 0 ? req.role.defaultTtl : cfg.defaultLeaseTtl, maxTtl);
+    const maxTtl = req.role.maxTtl > 0 ? Math.min(req.role.maxTtl, mount.maxTtl) : mount.maxTtl;
+    if (req.role.maxTtl > mount.maxTtl) warnings.push(`the role's max_ttl of ${req.role.maxTtl}s is capped to the mount's max_lease_ttl of ${mount.maxTtl}s`);
+    let ttl = Math.min(req.role.defaultTtl > 0 ? req.role.defaultTtl : mount.defaultTtl, maxTtl);
     let maxExpire = now + maxTtl * 1000;
     // A lease never outlives the token that asked for it.
     const tokenEnd = req.token?.expiresAt ?? null;
@@ -180,7 +185,7 @@ export class LeaseManager {
     if (row.maxExpireTime - now < 1000) throw errors.LEASE_PAST_MAX();
     const backend = this.backend(row.mount);
     const role = await backend.readRole(row.role);
-    const fallback = role && role.defaultTtl > 0 ? role.defaultTtl : this.broker.config.defaultLeaseTtl;
+    const fallback = role && role.defaultTtl > 0 ? role.defaultTtl : this.broker.mounts.ttls(row.mount).defaultTtl;
     const wanted = increment > 0 ? increment : fallback;
     const warnings: string[] = [];
     let expireTime = now + wanted * 1000;
@@ -200,38 +205,56 @@ export class LeaseManager {
     return { row: updated, ttl: Math.max(0, Math.round((expireTime - now) / 1000)), warnings };
   }
 
-  /** Revoke one lease now. Unknown leases count as revoked. A failure leaves it scheduled for retry. */
-  async revoke(id: string): Promise<void> {
-    const error = await this.revokeNow(id);
+  /**
+   * Revoke one lease now. Unknown leases count as revoked. A failure leaves
+   * it scheduled for retry (throws REVOCATION_FAILED). Returns the engine's
+   * warnings: the user is gone but something could not be checked (e.g.
+   * whether a session of it stays open), so the revocation is not clean.
+   */
+  async revoke(id: string): Promise<string[]> {
+    const warnings: string[] = [];
+    const error = await this.revokeNow(id, undefined, warnings);
     if (error) throw errors.REVOCATION_FAILED(error);
+    return warnings;
   }
 
   /**
    * Claim and revoke one lease (only if it belongs to `mount`, when given);
    * returns the error, if any (the lease then stays scheduled for retry).
    */
-  private async revokeNow(id: string, mount?: string): Promise<string | undefined> {
+  private async revokeNow(id: string, mount?: string, warnings?: string[]): Promise<string | undefined> {
     const row = await this.storage.getLease(id);
     if (!row || (mount !== undefined && row.mount !== mount)) return undefined;
     if (this.deferIfIssuing(row)) return undefined;
     const now = Date.now();
     await this.storage.updateLease(id, { state: 'revoking', dueAt: now + CLAIM_MS, expireTime: Math.min(row.expireTime, now) });
-    return this.revokeClaimed({ ...row, state: 'revoking' });
+    return this.revokeClaimed({ ...row, state: 'revoking' }, warnings);
   }
 
   /**
    * Drop the database user of a claimed lease and forget the lease; on
-   * failure record the error and schedule a retry. Returns the error, if any.
+   * failure record the error and schedule a retry. Returns the error, if
+   * any. The engine's warnings (a revocation that is done but not clean) are
+   * logged, counted, and added to `warnings` when given.
    */
-  async revokeClaimed(row: LeaseRow): Promise<string | undefined> {
+  async revokeClaimed(row: LeaseRow, warnings?: string[]): Promise<string | undefined> {
     if (this.deferIfIssuing(row)) return undefined;
     try {
       const ctx = this.context(row);
-      await this.backend(row.mount).connections.run(row.connection, [], (engine) =>
+      const result = await this.backend(row.mount).connections.run(row.connection, [], (engine) =>
         engine.deleteUser({ username: ctx.username, statements: ctx.revocationStatements }),
       );
       fault('revoke.after_delete_user');
       await this.storage.deleteLease(row.id);
+      const notes = result?.warnings ?? [];
+      if (notes.length > 0) {
+        this.revokedWithWarnings++;
+        this.broker.logger.warn(
+          { leaseId: row.id, connection: row.connection, warnings: notes, revokedWithWarnings: this.revokedWithWarnings },
+          'lease revoked with warnings: the user is dropped but its revocation is not known to be complete',
+        );
+        warnings?.push(...notes);
+      }
       return undefined;
     } catch (err) {
       const message = messageOf(err);
@@ -265,17 +288,54 @@ export class LeaseManager {
   }
 
   /**
-   * Revoke every lease under `prefix`. With `sync`, revoke them here, a few
-   * at a time, and throw if any failed (those stay scheduled for retry);
-   * otherwise make them due now for the loop. Returns how many were found.
+   * What a lease prefix names, by Vault's rule (vault/expiration.go,
+   * revokePrefixCommon; the same for LIST sys/leases/lookup/): a prefix that
+   * does not end in "/" and is itself a lease id names that one lease; any
+   * other prefix names everything under `<prefix>/`. So
+   * `database/creds/app` never reaches `database/creds/app-admin/...`.
+   * Returns `{ id }` for one lease, else `{ prefix }` ending in "/".
+   */
+  async select(prefix: string): Promise<{ id: string } | { prefix: string }> {
+    if (prefix.endsWith('/')) return { prefix };
+    if (await this.storage.getLease(prefix)) return { id: prefix };
+    return { prefix: prefix + '/' };
+  }
+
+  /**
+   * Revoke every lease `prefix` names (see select). With `sync`, revoke them
+   * here, a few at a time, and throw REVOCATION_FAILED if any failed (those
+   * stay scheduled for retry); otherwise make them due now for the loop.
+   * Returns how many were found.
    */
   async revokePrefix(prefix: string, sync = true): Promise<number> {
+    const selected = await this.select(prefix);
+    if ('id' in selected) {
+      if (sync) await this.revoke(selected.id);
+      else await this.expedite(selected.id);
+      return 1;
+    }
     if (!sync) {
-      const n = await this.storage.expediteLeases({ prefix }, Date.now());
+      const n = await this.storage.expediteLeases({ prefix: selected.prefix }, Date.now());
       this.broker.wakeRevocation();
       return n;
     }
-    return this.revokeUnder(prefix);
+    return this.revokeUnder(selected.prefix);
+  }
+
+  /** Revoke every lease of every mount, synchronously (dev mode at exit); throws like revokePrefix. */
+  async revokeAll(): Promise<number> {
+    return this.revokeUnder('');
+  }
+
+  /**
+   * Forget every lease `prefix` names (see select) without contacting the
+   * database (revoke-force): their users stay. Returns how many were forgotten.
+   */
+  async forget(prefix: string): Promise<number> {
+    const selected = await this.select(prefix);
+    if ('prefix' in selected) return this.storage.deleteLeases(selected.prefix);
+    await this.storage.deleteLease(selected.id);
+    return 1;
   }
 
   /**

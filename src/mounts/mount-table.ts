@@ -8,6 +8,7 @@ import { DatabaseBackend } from '../database/database-backend.ts';
 import { errors } from '../errors.ts';
 import type { Barrier } from '../seal/barrier.ts';
 import { writeSealedEntry } from '../storage/sealed-entry.ts';
+import { applyMountConfig, DEFAULT_MOUNT_CONFIG, effectiveTtls, type MountConfig, type MountConfigChange } from './mount-config.ts';
 
 export interface MountEntry {
   path: string;
@@ -16,6 +17,22 @@ export interface MountEntry {
   uuid: string;
   accessor: string;
   createdAt: number;
+  /** Lease TTLs and force_no_cache (absent in entries written before mount tuning existed). */
+  config?: MountConfig;
+  /** Vault's "local" (not replicated): every dbroker mount is, so this is only shown back. */
+  local?: boolean;
+}
+
+/** The settings a mount is created with. */
+export interface MountOptions {
+  description: string;
+  config: MountConfigChange;
+  local: boolean;
+}
+
+/** A mount's config, with the defaults for entries that predate it. */
+export function mountConfigOf(entry: MountEntry): MountConfig {
+  return { ...DEFAULT_MOUNT_CONFIG, ...entry.config };
 }
 
 const PREFIX = 'core/mounts/';
@@ -85,7 +102,11 @@ export class MountTable {
     return { mount: best.entry.path, rest: path.slice(best.entry.path.length), routes: best.routes };
   }
 
-  async mount(rawPath: string, type: string, description: string): Promise<void> {
+  /**
+   * Mount a database engine at `rawPath`. Throws BAD_FIELD (path, default_lease_ttl),
+   * MOUNT_RESERVED, MOUNT_TYPE or MOUNT_EXISTS; nothing is stored then.
+   */
+  async mount(rawPath: string, type: string, opts: MountOptions): Promise<void> {
     const path = normalizeMountPath(rawPath);
     if (!MOUNT_PATH.test(path)) throw errors.BAD_FIELD('path', 'may contain only letters, digits, "_", "." and "-", separated by "/"');
     if (RESERVED.some((r) => path.startsWith(r))) throw errors.MOUNT_RESERVED(path);
@@ -93,9 +114,44 @@ export class MountTable {
     for (const existing of this.mounts.keys()) {
       if (existing.startsWith(path) || path.startsWith(existing)) throw errors.MOUNT_EXISTS(existing);
     }
-    const entry = this.newEntry(path, description);
+    const config = applyMountConfig(DEFAULT_MOUNT_CONFIG, opts.config, this.broker.config.maxLeaseTtl);
+    const entry: MountEntry = { ...this.newEntry(path, opts.description), config, ...(opts.local ? { local: true } : {}) };
     await this.broker.writeEntry(PREFIX + path, entry);
     this.attach(entry);
+  }
+
+  /** The mount entry at `rawPath` (exactly), or undefined. */
+  get(rawPath: string): MountEntry | undefined {
+    return this.mounts.get(normalizeMountPath(rawPath))?.entry;
+  }
+
+  /**
+   * sys/mounts/:path/tune: change a mount's TTLs, force_no_cache or
+   * description. Throws MOUNT_NOT_FOUND, or BAD_FIELD when the result breaks
+   * Vault's default ≤ max rule (then nothing changes). Leases already issued
+   * keep their max expiry; new leases and renewals of roles without their own
+   * TTLs follow the new values.
+   */
+  async tune(rawPath: string, change: MountConfigChange): Promise<MountEntry> {
+    const path = normalizeMountPath(rawPath);
+    const mounted = this.mounts.get(path);
+    if (!mounted) throw errors.MOUNT_NOT_FOUND(path);
+    const config = applyMountConfig(mountConfigOf(mounted.entry), change, this.broker.config.maxLeaseTtl);
+    const entry: MountEntry = { ...mounted.entry, config, ...(change.description !== undefined ? { description: change.description } : {}) };
+    await this.broker.writeEntry(PREFIX + path, entry);
+    mounted.entry = entry;
+    return entry;
+  }
+
+  /**
+   * The lease TTLs in force on mount `path` (seconds): its own, else the
+   * broker-wide default_lease_ttl/max_lease_ttl (Vault's system view).
+   * Throws MOUNT_NOT_FOUND.
+   */
+  ttls(path: string): { defaultTtl: number; maxTtl: number } {
+    const mounted = this.mounts.get(path);
+    if (!mounted) throw errors.MOUNT_NOT_FOUND(path);
+    return effectiveTtls(mountConfigOf(mounted.entry), this.broker.config);
   }
 
   /** Unmount: revoke the mount's leases first; refuse while any revocation fails. */

@@ -55,8 +55,8 @@ export function leaseRoutes(broker: Broker): Route[] {
       await leases.expedite(id);
       return { status: 202, data: null };
     }
-    await leases.revoke(id);
-    return undefined;
+    const warnings = await leases.revoke(id);
+    return warnings.length > 0 ? { warnings } : undefined;
   };
   const revokePrefix: Route['handler'] = async (ctx) => {
     const prefix = ctx.params.prefix ?? '';
@@ -69,6 +69,44 @@ export function leaseRoutes(broker: Broker): Route[] {
     return undefined;
   };
 
+  /**
+   * Directory-style listing (Vault's LIST sys/leases/lookup/:prefix): the
+   * next path segment of every lease id under `<prefix>/`, or under the top
+   * level for an empty prefix. Each directory costs one query, whatever the
+   * number of leases in it: the scan skips past it (ids are ASCII, so
+   * `dir + U+FFFF` sorts after all of them).
+   */
+  const listLeases: Route['handler'] = async (ctx) => {
+    const raw = ctx.params.prefix ?? '';
+    const prefix = raw === '' ? '' : raw.replace(/\/*$/, '/');
+    const keys: string[] = [];
+    let after: string | undefined;
+    let truncated = false;
+    page: for (;;) {
+      const ids = await broker.storage.listLeaseIds(prefix, 1000, after);
+      if (ids.length === 0) break;
+      for (const id of ids) {
+        if (keys.length >= LIST_LIMIT) {
+          truncated = true;
+          break page;
+        }
+        const rest = id.slice(prefix.length);
+        const slash = rest.indexOf('/');
+        if (slash === -1) {
+          keys.push(rest);
+          after = id;
+          continue;
+        }
+        const dir = rest.slice(0, slash + 1);
+        keys.push(dir);
+        after = prefix + dir + '\uffff';
+        continue page;
+      }
+    }
+    if (keys.length === 0) throw errors.ENTRY_NOT_FOUND(ctx.path);
+    return { data: { keys }, ...(truncated ? { warnings: [`listing stopped after ${LIST_LIMIT} keys; use a longer prefix`] } : {}) };
+  };
+
   return [
     {
       methods: ['PUT'],
@@ -77,32 +115,9 @@ export function leaseRoutes(broker: Broker): Route[] {
       schema: leaseBody,
       handler: async (ctx) => ({ data: leaseView(await leases.lookup(leaseIdOf(ctx))) }),
     },
-    {
-      methods: ['LIST'],
-      pattern: 'sys/leases/lookup/*prefix',
-      auth: 'token',
-      sudo: true,
-      async handler(ctx) {
-        const prefix = ctx.params.prefix ? ctx.params.prefix.replace(/\/*$/, '/') : '';
-        const keys = new Set<string>();
-        let after: string | undefined;
-        let scanned = 0;
-        // Directory-style listing: the next path segment under the prefix.
-        while (scanned < LIST_LIMIT) {
-          const ids = await broker.storage.listLeaseIds(prefix, 1000, after);
-          if (ids.length === 0) break;
-          for (const id of ids) {
-            const rest = id.slice(prefix.length);
-            const slash = rest.indexOf('/');
-            keys.add(slash === -1 ? rest : rest.slice(0, slash + 1));
-          }
-          scanned += ids.length;
-          after = ids[ids.length - 1];
-        }
-        if (keys.size === 0) throw errors.ENTRY_NOT_FOUND(ctx.path);
-        return { data: { keys: [...keys] }, ...(scanned >= LIST_LIMIT ? { warnings: [`listing stopped after ${LIST_LIMIT} leases; use a longer prefix`] } : {}) };
-      },
-    },
+    // LIST sys/leases/lookup/ (the top level) arrives without its slash.
+    { methods: ['LIST'], pattern: 'sys/leases/lookup', auth: 'token', sudo: true, handler: listLeases },
+    { methods: ['LIST'], pattern: 'sys/leases/lookup/*prefix', auth: 'token', sudo: true, handler: listLeases },
     { methods: ['PUT'], pattern: 'sys/leases/renew', auth: 'token', schema: leaseBody, handler: renew },
     { methods: ['PUT'], pattern: 'sys/leases/renew/*lease_id', auth: 'token', schema: leaseBody, handler: renew },
     { methods: ['PUT'], pattern: 'sys/renew', auth: 'token', schema: leaseBody, handler: renew },
@@ -122,7 +137,7 @@ export function leaseRoutes(broker: Broker): Route[] {
       async handler(ctx) {
         const prefix = ctx.params.prefix ?? '';
         if (prefix === '') throw errors.BAD_REQUEST('revoke-force needs a prefix');
-        const n = await broker.storage.deleteLeases(prefix);
+        const n = await leases.forget(prefix);
         broker.logger.warn({ prefix, leases: n }, 'leases forgotten by revoke-force; their database users were NOT dropped');
         return undefined;
       },

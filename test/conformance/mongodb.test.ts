@@ -122,8 +122,8 @@ async function start(prefix: string): Promise<ConformanceServer> {
         close: () => client.close().catch(() => undefined),
       };
     },
-    async createAdmin(username) {
-      const password = `Aa1-${randomBytes(12).toString('hex')}`;
+    spacedQueryParam: 'appName=my app',
+    async createAdmin(username, password = `Aa1-${randomBytes(12).toString('hex')}`) {
       // FerretDB refuses roles (it does not enforce them; any login may do anything).
       await adminDb.command({ createUser: username, pwd: password, roles: ferret ? [] : [{ role: 'root', db: 'admin' }] });
       return { username, password };

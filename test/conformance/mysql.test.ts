@@ -82,8 +82,9 @@ async function start(prefix: string): Promise<ConformanceServer> {
         close: async () => conn.destroy(),
       };
     },
-    async createAdmin(username) {
-      const password = `Aa1-${randomBytes(12).toString('hex')}`;
+    // An attribute the engine accepts and ignores (Go driver parameter).
+    spacedQueryParam: 'connectionAttributes=program_name:my app',
+    async createAdmin(username, password = `Aa1-${randomBytes(12).toString('hex')}`) {
       await createAdminUser(root, username, password, ['%']);
       return { username, password };
     },

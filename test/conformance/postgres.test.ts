@@ -83,9 +83,9 @@ async function start(prefix: string): Promise<ConformanceServer> {
       const [row] = await adminQuery<{ until: Date | null }>(server, 'SELECT rolvaliduntil AS until FROM pg_roles WHERE rolname = $1', [username]);
       return row?.until ?? null;
     },
-    async createAdmin(username) {
+    spacedQueryParam: 'application_name=my app',
+    async createAdmin(username, password = `A-${randomBytes(16).toString('hex')}`) {
       // Not a superuser: what the engine needs (create roles, grant the table, end sessions).
-      const password = `A-${randomBytes(16).toString('hex')}`;
       await adminQuery(server, `CREATE ROLE "${username}" LOGIN CREATEROLE PASSWORD '${password}'`);
       await adminQuery(server, `GRANT SELECT ON ${granted} TO "${username}" WITH GRANT OPTION; GRANT pg_signal_backend TO "${username}"`);
       return { username, password };

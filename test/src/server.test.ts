@@ -278,3 +278,62 @@ test('npm run dbroker -- server --dev: ready with the chosen root token, creds w
   await npm.exited;
   await eventually(async () => (await fetch(`${base}/sys/health`).catch(() => undefined)) === undefined, 15_000, 'the dev broker to stop');
 });
+
+test('npm start: once sys/health answers 200, the dev root token, connection and role work at once (no setup after readiness)', async () => {
+  const pgUrl = process.env.DBROKER_TEST_PG_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+  const admin = new pg.Client({ connectionString: pgUrl, connectionTimeoutMillis: 5000 });
+  admin.on('error', () => undefined);
+  try {
+    await admin.connect();
+  } catch (err) {
+    if (process.env.DBROKER_TEST_REQUIRE_ALL === '1') throw err;
+    return;
+  }
+  const database = `dbroker_devready_${randomBytes(4).toString('hex')}`;
+  await admin.query(`CREATE DATABASE ${database}`);
+  const users: string[] = [];
+  cleanups.push(async () => {
+    await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`).catch(() => undefined);
+    for (const u of users) await admin.query(`DROP ROLE IF EXISTS "${u}"`).catch(() => undefined);
+    await admin.end().catch(() => undefined);
+  });
+  const devUrl = new URL(pgUrl);
+  devUrl.pathname = `/${database}`;
+  const port = await freePort();
+  // Exactly what the README shows (root token "root"), plus the shared PostgreSQL.
+  const npm = spawnProcess('npm', ['start', '--silent', '--', '--listen', `127.0.0.1:${port}`, '--dev-pg-url', devUrl.toString()]);
+  const base = `http://127.0.0.1:${port}/v1`;
+
+  // A client that waits for health: poll as fast as it can, and every status seen before 200 must be a "not ready" one.
+  const seen: number[] = [];
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    assert.equal(npm.child.exitCode, null, npm.output);
+    assert.ok(Date.now() < deadline, `dev mode never became healthy; statuses seen: ${seen.join(',')}\n${npm.output}`);
+    const health = await fetch(`${base}/sys/health`).catch(() => undefined);
+    if (health) {
+      seen.push(health.status);
+      await health.arrayBuffer();
+      if (health.status === 200) break;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  const creds = await fetch(`${base}/database/creds/readonly`, { headers: { 'x-vault-token': 'root' } });
+  const body = (await creds.json()) as { lease_id: string; data: { username: string; password: string } };
+  assert.equal(creds.status, 200, JSON.stringify(body));
+  users.push(body.data.username);
+  // The port opens only when the setup is done: nothing but the final 200 was ever answered.
+  assert.deepEqual(seen, [200]);
+  const login = new pg.Client({ connectionString: `postgres://${encodeURIComponent(body.data.username)}:${encodeURIComponent(body.data.password)}@${devUrl.host}/${database}` });
+  await login.connect();
+  try {
+    assert.equal((await login.query('SELECT count(*)::int AS n FROM demo_items')).rows[0].n, 3);
+  } finally {
+    await login.end();
+  }
+
+  // Ctrl-C revokes what dev mode issued (its store is deleted on exit).
+  npm.child.kill('SIGINT');
+  await npm.exited;
+  assert.equal((await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [body.data.username])).rowCount, 0, 'the dev user is dropped at exit');
+});

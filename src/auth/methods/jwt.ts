@@ -575,7 +575,7 @@ export class JwtMethod implements AuthMethod {
         schema: object({ role: { type: 'string', maxLength: 128 }, redirect_uri: { type: 'string', maxLength: 2048 }, client_nonce: { type: 'string', maxLength: 256 } }),
         handler: (ctx) => this.authUrl(ctx),
       },
-      { methods: ['GET'], pattern: 'oidc/callback', auth: 'none', handler: (ctx) => this.callback(ctx) },
+      { methods: ['GET'], pattern: 'oidc/callback', auth: 'none', getChangesState: true, handler: (ctx) => this.callback(ctx) },
     ];
   }
 }

@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { eventually } from '../../support/broker.ts';
 import { startPgBroker, type PgBroker } from '../../support/pg-broker.ts';
-import { PASSWORD, canLogin, dropUsersWithPrefix, mongoConfig, mongoTarget, tag, userDatabases, type MongoTarget } from './helpers.ts';
+import { PASSWORD, assertDone, canLogin, dropUsersWithPrefix, mongoConfig, mongoTarget, tag, userDatabases, type MongoTarget } from './helpers.ts';
 
 const found = await mongoTarget();
 const skip = typeof found === 'string' ? found : false;
@@ -49,8 +49,7 @@ before(async () => {
   if (skip) return;
   pb = await startPgBroker({ config: { default_lease_ttl: '1h', max_lease_ttl: '2h' } });
   await target.admin.db(APP).collection('things').insertOne({ v: 1 });
-  const r = await configure('mongo');
-  assert.equal(r.status, 204, r.text);
+  assertDone(target, await configure('mongo'), 'config');
 });
 
 after(async () => {
@@ -88,8 +87,7 @@ test('creds log in; revoking the lease drops the user and the login fails', { sk
     const info = await target.admin.db('admin').command({ usersInfo: { user: c.username, db: 'admin' } });
     assert.deepEqual(info['users'][0].roles, [{ role: 'read', db: APP }]);
   }
-  const revoke = await pb.api('PUT', 'sys/leases/revoke', { lease_id: c.leaseId });
-  assert.equal(revoke.status, 204, revoke.text);
+  assertDone(target, await pb.api('PUT', 'sys/leases/revoke', { lease_id: c.leaseId }), 'revoke');
   assert.equal(await canLogin(target, c.username, c.password), false);
   assert.deepEqual(await userDatabases(target, c.username, DBS), []);
   assert.ok(!pb.broker.logs.includes(c.password), 'a creds password is in the broker log');
@@ -101,7 +99,7 @@ test('a user made in another database is dropped by the default revocation too',
   const c = await creds('app-reader');
   assert.deepEqual(await userDatabases(target, c.username, DBS), [APP]);
   assert.equal(await canLogin(target, c.username, c.password, APP), true);
-  assert.equal((await pb.api('PUT', 'sys/leases/revoke', { lease_id: c.leaseId })).status, 204);
+  assertDone(target, await pb.api('PUT', 'sys/leases/revoke', { lease_id: c.leaseId }), 'revoke');
   assert.deepEqual(await userDatabases(target, c.username, DBS), []);
   assert.equal(await canLogin(target, c.username, c.password, APP), false);
 });
@@ -136,14 +134,14 @@ test('rotate-root: the dedicated admin gets a new password only the broker knows
   const adminName = `${PREFIX}admin`;
   const adminPassword = PASSWORD();
   await target.admin.db('admin').command({ createUser: adminName, pwd: adminPassword, roles: target.ferretdb ? [] : ['root'] });
-  assert.equal((await configure('rotating', { username: adminName, password: adminPassword })).status, 204);
+  assertDone(target, await configure('rotating', { username: adminName, password: adminPassword }), 'config rotating');
   assert.equal((await writeRole('rotating-reader', { db_name: 'rotating', username_template: template('o') })).status, 204);
   const rotate = await pb.api('PUT', 'database/rotate-root/rotating');
   assert.equal(rotate.status, 204, rotate.text);
   assert.equal(await canLogin(target, adminName, adminPassword), false);
   const c = await creds('rotating-reader');
   assert.equal(await canLogin(target, c.username, c.password), true);
-  assert.equal((await pb.api('PUT', 'sys/leases/revoke', { lease_id: c.leaseId })).status, 204);
+  assertDone(target, await pb.api('PUT', 'sys/leases/revoke', { lease_id: c.leaseId }), 'revoke');
   assert.equal(await canLogin(target, c.username, c.password), false);
   assert.ok(!pb.broker.logs.includes(adminPassword));
 });

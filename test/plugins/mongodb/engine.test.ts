@@ -294,12 +294,15 @@ test('sessions of a revoked user end (mongod: killAllSessionsByPattern); FerretD
   const client = await loginAs(target, username, password);
   try {
     assert.equal((await client.db(APP).collection('things').countDocuments()), 1);
-    await engine.deleteUser({ username, statements: [] });
+    const result = await engine.deleteUser({ username, statements: [] });
     if (target.ferretdb) {
+      // Issue 8 item 11: not a clean revocation, and it says so.
+      assert.match(String(result?.warnings?.[0]), /cannot end the sessions of revoked users.*killAllSessionsByPattern.*may outlive its revocation/);
       // Only recorded: FerretDB keeps an authenticated connection usable.
       const still = await client.db(APP).collection('things').countDocuments().then(() => true, () => false);
       t.diagnostic(`FerretDB: an open connection of the dropped user ${still ? 'still works' : 'stopped working'}; new logins fail`);
     } else {
+      assert.deepEqual(result?.warnings ?? [], []);
       await assert.rejects(client.db(APP).collection('things').countDocuments());
     }
     assert.equal(await canLogin(target, username, password), false);

@@ -74,12 +74,12 @@ test('statement validation: bad JSON and shapes are EngineInputErrors naming the
   mongodbEngine.validateStatements!('renew', []);
 });
 
-test('connection settings: encoded credentials, one bounded pool, URL timeouts respected', () => {
+test('connection settings: credentials as the driver\'s auth option, one bounded pool, URL timeouts respected', () => {
   const s = parseMongoConfig(config({ username: 'ad@m:n', password: 'p@ss:/w?rd%' }));
-  assert.equal(s.url, `mongodb://${encodeURIComponent('ad@m:n')}:${encodeURIComponent('p@ss:/w?rd%')}@127.0.0.1:27017/admin`);
+  assert.equal(s.url, 'mongodb://127.0.0.1:27017/admin', 'the userinfo with the placeholders is cut out');
   assert.equal(s.clientOptions.maxPoolSize, 3);
   assert.equal(s.clientOptions.serverSelectionTimeoutMS, 10_000);
-  assert.equal(s.clientOptions.auth, undefined);
+  assert.deepEqual(s.clientOptions.auth, { username: 'ad@m:n', password: 'p@ss:/w?rd%' });
   assert.deepEqual(s.secrets, ['p@ss:/w?rd%', encodeURIComponent('p@ss:/w?rd%')]);
   const t = parseMongoConfig(config({ connectionUrl: 'mongodb://127.0.0.1:27017/?serverSelectionTimeoutMS=500&maxPoolSize=99', maxOpenConnections: 2 }));
   assert.equal(t.clientOptions.serverSelectionTimeoutMS, undefined, 'the URL value stays in force');
@@ -143,4 +143,22 @@ test('a connection string the driver refuses is an EngineInputError without the 
   );
   await e.close();
   await assert.rejects(e.newUser({ username: 'u', password: 'p', expiration: new Date(), creationStatements: [], rollbackStatements: [] }), /not initialized/);
+});
+
+// Issue 8 item 9: the credentials reach the driver verbatim whatever the rest
+// of the URL holds (a raw space in the query here), never URL-encoded into it.
+test('credentials reach the driver verbatim: odd characters, a raw space in the query, text around the placeholders', async () => {
+  const odd = ['a{b', 'a}b', 'a/b', 'a:b', 'a?b', 'a=b', 'a+b', 'a@b', 'a%41b', 'a#b', 'a b', `{}/:?=+@%# &x`];
+  for (const password of odd) {
+    const s = parseMongoConfig(config({ connectionUrl: `${URL_TEMPLATE}?authMechanism=SCRAM-SHA-256&appName=my app`, password }));
+    assert.deepEqual(s.clientOptions.auth, { username: 'admin', password }, JSON.stringify(password));
+    assert.equal(s.url, 'mongodb://127.0.0.1:27017/admin?authMechanism=SCRAM-SHA-256&appName=my app');
+    const e = mongodbEngine.create();
+    await e.initialize(config({ connectionUrl: s.url.replace('mongodb://', 'mongodb://{{username}}:{{password}}@'), password }), { verify: false });
+    await e.close();
+  }
+  // Literal (URL-encoded) text around a placeholder is decoded, the value is not.
+  const mixed = parseMongoConfig(config({ connectionUrl: 'mongodb://svc%40x:{{password}}@127.0.0.1/admin', password: 'p%40q' }));
+  assert.deepEqual(mixed.clientOptions.auth, { username: 'svc@x', password: 'p%40q' });
+  assert.throws(() => parseMongoConfig(config({ connectionUrl: 'mongodb://127.0.0.1/admin?user={{username}}' })), /may only appear before the "@"/);
 });

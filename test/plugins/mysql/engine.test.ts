@@ -196,19 +196,27 @@ test('bad statements are input errors and run nothing', async () => {
   await assert.rejects(engine.deleteUser({ username: `${P}bad`, statements: ['DROP USER {{password}}'] }), EngineInputError);
 });
 
-test('updateUser changes the password at every host and runs renew statements', async () => {
+// Issue 8 item 10 (neighbour): a static role's default password change sets
+// one account, '%' as in Vault; the same name at another host is another
+// account and keeps its password.
+test("updateUser changes the '%' account only (never the name's other hosts) and runs renew statements", async () => {
   const user = `${P}upd`;
   await create(engine, user, PASSWORD, [
     `CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'`,
     `CREATE USER '{{name}}'@'localhost' IDENTIFIED BY '{{password}}'`,
   ]);
+  const withPassword = async (password: string): Promise<Array<[unknown, number]>> => {
+    const [rows] = await admin.query<RowDataPacket[]>(
+      'SELECT Host AS host, authentication_string = PASSWORD(?) AS ok FROM mysql.user WHERE User = ? ORDER BY Host',
+      [password, user],
+    );
+    return rows.map((r) => [r['host'], Number(r['ok'])]);
+  };
   const next = 'Aa1-updated-password-0000002';
   await engine.updateUser({ username: user, password: { value: next, statements: [] } });
-  const [rows] = await admin.query<RowDataPacket[]>(
-    'SELECT Host AS host, authentication_string = PASSWORD(?) AS ok FROM mysql.user WHERE User = ? ORDER BY Host',
-    [next, user],
-  );
-  assert.deepEqual(rows.map((r) => [r['host'], Number(r['ok'])]), [['%', 1], ['localhost', 1]]);
+  assert.deepEqual(await withPassword(next), [['%', 1], ['localhost', 0]]);
+  assert.deepEqual(await withPassword(PASSWORD), [['%', 0], ['localhost', 1]]);
+  // TCP logins from 127.0.0.1 match the '%' account here (skip_name_resolve).
   assert.equal(await canLogin(user, next), true);
   assert.equal(await canLogin(user, PASSWORD), false);
 
@@ -240,6 +248,30 @@ test('updateUser changes the password at every host and runs renew statements', 
     /does not exist/,
   );
   await engine.deleteUser({ username: user, statements: [] });
+});
+
+test("updateUser of a name with no '%' account: its only account, or a clear refusal when there are several", async () => {
+  const one = `${P}onehost`;
+  await create(engine, one, PASSWORD, [`CREATE USER '{{name}}'@'localhost' IDENTIFIED BY '{{password}}'`]);
+  const next = 'Aa1-updated-password-0000004';
+  await engine.updateUser({ username: one, password: { value: next, statements: [] } });
+  const [rows] = await admin.query<RowDataPacket[]>('SELECT authentication_string = PASSWORD(?) AS ok FROM mysql.user WHERE User = ?', [next, one]);
+  assert.deepEqual(rows.map((r) => Number(r['ok'])), [1]);
+  await engine.deleteUser({ username: one, statements: [] });
+
+  const two = `${P}twohosts`;
+  await create(engine, two, PASSWORD, [
+    `CREATE USER '{{name}}'@'localhost' IDENTIFIED BY '{{password}}'`,
+    `CREATE USER '{{name}}'@'10.0.0.%' IDENTIFIED BY '{{password}}'`,
+  ]);
+  await assert.rejects(
+    engine.updateUser({ username: two, password: { value: next, statements: [] } }),
+    (e: Error) => e instanceof EngineInputError && /several hosts \(10\.0\.0\.%, localhost\)/.test(e.message) && /rotation_statements/.test(e.message),
+  );
+  const [after] = await admin.query<RowDataPacket[]>('SELECT SUM(authentication_string = PASSWORD(?)) AS n FROM mysql.user WHERE User = ?', [PASSWORD, two]);
+  assert.equal(Number(after[0]!['n']), 2, 'neither account was changed');
+  await engine.deleteUser({ username: two, statements: [] });
+  assert.deepEqual(await userHosts(admin, two), []);
 });
 
 test('initialize: Go DSN works; bad password and unreachable server are connection errors without secrets', async () => {

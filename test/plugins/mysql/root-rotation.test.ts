@@ -60,10 +60,14 @@ after(async () => {
   await root.end();
 });
 
-test('default root rotation changes the admin password at every host; a new engine logs in with it', async () => {
+// Issue 8 item 10: the admin exists as 'adm'@'%' and 'adm'@'localhost' with
+// different passwords; rotation changes only the account the broker logs in
+// as ('%' here: TCP logins match it), never the local one.
+test('default root rotation changes only the account the admin logs in as; the other host keeps its password', async () => {
   const old = await engineAs(P1, {}, goDsn());
   await old.updateUser({ username: ADMIN, password: { value: P2, statements: [] } });
-  assert.deepEqual(await hostsWithPassword(P2), [['%', 1], ['localhost', 1]]);
+  assert.deepEqual(await hostsWithPassword(P2), [['%', 1], ['localhost', 0]]);
+  assert.deepEqual(await hostsWithPassword(P1), [['%', 0], ['localhost', 1]], "the 'localhost' account keeps its own password");
 
   const fresh = await engineAs(P2);
   await roundTrip(fresh, `${P}u1`);
@@ -84,11 +88,19 @@ test('default root rotation changes the admin password at every host; a new engi
   await roundTrip(old, `${P}u2`);
 });
 
-test('root_host limits the default rotation to that host', async () => {
+test('root_host names the rotated account; one the connection does not log in as is refused, nothing changed', async () => {
+  const wrong = await engineAs(P2, { root_host: 'localhost' });
+  await assert.rejects(
+    wrong.updateUser({ username: ADMIN, password: { value: P3, statements: [] } }),
+    (e: Error) => e instanceof EngineInputError && /root_host is 'localhost'.*'%'/.test(e.message),
+  );
+  assert.deepEqual(await hostsWithPassword(P2), [['%', 1], ['localhost', 0]]);
+  assert.deepEqual(await hostsWithPassword(P1), [['%', 0], ['localhost', 1]]);
+
   const e = await engineAs(P2, { root_host: '%' });
   await e.updateUser({ username: ADMIN, password: { value: P3, statements: [] } });
   assert.deepEqual(await hostsWithPassword(P3), [['%', 1], ['localhost', 0]]);
-  assert.deepEqual(await hostsWithPassword(P2), [['%', 0], ['localhost', 1]]);
+  assert.deepEqual(await hostsWithPassword(P1), [['%', 0], ['localhost', 1]]);
   await roundTrip(e, `${P}u3`);
 });
 

@@ -55,6 +55,22 @@ test('URL style: values are URL-encoded in and decoded back', () => {
   assert.throws(() => parseConnectionUrl(cfg('postgres://{{username}}@h/')), /unsupported scheme/);
 });
 
+// Issue 8 item 9: the credentials reach the driver (as its own user/password
+// options) verbatim, whatever the rest of the URL holds.
+test('credentials reach the driver verbatim: odd characters and a raw space in the query, URL style and Go DSN', () => {
+  const odd = ['a{b', 'a}b', 'a/b', 'a:b', 'a?b', 'a=b', 'a+b', 'a@b', 'a%41b', 'a#b', 'a b', `{}/:?=+@%# &x`];
+  const urls = [
+    'mysql://{{username}}:{{password}}@127.0.0.1:3306/test?connectionAttributes=program_name:my app&charset=utf8mb4',
+    '{{username}}:{{password}}@tcp(127.0.0.1:3306)/test?connectionAttributes=program_name:my app&charset=utf8mb4',
+  ];
+  for (const url of urls) {
+    for (const password of odd) {
+      const options = poolOptions(parseConnectionUrl(cfg(url, 'u@s:r', password)), parseOptions({}), 2);
+      assert.deepEqual([options.user, options.password, options.host, options.port, options.database], ['u@s:r', password, '127.0.0.1', 3306, 'test'], `${url} ${JSON.stringify(password)}`);
+    }
+  }
+});
+
 test('parse errors never quote the password', () => {
   const secret = 'Sup3r-secret-pw-value';
   for (const url of ['mysql://{{username}}:{{password}}@h:99999/', '{{username}}:{{password}}@bogus(h)/', 'mysql://{{username}}:{{password}}@h/?x=1']) {

@@ -168,3 +168,24 @@ test('validateSqlStatements: limits placeholders to those available', () => {
   validateSqlStatements([`ALTER ROLE "{{name}}" PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'`], pgd);
   assert.throws(() => validateSqlStatements([`SELECT '{{name}}`], pgd), EngineInputError);
 });
+
+// Issue 8 item 3: what the database is certain to refuse is refused when the statement is checked.
+test('NUL anywhere, and control characters outside quotes, are refused; inside quotes and comments they stay', () => {
+  for (const dialect of [pgd, backslashDialect]) {
+    const bad = [
+      `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' \u0000`,
+      `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{pass\u0000word}}'`,
+      `CREATE ROLE "{{name}}"\u0001 WITH LOGIN`,
+      `GRANT SELECT ON t TO "{{name}}"\u001b`,
+      `\u007fSELECT 1`,
+    ];
+    for (const statement of bad) {
+      assert.throws(() => validateSqlStatements([statement], dialect), (err: unknown) => err instanceof EngineInputError && /NUL|control character U\+00/.test((err as Error).message), JSON.stringify(statement));
+    }
+    // Whitespace controls (tab, LF, VT, FF, CR) are whitespace to both lexers; anything goes inside quotes.
+    validateSqlStatements([`CREATE ROLE "{{name}}"\t\r\n\u000b\u000cWITH LOGIN PASSWORD '{{password}}'`], dialect);
+    validateSqlStatements([`COMMENT ON ROLE "{{name}}" IS 'bell \u0007 inside a literal'`], dialect);
+    validateSqlStatements([`SELECT 1 /* \u0001 in a comment */`], dialect);
+  }
+  assert.match(renderStatement(`SELECT $$ \u0002 $$`, values, pgd), /\u0002/, 'inside a dollar-quoted body');
+});

@@ -20,7 +20,7 @@ import { eventually, initAndUnseal, startBroker, unseal, type ApiResponse, type 
 import { adminConnection, canLogin, createAdminUser, dropLeftovers, goDsn } from '../../support/mariadb.ts';
 import { adminQuery, loginAs, startScramPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
 import { TcpProxy } from '../../support/tcp-proxy.ts';
-import { canLogin as mongoCanLogin, dropUsersWithPrefix, mongoTarget, PASSWORD, type MongoTarget } from '../../plugins/mongodb/helpers.ts';
+import { assertDone, canLogin as mongoCanLogin, dropUsersWithPrefix, mongoTarget, PASSWORD, type MongoTarget } from '../../plugins/mongodb/helpers.ts';
 
 const REQUIRE_ALL = process.env.DBROKER_TEST_REQUIRE_ALL === '1';
 const tag = (): string => randomBytes(4).toString('hex');
@@ -36,6 +36,8 @@ interface TestEngine {
   connection(admin: { user: string; password: string }): Record<string, unknown>;
   creationStatements: string[];
   canLogin(user: string, password: string): Promise<boolean>;
+  /** Checks a connection write's answer (default: 204). */
+  written?(res: { status: number; text: string; body?: unknown }): void;
 }
 
 let pgServer: TestPostgres;
@@ -127,6 +129,7 @@ function mongoEngine(target: MongoTarget): TestEngine {
     }),
     creationStatements: ['{"db": "admin", "roles": [{"role": "read", "db": "admin"}]}'],
     canLogin: (user, password) => mongoCanLogin(target, user, password),
+    written: (res) => assertDone(target, res, 'config'),
   };
 }
 
@@ -135,7 +138,8 @@ async function setup(engine: TestEngine, extra: Record<string, unknown> = {}): P
   const admin = await engine.newAdmin();
   const conn = `rr-${engine.label}-${tag()}`;
   const w = await api('PUT', `database/config/${conn}`, { ...engine.connection(admin), ...extra });
-  assert.equal(w.status, 204, w.text);
+  if (engine.written) engine.written(w);
+  else assert.equal(w.status, 204, w.text);
   const role = `${conn}-role`;
   const r = await api('PUT', `database/roles/${role}`, { db_name: conn, creation_statements: engine.creationStatements, default_ttl: '10m' });
   assert.equal(r.status, 204, r.text);
@@ -339,6 +343,45 @@ describe('manual rotate-root', () => {
     assert.ok(await engine.canLogin(admin.user, admin.password), 'the old password still works: nothing changed');
     assert.match(String((await config(conn)).last_root_rotation_error), /missing/);
     await assertIssues(engine, role);
+  });
+
+  // Issue 8 item 10: 'adm'@'%' and 'adm'@'localhost' with different
+  // passwords; rotate-root changes only the account the broker logs in as
+  // ('%': TCP from 127.0.0.1 matches it here), never the local login.
+  test("MySQL: rotate-root changes only the admin's logged-in account; the same name at another host keeps its password", async (t) => {
+    if (!mysqlRoot) {
+      t.skip('MariaDB not reachable');
+      return;
+    }
+    const root = mysqlRoot;
+    const user = `${MY_PREFIX}h${tag()}`;
+    const remote = `Aa1-${randomBytes(12).toString('hex')}`;
+    const local = `Aa1-${randomBytes(12).toString('hex')}`;
+    await createAdminUser(root, user, remote, ['%']);
+    await createAdminUser(root, user, local, ['localhost']);
+    const hasPassword = async (host: string, password: string): Promise<boolean> => {
+      const [rows] = await root.query('SELECT authentication_string = PASSWORD(?) AS ok FROM mysql.user WHERE User = ? AND Host = ?', [password, user, host]);
+      return Number((rows as Array<{ ok: number }>)[0]?.ok) === 1;
+    };
+    const conn = `rr-hosts-${tag()}`;
+    const w = await api('PUT', `database/config/${conn}`, {
+      plugin_name: 'mysql-database-plugin',
+      connection_url: goDsn(),
+      username: user,
+      password: remote,
+      allowed_roles: '*',
+      username_template: `{{ printf "${MY_PREFIX}v%s" (random 12) }}`,
+    });
+    assert.equal(w.status, 204, w.text);
+    const r = await api('PUT', `database/rotate-root/${conn}`);
+    assert.equal(r.status, 204, r.text);
+    assert.equal(await hasPassword('%', remote), false, "the '%' account got a new password");
+    assert.equal(await hasPassword('localhost', local), true, "the 'localhost' account keeps its own password");
+    assert.equal(await canLogin(user, remote), false);
+    const role = `${conn}-role`;
+    const wr = await api('PUT', `database/roles/${role}`, { db_name: conn, creation_statements: [`CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'`], default_ttl: '10m' });
+    assert.equal(wr.status, 204, wr.text);
+    await assertIssues(engines.find((e) => e.label === 'mysql')!, role);
   });
 
   test('unknown connection: 400', async () => {

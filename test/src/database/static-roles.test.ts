@@ -11,7 +11,7 @@ import { eventually, initAndUnseal, startBroker, unseal, type ApiResponse, type 
 import { adminConnection, canLogin, createAdminUser, dropLeftovers, goDsn } from '../../support/mariadb.ts';
 import { adminQuery, loginAs, startScramPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
 import { TcpProxy } from '../../support/tcp-proxy.ts';
-import { canLogin as mongoCanLogin, dropUsersWithPrefix, mongoTarget, type MongoTarget } from '../../plugins/mongodb/helpers.ts';
+import { assertDone, canLogin as mongoCanLogin, dropUsersWithPrefix, mongoTarget, type MongoTarget } from '../../plugins/mongodb/helpers.ts';
 
 const REQUIRE_ALL = process.env.DBROKER_TEST_REQUIRE_ALL === '1';
 const tag = (): string => randomBytes(4).toString('hex');
@@ -132,7 +132,7 @@ before(async () => {
       password: target.password,
       allowed_roles: '*',
     });
-    assert.equal(r.status, 204, r.text);
+    assertDone(target, r, 'config sr-mongo');
     engines.push({
       label: 'mongodb',
       conn: 'sr-mongo',

@@ -5,7 +5,11 @@
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEFAULT_USERNAME_TEMPLATE, USERNAME_CHARS, renderUsername, sanitizeName } from '../../../src/database/username-template.ts';
+import { DEFAULT_USERNAME_TEMPLATE, USERNAME_CHARS, checkUsernameTemplate, generateUsername, renderUsername, sanitizeName } from '../../../src/database/username-template.ts';
+import type { EngineFactory } from '../../../src/engine/engine.ts';
+import mongodb from '../../../plugins/mongodb/index.ts';
+import mysql, { mysqlLegacy } from '../../../plugins/mysql/index.ts';
+import postgres from '../../../plugins/postgres/index.ts';
 import { BrokerError } from '../../../src/errors.ts';
 
 const vars = { DisplayName: 'token-my-app', RoleName: 'readonly' };
@@ -115,4 +119,61 @@ test('a deeply nested or very long template does not crash the renderer', () => 
   assert.equal(render(nested), 'readonly');
   const long = '{{ .RoleName }}'.repeat(60);
   assert.equal(render(long).length, 63);
+});
+
+// Issue 8 item 8: a generated username always keeps enough randomness to be unique.
+test('generateUsername: 8 random characters must survive the cut, or it is a 400 naming username_template', () => {
+  const unique = /must make unique usernames/;
+  const refuse = (template: string, max: number, v = vars) =>
+    assert.throws(() => generateUsername(template, v, max), (err: unknown) => err instanceof BrokerError && err.statusCode === 400 && /^invalid field "username_template": /.test(err.message) && unique.test(err.message), template);
+  // The reported case: the broker default cut to 16 (mysql-legacy-database-plugin) kept no random part.
+  refuse(DEFAULT_USERNAME_TEMPLATE, 16, { DisplayName: 'root', RoleName: 'rdonly12' });
+  refuse('fixed-name', 63);
+  refuse('{{ random 7 }}', 63);
+  refuse('x{{ .RoleName | sha256 }}', 63, vars);
+  refuse('{{ random 2 | sha256 }}', 63);
+  assert.match(generateUsername('{{ random 8 }}', vars, 63), /^[A-Za-z0-9]{8}$/);
+  assert.match(generateUsername('{{ uuid }}', vars, 16), /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]$/, '12+ random hex digits qualify');
+  assert.match(generateUsername('{{ random 20 | sha256 }}', vars, 16), /^[0-9a-f]{16}$/, 'the hash of random text is random');
+  const a = generateUsername(DEFAULT_USERNAME_TEMPLATE, vars, 32);
+  assert.notEqual(generateUsername(DEFAULT_USERNAME_TEMPLATE, vars, 32), a);
+});
+
+test('a cut never leaves a trailing "-"', () => {
+  assert.equal(render('{{ printf "v-%s-%s-" .DisplayName .RoleName }}x', { DisplayName: 'root', RoleName: 'rdonly12' }, 16), 'v-root-rdonly12');
+  assert.equal(render('ab---cd', vars, 4), 'ab');
+  assert.equal(render('ab-', vars, 63), 'ab-', 'not cut: as written');
+});
+
+test("each engine's default template keeps its randomness at its limit (Vault's defaults)", () => {
+  const cases: Array<[EngineFactory, RegExp]> = [
+    [mysqlLegacy, /^v-rdon-[A-Za-z0-9]{9}$/],
+    [mysql, /^v-root-rdonly12-[A-Za-z0-9]{16}$/],
+    [postgres, /^v-root-rdonly12-[A-Za-z0-9]{20}-\d{10}$/],
+    [mongodb, /^v-root-rdonly12-[A-Za-z0-9]{20}-\d{10}$/],
+  ];
+  for (const [factory, shape] of cases) {
+    const template = factory.defaultUsernameTemplate ?? DEFAULT_USERNAME_TEMPLATE;
+    const one = generateUsername(template, { DisplayName: 'root', RoleName: 'rdonly12' }, factory.maxUsernameLength);
+    const two = generateUsername(template, { DisplayName: 'root', RoleName: 'rdonly12' }, factory.maxUsernameLength);
+    assert.match(one, shape, factory.type);
+    assert.notEqual(one, two, factory.type);
+    // The longest names: still 8+ random characters (checkUsernameTemplate's worst case).
+    checkUsernameTemplate(template, factory.maxUsernameLength);
+    const long = generateUsername(template, { DisplayName: `token-${'d'.repeat(256)}`, RoleName: 'r'.repeat(128) }, factory.maxUsernameLength);
+    assert.ok(long.length <= factory.maxUsernameLength && !long.endsWith('-'), `${factory.type}: ${long}`);
+  }
+  assert.match(generateUsername(mysql.defaultUsernameTemplate!, { DisplayName: `token-${'d'.repeat(30)}`, RoleName: 'r'.repeat(30) }, 32), /^v-token-dddd-rrrrrrrrrr-[A-Za-z0-9]{8}$/);
+});
+
+test('checkUsernameTemplate: refused when the longest display name or (for connections) role name cuts the randomness away', () => {
+  const fails = (template: string, max: number, role?: string) =>
+    assert.throws(() => checkUsernameTemplate(template, max, role), /username_template.*must make unique usernames/, template);
+  fails('{{ .DisplayName }}-{{ random 20 }}', 63);
+  fails('{{ .RoleName }}-{{ random 20 }}', 63, 'r'.repeat(60));
+  fails('{{ .RoleName }}-{{ random 20 }}', 63);
+  checkUsernameTemplate('{{ .RoleName }}-{{ random 20 }}', 63, 'short');
+  checkUsernameTemplate('{{ random 20 }}-{{ .DisplayName }}', 16);
+  checkUsernameTemplate('{{ .DisplayName | truncate 20 }}-{{ random 20 }}', 63);
+  fails('{{ printf "v-%s-%s" (.RoleName | truncate 4) (random 20) | truncate 12 }}', 16);
 });

@@ -231,6 +231,9 @@ describe('EngineRegistry', () => {
     assert.match(factoryProblem({ ...exampleEngine, maxUsernameLength: 0 }) ?? '', /"maxUsernameLength"/);
     assert.match(factoryProblem({ ...exampleEngine, defaultRootRotationStatements: 'x' }) ?? '', /"defaultRootRotationStatements"/);
     assert.match(factoryProblem({ ...exampleEngine, validateStatements: 1 }) ?? '', /"validateStatements"/);
+    assert.match(factoryProblem({ ...exampleEngine, defaultUsernameTemplate: '' }) ?? '', /"defaultUsernameTemplate"/);
+    assert.match(factoryProblem({ ...exampleEngine, poolSettings: ['max_idle'] }) ?? '', /"poolSettings"/);
+    assert.equal(factoryProblem({ ...exampleEngine, poolSettings: ['max_connection_lifetime'], defaultUsernameTemplate: '{{random 20}}' }), undefined);
   });
 
   test('built-in and registered names resolve; others are an unknown plugin', async () => {

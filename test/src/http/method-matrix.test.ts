@@ -33,11 +33,16 @@ function declaredPatterns(): string[] {
   const scan = (dir: string, prefix: string) => {
     for (const file of readdirSync(dir)) {
       if (!file.endsWith('.ts')) continue;
-      for (const m of readFileSync(join(dir, file), 'utf8').matchAll(/pattern: '([^']+)'/g)) out.push(prefix + m[1]!);
+      for (const m of readFileSync(join(dir, file), 'utf8').matchAll(/pattern: '([A-Za-z0-9_:*\/-]+)'/g)) out.push(prefix + m[1]!);
     }
   };
   scan(join(SRC, 'routes'), '');
   scan(join(SRC, 'database'), 'database/');
+  // Auth methods, mounted at auth/<type>/ in this test; patterns built at run time are listed in PATHS by hand.
+  for (const file of readdirSync(join(SRC, 'auth/methods'))) {
+    if (!file.endsWith('.ts')) continue;
+    for (const m of readFileSync(join(SRC, 'auth/methods', file), 'utf8').matchAll(/pattern: '([A-Za-z0-9_:*\/-]+)'/g)) out.push(`auth/${file.slice(0, -3)}/${m[1]!}`);
+  }
   return out;
 }
 
@@ -88,6 +93,40 @@ const PATHS = [
   'auth/token/revoke',
   'auth/token/revoke-self',
   'auth/token/revoke-accessor',
+  'auth/token/roles',
+  'auth/token/roles/tr',
+  'auth/token/create/tr',
+  'auth/token/revoke-orphan',
+  'auth/token/accessors',
+  'sys/auth',
+  'sys/auth/scratch',
+  'sys/auth/approle/tune',
+  'auth/approle/login',
+  'auth/approle/role',
+  'auth/approle/role/ar',
+  'auth/approle/role/ar/role-id',
+  'auth/approle/role/ar/secret-id',
+  'auth/approle/role/ar/custom-secret-id',
+  'auth/approle/role/ar/secret-id/lookup',
+  'auth/approle/role/ar/secret-id/destroy',
+  'auth/approle/role/ar/secret-id-accessor/lookup',
+  'auth/approle/role/ar/secret-id-accessor/destroy',
+  'auth/approle/tidy/secret-id',
+  'auth/jwt/login',
+  'auth/jwt/config',
+  'auth/jwt/role',
+  'auth/jwt/role/jr',
+  'auth/jwt/oidc/auth_url',
+  'auth/jwt/oidc/callback',
+  'auth/kubernetes/login',
+  'auth/kubernetes/config',
+  'auth/kubernetes/role',
+  'auth/kubernetes/role/kr',
+  'auth/userpass/login/u1',
+  'auth/userpass/users',
+  'auth/userpass/users/u1',
+  'auth/userpass/users/u1/password',
+  'auth/userpass/users/u1/policies',
   'database/config',
   'database/config/c1',
   'database/reset/c1',
@@ -141,6 +180,13 @@ before(async () => {
   reader = t.body.auth.client_token;
   readerAccessor = t.body.auth.accessor;
   leaseId = (await issueCreds(pb, 'r1')).leaseId;
+  for (const type of ['approle', 'jwt', 'kubernetes', 'userpass']) {
+    const r = await pb.api('PUT', `sys/auth/${type}`, { type });
+    assert.equal(r.status, 204, r.text);
+  }
+  assert.equal((await pb.api('PUT', 'auth/approle/role/ar', { token_policies: ['p1'] })).status, 204);
+  assert.equal((await pb.api('PUT', 'auth/userpass/users/u1', { password: 'matrix-user-pw', token_policies: ['p1'] })).status, 204);
+  assert.equal((await pb.api('PUT', 'auth/token/roles/tr', { allowed_policies: ['p1'] })).status, 204);
 });
 
 after(async () => {

@@ -41,6 +41,9 @@ before(async () => {
   const role = (name: string, fields: Record<string, unknown>) => createRole(pb, name, { db_name: 'main', username_template: prefixTemplate(`${userPrefix}${name}-`), ...fields });
   await role('app', { default_ttl: '10m', max_ttl: '1h' });
   await role('other', { default_ttl: '10m', max_ttl: '1h' });
+  await role('app-admin', { default_ttl: '10m', max_ttl: '1h' });
+  await role('app_x', { default_ttl: '10m', max_ttl: '1h' });
+  await role('appyx', { default_ttl: '10m', max_ttl: '1h' });
   await role('tight', { default_ttl: '20s', max_ttl: '40s' });
   await role('brief', { default_ttl: '2s', max_ttl: '2s' });
 });
@@ -73,9 +76,11 @@ test('lookup: Vault fields; unknown, missing or malformed lease ids are 400', as
   const wrongType = await pb.api('PUT', 'sys/leases/lookup', { lease_id: 42 });
   assert.equal(wrongType.status, 400);
   assert.match(wrongType.body.errors[0], /lease_id/);
+  // An unknown field is ignored with Vault's warning; the lookup still answers.
   const unknownField = await pb.api('PUT', 'sys/leases/lookup', { lease_id: creds.leaseId, bogus: 1 });
-  assert.equal(unknownField.status, 400);
-  assert.match(unknownField.body.errors[0], /bogus/);
+  assert.equal(unknownField.status, 200);
+  assert.equal(unknownField.body.data.id, creds.leaseId);
+  assert.deepEqual(unknownField.body.warnings, ['Endpoint ignored these unrecognized parameters: [bogus]']);
   assert.equal((await pb.api('PUT', 'sys/leases/revoke', { lease_id: creds.leaseId })).status, 204);
 });
 
@@ -207,6 +212,107 @@ test('revoke-prefix revokes every lease under the prefix, synchronously, and not
   const d = await issueCreds(pb, 'app');
   assert.equal((await pb.api('PUT', 'sys/revoke-prefix/database/creds/app/')).status, 204);
   assert.equal(await roleExists(server, d.username), false);
+});
+
+test('a prefix stops at a path boundary (Vault): "database/creds/app" never reaches "app-admin"; a whole lease id still names one lease', async () => {
+  const gone = async (l: { leaseId: string; username: string }) => !(await roleExists(server, l.username)) && (await lookup(l.leaseId)).status === 400;
+  const alive = async (l: { leaseId: string; username: string }, what: string) => {
+    assert.equal((await lookup(l.leaseId)).status, 200, `${what}: lease ${l.leaseId} must stay`);
+    assert.ok(await roleExists(server, l.username), `${what}: user ${l.username} must stay`);
+  };
+
+  // LIST: the prefix without a slash lists under "<prefix>/" only.
+  const [app, admin] = await Promise.all([issueCreds(pb, 'app'), issueCreds(pb, 'app-admin')]);
+  const listed = await pb.list('sys/leases/lookup/database/creds/app');
+  assert.equal(listed.status, 200, listed.text);
+  assert.deepEqual(listed.body.data.keys, [app.leaseId.split('/').pop()]);
+  // Raw LIST too.
+  const raw = await pb.broker.api('LIST', 'sys/leases/lookup/database/creds/app', { token: pb.root });
+  assert.deepEqual(raw.body.data.keys, [app.leaseId.split('/').pop()]);
+  assert.equal((await pb.list('sys/leases/lookup/database/creds/ap')).status, 404, 'a partial segment lists nothing');
+
+  // revoke-prefix, sync, without the trailing slash.
+  assert.equal((await pb.api('PUT', 'sys/leases/revoke-prefix/database/creds/app')).status, 204);
+  assert.ok(await gone(app), 'the app lease is revoked');
+  await alive(admin, 'revoke-prefix database/creds/app');
+  // A partial segment names nothing.
+  assert.equal((await pb.api('PUT', 'sys/leases/revoke-prefix/database/creds/app-adm')).status, 204);
+  await alive(admin, 'revoke-prefix database/creds/app-adm');
+
+  // The old alias and sync=false follow the same rule.
+  const app2 = await issueCreds(pb, 'app');
+  assert.equal((await pb.api('PUT', 'sys/revoke-prefix/database/creds/app')).status, 204);
+  assert.ok(await gone(app2));
+  await alive(admin, 'sys/revoke-prefix database/creds/app');
+  const app3 = await issueCreds(pb, 'app');
+  assert.equal((await pb.api('PUT', 'sys/leases/revoke-prefix/database/creds/app', { sync: false })).status, 202);
+  await eventually(() => gone(app3), 10_000, 'the async revoke-prefix');
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  await alive(admin, 'async revoke-prefix database/creds/app');
+
+  // "_" is no wildcard: app_x does not reach appyx.
+  const [under, lookalike] = await Promise.all([issueCreds(pb, 'app_x'), issueCreds(pb, 'appyx')]);
+  assert.equal((await pb.api('PUT', 'sys/leases/revoke-prefix/database/creds/app_x')).status, 204);
+  assert.ok(await gone(under));
+  await alive(lookalike, 'revoke-prefix database/creds/app_x');
+  assert.equal((await pb.api('PUT', `sys/leases/revoke/${lookalike.leaseId}`)).status, 204);
+
+  // A whole lease id as the prefix: that lease, sync and async.
+  const [one, two] = await Promise.all([issueCreds(pb, 'app-admin'), issueCreds(pb, 'app-admin')]);
+  assert.equal((await pb.api('PUT', `sys/leases/revoke-prefix/${one.leaseId}`)).status, 204);
+  assert.ok(await gone(one));
+  await alive(two, 'revoke-prefix of another lease id');
+  assert.equal((await pb.api('PUT', `sys/leases/revoke-prefix/${two.leaseId}`, { sync: false })).status, 202);
+  await eventually(() => gone(two), 10_000, 'the async revoke-prefix of one lease id');
+  await alive(admin, 'revoke-prefix of other lease ids');
+
+  // revoke-force: forgets under "<prefix>/" only; the app-admin lease (and its user) stay tracked.
+  const app4 = await issueCreds(pb, 'app');
+  assert.equal((await pb.api('PUT', 'sys/leases/revoke-force/database/creds/app')).status, 204);
+  assert.equal((await lookup(app4.leaseId)).status, 400, 'the app lease is forgotten');
+  assert.ok(await roleExists(server, app4.username), 'revoke-force does not drop users');
+  await alive(admin, 'revoke-force database/creds/app');
+  await dropRolesWithPrefix(server, app4.username);
+  // revoke-force of one whole lease id.
+  const other = await issueCreds(pb, 'app-admin');
+  assert.equal((await pb.api('PUT', `sys/leases/revoke-force/${other.leaseId}`)).status, 204);
+  assert.equal((await lookup(other.leaseId)).status, 400);
+  assert.ok(await roleExists(server, other.username), 'revoke-force does not drop users');
+  await alive(admin, 'revoke-force of another lease id');
+  await dropRolesWithPrefix(server, other.username);
+  assert.equal((await pb.api('PUT', 'sys/leases/revoke', { lease_id: admin.leaseId })).status, 204);
+  assert.ok(await gone(admin));
+});
+
+test('LIST sys/leases/lookup/ lists the top level (sudo), one key per mount; a whole lease id lists nothing', async () => {
+  const [a, b] = await Promise.all([issueCreds(pb, 'app'), issueCreds(pb, 'other')]);
+  for (const r of [await pb.list('sys/leases/lookup/'), await pb.broker.api('LIST', 'sys/leases/lookup/', { token: pb.root }), await pb.list('sys/leases/lookup')]) {
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.body.data.keys, ['database/']);
+  }
+  assert.deepEqual((await pb.list('sys/leases/lookup/database')).body.data.keys, ['creds/']);
+  const roles = (await pb.list('sys/leases/lookup/database/creds')).body.data.keys as string[];
+  assert.deepEqual([...roles].sort(), ['app/', 'other/']);
+  // As in Vault, a listing is always of "<prefix>/": a whole lease id has nothing under it.
+  assert.equal((await pb.list(`sys/leases/lookup/${a.leaseId}`)).status, 404);
+
+  // Sudo: a token that may list but not sudo is refused; with sudo it lists.
+  const policy = (name: string, caps: string[]) => pb.api('PUT', `sys/policies/acl/${name}`, { policy: `path "sys/leases/lookup/*" { capabilities = ${JSON.stringify(caps)} }` });
+  assert.equal((await policy('lookup-list', ['list'])).status, 204);
+  assert.equal((await policy('lookup-sudo', ['list', 'sudo'])).status, 204);
+  const tokenWith = async (p: string) => (await pb.api('PUT', 'auth/token/create', { policies: [p], ttl: '10m' })).body.auth.client_token as string;
+  const plain = await tokenWith('lookup-list');
+  const sudo = await tokenWith('lookup-sudo');
+  assert.equal((await pb.broker.api('LIST', 'sys/leases/lookup/', { token: plain })).status, 403);
+  const bySudo = await pb.broker.api('LIST', 'sys/leases/lookup/', { token: sudo });
+  assert.equal(bySudo.status, 200, bySudo.text);
+  assert.deepEqual(bySudo.body.data.keys, ['database/']);
+  // PUT sys/leases/lookup (a lease id in the body) shares the path and is unchanged.
+  assert.equal((await lookup(a.leaseId)).status, 200);
+  // Methods other than LIST and PUT on the bare path are still 405.
+  assert.equal((await pb.api('DELETE', 'sys/leases/lookup')).status, 405);
+
+  for (const l of [a, b]) assert.equal((await pb.api('PUT', 'sys/leases/revoke', { lease_id: l.leaseId })).status, 204);
 });
 
 test('revoke-prefix racing with issuance: every database user ends up either with a live lease or dropped', async () => {

@@ -90,3 +90,22 @@ test('due leases are claimed in due order through the index, a batch at a time',
     db.close();
   }
 });
+
+test('storage prefix queries are literal string prefixes: "%", "_" and "\\" are no wildcards (the "<prefix>/" rule is the lease manager\'s)', async () => {
+  const store = new SqliteStorage(join(dir, 'prefix.db'));
+  const ids = ['db/creds/a_b/1', 'db/creds/axb/1', 'db/creds/a%b/1', 'db/creds/a%bc/1', 'db/creds/a\\b/1', 'db/creds/app/1', 'db/creds/app-admin/1', 'db/creds/app/2'];
+  await Promise.all(ids.map((id) => store.insertLease(lease(id, 10_000))));
+  assert.deepEqual(await store.listLeaseIds('db/creds/a_b/', 100), ['db/creds/a_b/1']);
+  assert.deepEqual(await store.listLeaseIds('db/creds/a%b/', 100), ['db/creds/a%b/1']);
+  assert.deepEqual(await store.listLeaseIds('db/creds/a\\b/', 100), ['db/creds/a\\b/1']);
+  assert.deepEqual(await store.listLeaseIds('db/creds/app/', 100), ['db/creds/app/1', 'db/creds/app/2']);
+  // Paging resumes after `after`, still within the prefix.
+  assert.deepEqual(await store.listLeaseIds('db/creds/app/', 1, 'db/creds/app/1'), ['db/creds/app/2']);
+  assert.equal(await store.countLeases({ prefix: 'db/creds/a_' }), 1);
+  assert.equal(await store.countLeases({ prefix: 'db/creds/a%' }), 2);
+  assert.equal(await store.expediteLeases({ prefix: 'db/creds/a_b/' }, 5), 1);
+  assert.equal((await store.getLease('db/creds/axb/1'))?.dueAt, 10_000);
+  assert.equal(await store.deleteLeases('db/creds/app/'), 2);
+  assert.deepEqual(await store.listLeaseIds('db/creds/app', 100), ['db/creds/app-admin/1']);
+  await store.close();
+});

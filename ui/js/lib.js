@@ -1,0 +1,8 @@
+// The front-end library in one place: Preact components written with htm
+// tagged templates (no JSX, so no build step).
+import { h, render } from 'preact';
+import htm from 'htm';
+
+export const html = htm.bind(h);
+export { render };
+export { useEffect, useReducer, useRef, useState } from 'preact/hooks';
