@@ -9,6 +9,7 @@ import { VERSION } from './broker.ts';
 const USAGE = `usage:
   dbroker server --config <file.json>
   dbroker server --dev [--listen ADDR] [--dev-root-token T] [--dev-pg-url URL]
+  dbroker agent --config <agent.json> [--log-level LEVEL]
   dbroker version`;
 
 export async function main(argv: string[]): Promise<void> {
@@ -16,6 +17,10 @@ export async function main(argv: string[]): Promise<void> {
   try {
     if (command === 'version' || command === '--version') {
       console.log(`dbroker ${VERSION}`);
+      return;
+    }
+    if (command === 'agent') {
+      await (await import('./agent/run-agent.ts')).runAgent(rest);
       return;
     }
     if (command !== 'server') {
