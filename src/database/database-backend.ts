@@ -28,6 +28,20 @@ export interface RoleRecord {
 }
 
 /** Config fields the broker itself understands; every other field goes to the engine as an option. */
+/**
+ * Vault 1.19's automated root rotation fields (Vault docs, "database secrets
+ * engine API": rotation_period, rotation_schedule, rotation_window,
+ * disable_automated_rotation). Clients such as Terraform send them at their
+ * defaults, which are accepted; any other value is refused with a pointer to
+ * dbroker's own fields, which do the same job (README "Scheduled root rotation").
+ */
+const AUTOMATED_ROTATION_FIELDS: Record<string, string> = {
+  rotation_period: 'use root_rotation_period',
+  rotation_schedule: 'use root_rotation_schedule (cron, UTC)',
+  rotation_window: 'scheduled root rotations run at their time, with retries; there is no window',
+  disable_automated_rotation: 'root rotation is automated only when root_rotation_period or root_rotation_schedule is set; leave them unset instead',
+};
+
 const KNOWN_CONFIG_FIELDS = new Set([
   'plugin_name',
   'plugin_version',
@@ -44,6 +58,7 @@ const KNOWN_CONFIG_FIELDS = new Set([
   'username_template',
   'root_rotation_schedule',
   'root_rotation_period',
+  ...Object.keys(AUTOMATED_ROTATION_FIELDS),
 ]);
 
 const NAME = /^[A-Za-z0-9_.-]{1,128}$/;
@@ -117,6 +132,11 @@ function effectiveTemplate(role: RoleRecord, conn: ConnectionRecord, factory: En
  * rather than stored and ignored (plugin_version, password_policy).
  */
 function refuseUnapplied(body: Record<string, unknown>): void {
+  for (const [field, instead] of Object.entries(AUTOMATED_ROTATION_FIELDS)) {
+    const v = body[field];
+    const isDefault = v === undefined || v === null || v === false || v === 0 || v === '' || v === '0' || v === '0s';
+    if (!isDefault) throw errors.BAD_FIELD(field, `is not supported: ${instead}`);
+  }
   if (typeof body.plugin_version === 'string' && body.plugin_version.trim() !== '') {
     throw errors.BAD_FIELD('plugin_version', 'is not supported: dbroker\'s engines are built in and have no versions (leave it empty)');
   }

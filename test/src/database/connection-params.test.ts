@@ -177,6 +177,22 @@ test('password_policy and plugin_version: 400s naming them when set, accepted wh
   refused(await pb.api('PUT', 'database/config/pg-pp', pgConnection(`cpq${run}`, { password_policy: 'p' })), 'password_policy', /not supported/, 'update');
 });
 
+test('Vault 1.19 automated root rotation fields: accepted at their defaults (as Terraform sends them), refused otherwise with a pointer', async () => {
+  const defaults = { rotation_period: 0, rotation_schedule: '', rotation_window: 0, disable_automated_rotation: false };
+  const ok = await pb.api('PUT', 'database/config/pg-auto', pgConnection(`cpa${run}`, defaults));
+  assert.equal(ok.status, 204, ok.text);
+  assert.equal((await pb.api('GET', 'database/config/pg-auto')).body.data.root_rotation_period, 0, 'nothing was scheduled');
+  for (const [field, value, pointer] of [
+    ['rotation_period', '24h', /root_rotation_period/],
+    ['rotation_schedule', '0 * * * *', /root_rotation_schedule/],
+    ['rotation_window', 3600, /no window/],
+    ['disable_automated_rotation', true, /leave them unset/],
+  ] as const) {
+    refused(await pb.api('PUT', 'database/config/pg-auto', pgConnection(`cpa${run}`, { [field]: value })), field, pointer, field);
+  }
+  assert.equal((await pb.api('DELETE', 'database/config/pg-auto')).status, 204);
+});
+
 test('role and static-role credential_config, and self_managed_password: 400s naming them when set', async () => {
   const base = { db_name: 'pg-pp', creation_statements: PG_CREATE };
   for (const config of [{ password_policy: 'strong' }, 'password_policy=strong', ['password_policy=strong']]) {
