@@ -27,6 +27,7 @@ import { tokenRoutes } from './routes/auth-token.ts';
 import { auditRoutes } from './routes/sys-audit.ts';
 import { Seal } from './seal/seal.ts';
 import type { Storage } from './storage/storage.ts';
+import { Standalone, type Cluster } from './ha/cluster.ts';
 
 export const VERSION = '0.1.0';
 
@@ -64,6 +65,8 @@ export class Broker implements Dispatcher {
   private readonly coreRoutes: CompiledRoute[];
   private readonly policyCache = new Map<string, PathRule[]>();
   private readonly unsealHooks: Array<() => Promise<void>> = [];
+  /** Active or standby; a broker without HA is always active (see src/ha/cluster.ts). */
+  private clusterRole: Cluster = new Standalone();
 
   constructor(
     readonly config: BrokerConfig,
@@ -90,15 +93,42 @@ export class Broker implements Dispatcher {
     await this.seal.load();
   }
 
-  /** Called after a successful unseal: load mounts, recover interrupted work, start loops. */
+  /** Set before start (HA, src/ha/ha-node.ts); without it the broker is always active. */
+  setCluster(cluster: Cluster): void {
+    this.clusterRole = cluster;
+  }
+
+  get cluster(): Cluster {
+    return this.clusterRole;
+  }
+
+  /**
+   * Called after a successful unseal. The active node's duties (load mounts,
+   * recover interrupted work, start the loops and schedules) run now without
+   * HA, and whenever this node becomes active with it.
+   */
   async afterUnseal(): Promise<void> {
+    await this.audit.load();
+    await this.clusterRole.unsealed({ start: () => this.startDuties(), stop: () => this.stopDuties() });
+    for (const hook of this.unsealHooks) await hook();
+  }
+
+  private async startDuties(): Promise<void> {
+    // Another node may have changed mounts, policies or audit devices while this one was a standby.
+    this.policyCache.clear();
     await this.audit.load();
     await this.mounts.load();
     await this.leases.recoverInterrupted();
     this.revocation.start();
     this.tokenExpiry.start();
     this.mounts.resumeRotations();
-    for (const hook of this.unsealHooks) await hook();
+  }
+
+  private async stopDuties(): Promise<void> {
+    this.revocation.stop();
+    await this.revocation.idle();
+    await this.tokenExpiry.stop();
+    await this.mounts.close();
   }
 
   onUnseal(hook: () => Promise<void>): void {
@@ -106,10 +136,8 @@ export class Broker implements Dispatcher {
   }
 
   async sealNow(): Promise<void> {
-    this.revocation.stop();
-    await this.revocation.idle();
-    await this.tokenExpiry.stop();
-    await this.mounts.close();
+    await this.clusterRole.sealed();
+    await this.stopDuties();
     this.audit.close();
     this.policyCache.clear();
     this.seal.seal();

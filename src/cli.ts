@@ -44,7 +44,7 @@ export async function main(argv: string[]): Promise<void> {
       });
       return;
     }
-    if (!values.config && !process.env.DBROKER_STORAGE_PATH) throw new ConfigError('--config', 'give a config file (or --dev)');
+    if (!values.config && !process.env.DBROKER_STORAGE_PATH && !process.env.DBROKER_STORAGE_CONNECTION_URL) throw new ConfigError('--config', 'give a config file (or --dev)');
     const config = loadConfig(values.config, process.env, { listen: values.listen, log_level: values['log-level'] });
     // Key shares stay out of the environment that anything we start would inherit.
     delete process.env.DBROKER_UNSEAL_KEYS;

@@ -9,7 +9,10 @@ import { Broker } from './broker.ts';
 import { ConfigError, type BrokerConfig } from './config.ts';
 import { buildHttpServer } from './http/server.ts';
 import { createLogger } from './logger.ts';
-import { SqliteStorage } from './storage/sqlite-storage.ts';
+import { openStorage } from './storage/open-storage.ts';
+import { HaNode } from './ha/ha-node.ts';
+import { installForwarding } from './ha/forwarder.ts';
+import type { PostgresStorage } from './storage/postgres-storage.ts';
 
 export interface RunningServer {
   broker: Broker;
@@ -69,13 +72,11 @@ function readTls(tls: BrokerConfig['tls']): { cert: Buffer; key: Buffer } | unde
 
 export async function startServer(config: BrokerConfig, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
   const tls = readTls(config.tls);
-  let storage: SqliteStorage;
-  try {
-    storage = new SqliteStorage(config.storagePath);
-  } catch (err) {
-    throw new ConfigError('storage.path', `cannot open ${config.storagePath}: ${(err as Error).message}`);
-  }
+  const storage = await openStorage(config);
   const broker = new Broker(config, storage, logger);
+  // HA needs the PostgreSQL store (config.ts refuses it otherwise).
+  const ha = config.ha ? new HaNode(storage as PostgresStorage, config.ha, logger) : undefined;
+  if (ha) broker.setCluster(ha);
   let app: FastifyInstance | undefined;
   try {
     await broker.start();
@@ -85,6 +86,7 @@ export async function startServer(config: BrokerConfig, logger: Logger = createL
     }
     try {
       app = buildHttpServer(broker, { logger, bodyLimit: config.maxRequestSize, ...(tls ? { tls } : {}) });
+      if (ha) installForwarding(app, ha, () => broker.seal.sealed, logger);
     } catch (err) {
       throw new ConfigError('tls', `cannot use the certificate and key: ${(err as Error).message}`);
     }

@@ -49,6 +49,7 @@ const PATHS = [
   'sys/seal-status',
   'sys/health',
   'sys/leader',
+  'sys/step-down',
   'sys/rotate',
   'sys/key-status',
   'sys/mounts',

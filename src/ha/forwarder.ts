@@ -1,0 +1,106 @@
+// Request forwarding: an unsealed standby proxies every request it cannot
+// serve to the active node over HTTP(S) — method, path and query, headers and
+// body as they came — and returns the active node's answer as it is (status,
+// headers, body), so a client never notices which node it reached. It runs
+// as a fastify onRequest hook, before the body is parsed, so the body is
+// streamed through untouched.
+//
+// Served by the standby itself: its own state (sys/health, sys/leader,
+// sys/seal-status), and its own seal (sys/init, sys/unseal, sys/seal).
+
+import http from 'node:http';
+import https from 'node:https';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+
+/** The header a forwarded request carries, so it is never forwarded twice (no loops). */
+export const FORWARDED_HEADER = 'x-dbroker-forwarded-by';
+
+const LOCAL = new Set(['sys/health', 'sys/leader', 'sys/seal-status', 'sys/init', 'sys/unseal', 'sys/seal']);
+/** Hop-by-hop headers (RFC 9110 §7.6.1) are not passed on. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host']);
+
+export interface ForwardingNode {
+  nodeId: string;
+  isStandby(): boolean;
+  /** The active node's base URL, when known. */
+  forwardTarget(): string | undefined;
+  /** Resolves once an active node has started its duties. */
+  ready(): Promise<void>;
+}
+
+function pathOf(url: string): string {
+  const path = url.split('?')[0]!.replace(/^\/v1\//, '').replace(/\/+$/, '');
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path;
+  }
+}
+
+function fail(reply: FastifyReply, status: number, message: string): void {
+  reply.hijack();
+  const body = JSON.stringify({ errors: [message] });
+  reply.raw.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  reply.raw.end(body);
+}
+
+/**
+ * Install the forwarding hook on `app` (before it listens).
+ * @param isSealed whether this node is sealed (a sealed standby answers for itself: 503).
+ */
+export function installForwarding(app: FastifyInstance, node: ForwardingNode, isSealed: () => boolean, logger: Logger): void {
+  const agents = { http: new http.Agent({ keepAlive: true, maxSockets: 64 }), https: new https.Agent({ keepAlive: true, maxSockets: 64 }) };
+
+  app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
+    if (!req.url.startsWith('/v1/') || LOCAL.has(pathOf(req.url))) return;
+    if (isSealed()) return;
+    if (!node.isStandby()) {
+      // An active node that is still loading its mounts answers once they are loaded.
+      await node.ready();
+      return;
+    }
+    if (req.headers[FORWARDED_HEADER] !== undefined) {
+      fail(reply, 503, 'this node is a standby and the request was already forwarded once (leadership is changing); retry');
+      return;
+    }
+    const target = node.forwardTarget();
+    if (!target) {
+      fail(reply, 503, 'this node is a standby and no active node is known right now (an election is under way); retry');
+      return;
+    }
+    const url = new URL(req.url, target);
+    const headers: http.OutgoingHttpHeaders = {};
+    for (const [k, v] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) headers[k] = v;
+    headers[FORWARDED_HEADER] = node.nodeId;
+    const prior = req.headers['x-forwarded-for'];
+    headers['x-forwarded-for'] = prior ? `${String(prior)}, ${req.ip}` : req.ip;
+    reply.hijack();
+    await new Promise<void>((done) => {
+      const client = url.protocol === 'https:' ? https : http;
+      const upstream = client.request(url, { method: req.method, headers, agent: url.protocol === 'https:' ? agents.https : agents.http }, (res) => {
+        const out: http.OutgoingHttpHeaders = {};
+        for (const [k, v] of Object.entries(res.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) out[k] = v;
+        reply.raw.writeHead(res.statusCode ?? 502, out);
+        res.pipe(reply.raw);
+        res.on('end', done);
+        res.on('error', () => (reply.raw.destroy(), done()));
+      });
+      upstream.on('error', (err) => {
+        logger.warn({ target, err: err.message }, 'forwarding to the active node failed');
+        if (!reply.raw.headersSent) {
+          const body = JSON.stringify({ errors: [`this node is a standby and the active node (${target}) could not be reached: ${err.message}; retry`] });
+          reply.raw.writeHead(503, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+          reply.raw.end(body);
+        } else reply.raw.destroy();
+        done();
+      });
+      req.raw.pipe(upstream);
+    });
+  });
+
+  app.addHook('onClose', async () => {
+    agents.http.destroy();
+    agents.https.destroy();
+  });
+}
