@@ -23,8 +23,9 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
 export interface ForwardingNode {
   nodeId: string;
   isStandby(): boolean;
-  /** The active node's base URL, when known. */
-  forwardTarget(): string | undefined;
+  /** The active node's base URL, waiting up to `waitMs` while an election is under way. */
+  awaitTarget(waitMs: number): Promise<string | undefined>;
+  electionWaitMs: number;
   /** Resolves once an active node has started its duties. */
   ready(): Promise<void>;
 }
@@ -64,7 +65,12 @@ export function installForwarding(app: FastifyInstance, node: ForwardingNode, is
       fail(reply, 503, 'this node is a standby and the request was already forwarded once (leadership is changing); retry');
       return;
     }
-    const target = node.forwardTarget();
+    const target = await node.awaitTarget(node.electionWaitMs);
+    if (!node.isStandby()) {
+      // This node won the election meanwhile: it serves the request itself.
+      await node.ready();
+      return;
+    }
     if (!target) {
       fail(reply, 503, 'this node is a standby and no active node is known right now (an election is under way); retry');
       return;

@@ -74,6 +74,26 @@ export class HaNode implements Cluster {
     return seen.clusterAddr ?? seen.apiAddr ?? undefined;
   }
 
+  /**
+   * The active node's address; while none is known (an election under way),
+   * look at the leadership row every 200 ms for up to `waitMs`.
+   */
+  async awaitTarget(waitMs: number): Promise<string | undefined> {
+    const deadline = performance.now() + waitMs;
+    for (;;) {
+      const target = this.forwardTarget();
+      if (target || this.state !== 'standby' || performance.now() >= deadline) return target;
+      await new Promise((r) => setTimeout(r, 200));
+      if (this.state !== 'standby') return undefined;
+      this.lastSeen = await this.election.current().catch(() => this.lastSeen);
+    }
+  }
+
+  /** How long a request may wait for an election (a lease and a tick). */
+  get electionWaitMs(): number {
+    return this.leaseMs + this.tickMs;
+  }
+
   async unsealed(duties: ActiveDuties): Promise<void> {
     this.duties = duties;
     this.state = 'standby';

@@ -39,6 +39,8 @@ export function sealRoutes(broker: Broker): Route[] {
         ['secret_shares', 'secret_threshold'],
       ),
       async handler(ctx) {
+        // Another replica on a shared store may have initialised it since this one started.
+        if (!seal.initialized) await seal.load();
         if (ctx.method === 'GET') return { raw: { initialized: seal.initialized } };
         const shares = ctx.body.secret_shares as number;
         const threshold = ctx.body.secret_threshold as number;
@@ -66,6 +68,8 @@ export function sealRoutes(broker: Broker): Route[] {
           return { raw: seal.status() };
         }
         if (typeof ctx.body.key !== 'string') throw errors.BAD_REQUEST('missing required field "key" (or "reset": true)');
+        // Another replica on a shared store may have initialised it since this one started.
+        if (!seal.initialized) await seal.load();
         if (!seal.initialized) throw errors.NOT_INITIALIZED();
         if (seal.sealed && (await seal.submit(ctx.body.key))) {
           await broker.afterUnseal();
@@ -92,6 +96,7 @@ export function sealRoutes(broker: Broker): Route[] {
       auth: 'none',
       sealedOk: true,
       async handler() {
+        if (!seal.initialized) await seal.load();
         return { raw: seal.status() };
       },
     },
@@ -112,6 +117,7 @@ export function sealRoutes(broker: Broker): Route[] {
         for (const name of ['performancestandbycode', 'drsecondarycode', 'haunhealthycode', 'removedcode']) statusParam(ctx.query, name, 0);
         // standbyok / perfstandbyok: a standby answers with the active code (Vault API docs, "/sys/health").
         const standbyOk = ['true', '1', ''].includes(ctx.query.standbyok ?? 'false') || ['true', '1', ''].includes(ctx.query.perfstandbyok ?? 'false');
+        if (!seal.initialized) await seal.load();
         const standby = !seal.sealed && broker.cluster.isStandby();
         const status = !seal.initialized ? codes.uninit : seal.sealed ? codes.sealed : standby ? (standbyOk ? codes.active : codes.standby) : codes.active;
         return {
