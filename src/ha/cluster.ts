@@ -30,6 +30,13 @@ export interface Cluster {
   sealed(): Promise<void>;
   /** True on an unsealed node that is not the active one. */
   isStandby(): boolean;
+  /**
+   * Whether this node may act on the outside world now (drop or create a
+   * database user): it is active and its leadership lease has not run out by
+   * its own clock. Checked just before such actions, so a node that wakes up
+   * from a pause does not act first and learn it was deposed after.
+   */
+  canAct(): boolean;
   leader(): Promise<LeaderInfo>;
   /** sys/step-down: give leadership up (on the active node; a standby forwards the request). */
   stepDown(): Promise<void>;
@@ -54,6 +61,10 @@ export class Standalone implements Cluster {
 
   isStandby(): boolean {
     return false;
+  }
+
+  canAct(): boolean {
+    return true;
   }
 
   async leader(): Promise<LeaderInfo> {

@@ -67,6 +67,10 @@ export class HaNode implements Cluster {
     return this.state === 'standby';
   }
 
+  canAct(): boolean {
+    return this.state === 'active' && performance.now() < this.validUntil;
+  }
+
   /** Where to forward a request (the active node's cluster address), if one is known and it is not this node. */
   forwardTarget(): string | undefined {
     const seen = this.lastSeen;
@@ -185,7 +189,7 @@ export class HaNode implements Cluster {
     if (this.state !== 'standby') return;
     this.fence = fence;
     this.validUntil = started + this.leaseMs * 0.8;
-    this.storage.setFence(fence, () => this.state === 'active' && performance.now() < this.validUntil);
+    this.storage.setFence(fence, () => this.canAct());
     this.state = 'active';
     this.activeSince = new Date();
     this.logger.info({ fence, nodeId: this.nodeId, apiAddr: this.opts.apiAddr }, 'HA: this node is now the active node');

@@ -44,6 +44,9 @@ export async function openStorage(config: BrokerConfig): Promise<Storage> {
       maxConnections: pg.maxConnections,
       tls,
       mode: config.ha ? 'ha' : 'single',
+      ...(config.ha
+        ? { applicationName: `dbroker ${config.ha.apiAddr}`, idleInTransactionTimeoutMs: Math.max(1_000, (config.ha.leaseDuration * 1000) / 3) }
+        : {}),
     });
   } catch (err) {
     // The URL may hold a password: name the field, not the value.

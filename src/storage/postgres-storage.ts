@@ -12,6 +12,7 @@
 
 import pg from 'pg';
 import type { PoolClient, QueryResultRow } from 'pg';
+import { BrokerError, errors } from '../errors.ts';
 import { migratePg } from './pg-migrations.ts';
 import type { ConnectionKey, LeaseRow, Storage, TokenRow } from './storage.ts';
 import { STORE_TABLES, type CopyableStore, type RawRow, type StoreTable } from './store-copy.ts';
@@ -21,10 +22,11 @@ const rangeEnd = (prefix: string): string => prefix + '\uffff';
 /** Table prefixes are spliced into SQL, so they are restricted to plain identifiers. */
 export const TABLE_PREFIX = /^[a-z_][a-z0-9_]{0,39}$/;
 
-export class FencedError extends Error {
+/** A write refused by fencing: a 503 (DBR_ERR_HA_NOT_ACTIVE) for a request that reaches a deposed node. */
+export class FencedError extends BrokerError {
   override name = 'FencedError';
   constructor(mine: number, current: number | string) {
-    super(`this node is no longer the active node (its fencing number is ${mine}, the store's is ${current}); the write was refused`);
+    super(errors.NOT_ACTIVE.code, errors.NOT_ACTIVE.statusCode, errors.NOT_ACTIVE(`its fencing number is ${mine}, the store's is ${current}; the write was refused`).message);
   }
 }
 
@@ -44,6 +46,16 @@ export interface PostgresStorageOptions {
    * 'tool': no lock (operator migrate on a stopped store).
    */
   mode?: 'single' | 'ha' | 'tool';
+  /** Shown in pg_stat_activity (default "dbroker"); HA nodes add their api_addr. */
+  applicationName?: string;
+  /**
+   * HA: the server ends a session left idle inside a transaction this long
+   * (ms; PG manual §20.11, idle_in_transaction_session_timeout), so a node
+   * paused in the middle of a write (SIGSTOP, a stalled event loop) releases
+   * its row locks and cannot hold up a takeover. Our transactions take
+   * milliseconds.
+   */
+  idleInTransactionTimeoutMs?: number;
 }
 
 // bigint (int8) columns hold epoch milliseconds and counters, well inside 2^53.
@@ -152,7 +164,8 @@ export class PostgresStorage implements Storage, CopyableStore {
       max: opts.maxConnections ?? 8,
       types,
       connectionTimeoutMillis: 10_000,
-      application_name: 'dbroker',
+      application_name: opts.applicationName ?? 'dbroker',
+      ...(opts.idleInTransactionTimeoutMs ? { options: `-c idle_in_transaction_session_timeout=${Math.round(opts.idleInTransactionTimeoutMs)}` } : {}),
       ...(ssl ? { ssl } : {}),
     });
     // An idle client that loses its server must not crash the process; the next query reports it.
@@ -232,6 +245,10 @@ export class PostgresStorage implements Storage, CopyableStore {
     if (this.fence === undefined && !transaction) return work(this.pool);
     const client = await this.pool.connect();
     let broken = false;
+    // A checked-out client has no pool listener: the server ending the session (the
+    // idle-in-transaction timeout after a pause) must fail this write, not the process.
+    const onError = (): void => void (broken = true);
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       if (this.fence !== undefined) {
@@ -247,6 +264,7 @@ export class PostgresStorage implements Storage, CopyableStore {
       await client.query('ROLLBACK').catch(() => (broken = true));
       throw err;
     } finally {
+      client.off('error', onError);
       client.release(broken);
     }
   }
