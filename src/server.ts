@@ -86,7 +86,7 @@ export async function startServer(config: BrokerConfig, logger: Logger = createL
     }
     try {
       app = buildHttpServer(broker, { logger, bodyLimit: config.maxRequestSize, ...(tls ? { tls } : {}) });
-      if (ha) installForwarding(app, ha, () => broker.seal.sealed, logger);
+      if (ha) installForwarding(app, ha, () => broker.seal.sealed, logger, config.maxRequestSize);
     } catch (err) {
       throw new ConfigError('tls', `cannot use the certificate and key: ${(err as Error).message}`);
     }

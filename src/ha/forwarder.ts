@@ -24,7 +24,7 @@ export interface ForwardingNode {
   nodeId: string;
   isStandby(): boolean;
   /** The active node's base URL, waiting up to `waitMs` while an election is under way. */
-  awaitTarget(waitMs: number): Promise<string | undefined>;
+  awaitTarget(waitMs: number, avoid?: string): Promise<string | undefined>;
   electionWaitMs: number;
   /** Resolves once an active node has started its duties. */
   ready(): Promise<void>;
@@ -40,7 +40,7 @@ function pathOf(url: string): string {
 }
 
 function fail(reply: FastifyReply, status: number, message: string): void {
-  reply.hijack();
+  if (!reply.sent) reply.hijack();
   const body = JSON.stringify({ errors: [message] });
   reply.raw.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
   reply.raw.end(body);
@@ -50,7 +50,7 @@ function fail(reply: FastifyReply, status: number, message: string): void {
  * Install the forwarding hook on `app` (before it listens).
  * @param isSealed whether this node is sealed (a sealed standby answers for itself: 503).
  */
-export function installForwarding(app: FastifyInstance, node: ForwardingNode, isSealed: () => boolean, logger: Logger): void {
+export function installForwarding(app: FastifyInstance, node: ForwardingNode, isSealed: () => boolean, logger: Logger, bodyLimit: number): void {
   const agents = { http: new http.Agent({ keepAlive: true, maxSockets: 64 }), https: new https.Agent({ keepAlive: true, maxSockets: 64 }) };
 
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
@@ -65,48 +65,96 @@ export function installForwarding(app: FastifyInstance, node: ForwardingNode, is
       fail(reply, 503, 'this node is a standby and the request was already forwarded once (leadership is changing); retry');
       return;
     }
-    const target = await node.awaitTarget(node.electionWaitMs);
-    if (!node.isStandby()) {
-      // This node won the election meanwhile: it serves the request itself.
-      await node.ready();
+    // The body is read first (bounded by the request size limit), so a request the active
+    // node never received (connection refused: it just died) can be sent again to the next one.
+    let body: Buffer;
+    try {
+      body = await readBody(req, bodyLimit);
+    } catch (err) {
+      fail(reply, 413, (err as Error).message);
       return;
     }
-    if (!target) {
-      fail(reply, 503, 'this node is a standby and no active node is known right now (an election is under way); retry');
+    const deadline = Date.now() + node.electionWaitMs;
+    let avoid: string | undefined;
+    for (;;) {
+      const target = await node.awaitTarget(Math.max(0, deadline - Date.now()), avoid);
+      if (!node.isStandby()) {
+        // This node won the election meanwhile: it serves the request itself.
+        await node.ready();
+        fail(reply, 503, 'this node became the active node while forwarding the request; retry');
+        return;
+      }
+      if (!target) {
+        fail(reply, 503, 'this node is a standby and no active node is known right now (an election is under way); retry');
+        return;
+      }
+      const outcome = await forward(req, reply, target, body, node.nodeId, agents);
+      if (outcome === 'done') return;
+      if (outcome === 'refused' && Date.now() < deadline) {
+        avoid = target;
+        continue;
+      }
+      logger.warn({ target }, 'forwarding to the active node failed');
+      fail(reply, 503, `this node is a standby and the active node (${target}) could not be reached; retry`);
       return;
     }
-    const url = new URL(req.url, target);
-    const headers: http.OutgoingHttpHeaders = {};
-    for (const [k, v] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) headers[k] = v;
-    headers[FORWARDED_HEADER] = node.nodeId;
-    const prior = req.headers['x-forwarded-for'];
-    headers['x-forwarded-for'] = prior ? `${String(prior)}, ${req.ip}` : req.ip;
-    reply.hijack();
-    await new Promise<void>((done) => {
-      const client = url.protocol === 'https:' ? https : http;
-      const upstream = client.request(url, { method: req.method, headers, agent: url.protocol === 'https:' ? agents.https : agents.http }, (res) => {
-        const out: http.OutgoingHttpHeaders = {};
-        for (const [k, v] of Object.entries(res.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) out[k] = v;
-        reply.raw.writeHead(res.statusCode ?? 502, out);
-        res.pipe(reply.raw);
-        res.on('end', done);
-        res.on('error', () => (reply.raw.destroy(), done()));
-      });
-      upstream.on('error', (err) => {
-        logger.warn({ target, err: err.message }, 'forwarding to the active node failed');
-        if (!reply.raw.headersSent) {
-          const body = JSON.stringify({ errors: [`this node is a standby and the active node (${target}) could not be reached: ${err.message}; retry`] });
-          reply.raw.writeHead(503, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
-          reply.raw.end(body);
-        } else reply.raw.destroy();
-        done();
-      });
-      req.raw.pipe(upstream);
-    });
   });
 
   app.addHook('onClose', async () => {
     agents.http.destroy();
     agents.https.destroy();
+  });
+}
+
+/** The request body, up to `limit` bytes. */
+function readBody(req: FastifyRequest, limit: number): Promise<Buffer> {
+  return new Promise((ok, fail) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.raw.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        req.raw.destroy();
+        fail(new Error(`request body is larger than ${limit} bytes`));
+      } else chunks.push(c);
+    });
+    req.raw.on('end', () => ok(Buffer.concat(chunks)));
+    req.raw.on('error', fail);
+  });
+}
+
+type Agents = { http: http.Agent; https: https.Agent };
+
+/**
+ * Send the request to `target` and stream its answer back as is.
+ * 'refused': the connection was refused, so the request never arrived (safe to send elsewhere);
+ * 'failed': it may have arrived and nothing was sent back yet.
+ */
+function forward(req: FastifyRequest, reply: FastifyReply, target: string, body: Buffer, nodeId: string, agents: Agents): Promise<'done' | 'refused' | 'failed'> {
+  const url = new URL(req.url, target);
+  const headers: http.OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) headers[k] = v;
+  headers[FORWARDED_HEADER] = nodeId;
+  headers['content-length'] = body.length;
+  const prior = req.headers['x-forwarded-for'];
+  headers['x-forwarded-for'] = prior ? `${String(prior)}, ${req.ip}` : req.ip;
+  const https_ = url.protocol === 'https:';
+  return new Promise((done) => {
+    const upstream = (https_ ? https : http).request(url, { method: req.method, headers, agent: https_ ? agents.https : agents.http }, (res) => {
+      reply.hijack();
+      const out: http.OutgoingHttpHeaders = {};
+      for (const [k, v] of Object.entries(res.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) out[k] = v;
+      reply.raw.writeHead(res.statusCode ?? 502, out);
+      res.pipe(reply.raw);
+      res.on('end', () => done('done'));
+      res.on('error', () => (reply.raw.destroy(), done('done')));
+    });
+    upstream.on('error', (err: NodeJS.ErrnoException) => {
+      if (reply.raw.headersSent) {
+        reply.raw.destroy();
+        done('done');
+      } else done(err.code === 'ECONNREFUSED' ? 'refused' : 'failed');
+    });
+    upstream.end(body);
   });
 }

@@ -80,12 +80,14 @@ export class HaNode implements Cluster {
 
   /**
    * The active node's address; while none is known (an election under way),
-   * look at the leadership row every 200 ms for up to `waitMs`.
+   * or only `avoid` (an address that just refused a connection), look at the
+   * leadership row every 200 ms for up to `waitMs`.
    */
-  async awaitTarget(waitMs: number): Promise<string | undefined> {
+  async awaitTarget(waitMs: number, avoid?: string): Promise<string | undefined> {
     const deadline = performance.now() + waitMs;
     for (;;) {
-      const target = this.forwardTarget();
+      let target = this.forwardTarget();
+      if (target === avoid) target = undefined;
       if (target || this.state !== 'standby' || performance.now() >= deadline) return target;
       await new Promise((r) => setTimeout(r, 200));
       if (this.state !== 'standby') return undefined;
