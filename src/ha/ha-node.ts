@@ -142,6 +142,8 @@ export class HaNode implements Cluster {
   }
 
   private schedule(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
     if (this.state === 'sealed') return;
     this.timer = setTimeout(() => {
       this.ticking = this.tick().finally(() => this.schedule());

@@ -11,7 +11,7 @@ import { after, before, test } from 'node:test';
 import { healthOf, startHaCluster, type HaCluster } from '../../support/ha-cluster.ts';
 import { configureConnection, createRole, dropRolesWithPrefix, prefixTemplate, roleExists, tag, type PgBroker } from '../../support/pg-broker.ts';
 import { trustPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
-import type { BrokerProcess } from '../../support/broker.ts';
+import { unseal, type BrokerProcess } from '../../support/broker.ts';
 
 const prefix = `ha${tag()}_`;
 let target: TestPostgres;
@@ -122,4 +122,31 @@ test('sys/step-down (sudo, PUT, forwarded from a standby) hands leadership to an
   assert.equal(creds.status, 200, creds.text);
   assert.equal((await cluster.api(after, 'PUT', 'sys/leases/revoke', { lease_id: creds.body.lease_id })).status, 204);
   console.log(`step-down: new active after ${Date.now() - started} ms`);
+});
+
+test('sys/seal on the active node hands leadership over at once; unsealed again, it rejoins as a standby; SIGTERM hands over too', async () => {
+  const active = await cluster.active();
+  const fence = await cluster.fence();
+  const started = Date.now();
+  assert.equal((await cluster.api(active, 'PUT', 'sys/seal')).status, 204);
+  assert.equal(await healthOf(active), 503, 'a sealed node answers 503');
+  const next = await cluster.active(15_000, cluster.nodes.filter((n) => n !== active));
+  const sealMs = Date.now() - started;
+  assert.equal(await cluster.fence(), fence + 1);
+  // A sealed standby does not forward: 503 sealed, like Vault.
+  assert.equal((await cluster.api(active, 'GET', 'database/roles/app')).status, 503);
+  await unseal(active, cluster.keys);
+  assert.equal(await healthOf(active), 429, 'unsealed again: a standby');
+  assert.equal((await cluster.api(active, 'GET', 'database/roles/app')).status, 200, 'and it forwards again');
+  // A graceful stop releases leadership: the takeover needs one tick, not a lease.
+  const t = Date.now();
+  await next.stop();
+  const third = await cluster.active(15_000, cluster.nodes.filter((n) => n !== next));
+  const stopMs = Date.now() - t;
+  console.log(`seal of the active: new active after ${sealMs} ms; SIGTERM of the active: after ${stopMs} ms`);
+  assert.ok(stopMs < 3_000, `SIGTERM hands over within a tick or two (${stopMs} ms)`);
+  assert.equal((await cluster.api(third, 'GET', 'database/roles/app')).status, 200);
+  await next.start();
+  await unseal(next, cluster.keys);
+  assert.equal(await healthOf(next), 429);
 });
