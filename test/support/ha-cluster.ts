@@ -28,7 +28,10 @@ export async function healthOf(node: BrokerProcess): Promise<number> {
   }
 }
 
-export async function startHaCluster(n = 3, opts: { leaseDuration?: string; env?: Record<string, string> } = {}): Promise<HaCluster> {
+export async function startHaCluster(
+  n = 3,
+  opts: { leaseDuration?: string; env?: Record<string, string>; envFor?: (i: number) => Record<string, string> } = {},
+): Promise<HaCluster> {
   const store = await createStoreDatabase('ha');
   const nodes: BrokerProcess[] = [];
   try {
@@ -38,7 +41,7 @@ export async function startHaCluster(n = 3, opts: { leaseDuration?: string; env?
           config: { ...pgStoreConfig(store.url), ha: { enabled: true, lease_duration: opts.leaseDuration ?? '3s' } },
           configFor: (port) => ({ api_addr: `http://127.0.0.1:${port}` }),
           stickyPort: true,
-          ...(opts.env ? { env: opts.env } : {}),
+          env: { ...opts.env, ...opts.envFor?.(i) },
         }),
       );
     }
