@@ -14,8 +14,27 @@ import { eventually } from '../../support/broker.ts';
 import { healthOf, startHaCluster, type HaCluster } from '../../support/ha-cluster.ts';
 import { configureConnection, createRole, dropRolesWithPrefix, prefixTemplate, rolesWithPrefix, tag, type PgBroker } from '../../support/pg-broker.ts';
 import { trustPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
+import { COUNTING_TYPE, readDeleteLog } from '../../support/counting-engine.ts';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 
 const BURST = Number(process.env.DBROKER_TEST_HA_BURST ?? 1000);
+/** At most this many revocations run at once per connection (revocation-loop.ts PER_CONNECTION). */
+const PER_CONNECTION = 4;
+const logDir = mkdtempSync(join(tmpdir(), 'dbroker-ha-deletes-'));
+/**
+ * A cluster whose engine logs every deleteUser call (test/support/counting-engine.ts),
+ * so revocations are counted per user and per node.
+ */
+async function countingCluster(): Promise<{ cluster: HaCluster; deletes: () => ReturnType<typeof readDeleteLog> }> {
+  const log = join(logDir, `deletes-${Math.random().toString(36).slice(2)}.log`);
+  const cluster = await startHaCluster(3, {
+    env: { DBROKER_TEST_DELETE_LOG: log },
+    config: { plugins: { [COUNTING_TYPE]: resolve(import.meta.dirname, '../../support/counting-engine.ts') } },
+  });
+  return { cluster, deletes: () => readDeleteLog(existsSync(log) ? readFileSync(log, 'utf8') : '') };
+}
 const prefixes: string[] = [];
 let target: TestPostgres;
 
@@ -23,17 +42,18 @@ before(async () => {
   target = await trustPostgres();
 });
 after(async () => {
+  rmSync(logDir, { recursive: true, force: true });
   for (const p of prefixes) await dropRolesWithPrefix(target, p);
   await target?.stop();
 });
 
 const via = (cluster: HaCluster, node: BrokerProcess): PgBroker => ({ api: (m: string, p: string, b?: unknown) => cluster.api(node, m, p, b) }) as unknown as PgBroker;
 
-async function setup(cluster: HaCluster): Promise<{ prefix: string; active: BrokerProcess }> {
+async function setup(cluster: HaCluster, plugin = 'postgresql-database-plugin'): Promise<{ prefix: string; active: BrokerProcess }> {
   const prefix = `hf${tag()}_`;
   prefixes.push(prefix);
   const active = await cluster.active();
-  await configureConnection(via(cluster, active), target, 'pg', { max_open_connections: 8 });
+  await configureConnection(via(cluster, active), target, 'pg', { max_open_connections: 8, plugin_name: plugin });
   await createRole(via(cluster, active), 'app', { db_name: 'pg', default_ttl: '1h', username_template: prefixTemplate(prefix) });
   return { prefix, active };
 }
@@ -72,9 +92,9 @@ async function issueMany(cluster: HaCluster, node: BrokerProcess, n: number, cli
 }
 
 test(`(a) kill -9 the active during a revocation burst of ${BURST} due leases: a standby takes over and finishes it, 0 orphaned users, 0 leases left`, async () => {
-  const cluster = await startHaCluster(3);
+  const { cluster, deletes } = await countingCluster();
   try {
-    const { prefix, active } = await setup(cluster);
+    const { prefix, active } = await setup(cluster, COUNTING_TYPE);
     await issueMany(cluster, active, BURST);
     assert.equal((await rolesWithPrefix(target, prefix)).length, BURST);
     // Make every lease due now (revoke-prefix without sync): the active node's loop revokes them.
@@ -91,6 +111,13 @@ test(`(a) kill -9 the active during a revocation burst of ${BURST} due leases: a
     assert.deepEqual(await rolesWithPrefix(target, prefix), [], '0 orphaned database users');
     assert.equal(await leaseCount(cluster), 0, 'every lease revoked and forgotten');
     assert.match(next.logs, /this node is now the active node/);
+    // Each user dropped once, except the few whose drop the killed node had under way (at-least-once for those).
+    const { perUser } = deletes();
+    const twice = [...perUser.values()].filter((n) => n > 1).length;
+    console.log(`(a) engine deleteUser calls: ${[...perUser.values()].reduce((a, b) => a + b, 0)} for ${perUser.size} users; users dropped twice: ${twice}`);
+    assert.equal(perUser.size, BURST, 'every user dropped');
+    assert.ok([...perUser.values()].every((n) => n <= 2), 'no user dropped more than twice');
+    assert.ok(twice <= PER_CONNECTION, `only drops in flight at the kill are repeated (${twice})`);
   } finally {
     await cluster.close();
   }
@@ -148,9 +175,9 @@ test('(b) kill -9 the active during issuance by 8 clients: 0 lost leases, 0 orph
 });
 
 test('(c) SIGSTOP the active past its lease: a standby takes over; after SIGCONT the old one commits nothing (fencing) and rejoins as a standby', async () => {
-  const cluster = await startHaCluster(3);
+  const { cluster, deletes } = await countingCluster();
   try {
-    const { prefix, active } = await setup(cluster);
+    const { prefix, active } = await setup(cluster, COUNTING_TYPE);
     await issueMany(cluster, active, 200);
     // Every committed row change of the store is logged with the session's application_name
     // ("dbroker <api_addr>") and the fencing number current in its transaction, so what each
@@ -180,6 +207,7 @@ test('(c) SIGSTOP the active past its lease: a standby takes over; after SIGCONT
     await createRole(via(cluster, next), 'app2', { db_name: 'pg', default_ttl: '30m', username_template: prefixTemplate(prefix) });
     await new Promise((r) => setTimeout(r, 2_000));
     const wokeAt = Date.now();
+    const oldPid = active.pid!;
     active.signal('SIGCONT');
     // It notices it lost leadership and becomes a standby.
     await eventually(async () => (await healthOf(active)) === 429, 15_000, 'the old active to rejoin as a standby').catch((err: Error) => {
@@ -200,6 +228,13 @@ test('(c) SIGSTOP the active past its lease: a standby takes over; after SIGCONT
     assert.ok(byNode.some((r) => r.app === `dbroker ${next.url}` && r.fence === fence + 1 && r.n > 0), 'the log sees the new active');
     assert.deepEqual(byNode.filter((r) => r.app === old && r.fence !== fence), [], 'the old node committed nothing under the new leadership (fencing)');
     assert.deepEqual(byNode.filter((r) => r.app === old && r.late > 0), [], 'nor anything at all after the takeover');
+    // Nor does it drop a database user once awake (canAct), and no user is dropped twice but those in flight at the pause.
+    const { perUser, calls } = deletes();
+    const awake = calls.filter((c) => c.pid === oldPid && c.at >= wokeAt);
+    const twice = [...perUser.values()].filter((n) => n > 1).length;
+    console.log(`(c) deleteUser calls by the woken node: ${awake.length}; users dropped twice: ${twice}`);
+    assert.deepEqual(awake, [], 'the woken node dropped no user');
+    assert.ok(twice <= PER_CONNECTION, `only drops in flight at the pause are repeated (${twice})`);
     assert.equal(await cluster.fence(), fence + 1, 'the new active kept its leadership');
     assert.equal(await healthOf(next), 200);
     const leader = await active.api('GET', 'sys/leader');
