@@ -6,7 +6,9 @@
 // lock refuse a store a broker has open. A target that holds anything is
 // refused, so a copy never mixes two stores.
 
-import { PostgresStorage } from '../storage/postgres-storage.ts';
+import { existsSync } from 'node:fs';
+import pg from 'pg';
+import { PostgresStorage, TABLE_PREFIX } from '../storage/postgres-storage.ts';
 import { SqliteStorage } from '../storage/sqlite-storage.ts';
 import { STORE_TABLES, type CopyableStore } from '../storage/store-copy.ts';
 
@@ -25,6 +27,27 @@ export interface StoreSpec {
 
 const isPostgres = (location: string): boolean => /^postgres(ql)?:\/\//.test(location);
 
+/**
+ * Refuse a source that does not exist, before opening it (opening would create an empty store there).
+ * @throws MigrateError
+ */
+async function checkSourceExists(spec: StoreSpec): Promise<void> {
+  if (!isPostgres(spec.location)) {
+    if (!existsSync(spec.location)) throw new MigrateError(`the source store ${spec.location} does not exist`);
+    return;
+  }
+  const prefix = spec.tablePrefix ?? 'dbroker_';
+  if (!TABLE_PREFIX.test(prefix)) throw new MigrateError(`table prefix "${prefix}" must match ${TABLE_PREFIX.source}`);
+  const client = new pg.Client({ connectionString: spec.location });
+  await client.connect();
+  try {
+    const found = (await client.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [`${prefix}schema_version`])).rows[0]?.t;
+    if (!found) throw new MigrateError(`the source database holds no dbroker store with table prefix "${prefix}"`);
+  } finally {
+    await client.end();
+  }
+}
+
 /** Open a store for copying; holds its lock (a running broker makes this fail). */
 export async function openForCopy(spec: StoreSpec): Promise<CopyableStore> {
   if (isPostgres(spec.location)) return PostgresStorage.open({ connectionUrl: spec.location, tablePrefix: spec.tablePrefix ?? 'dbroker_', mode: 'single' });
@@ -38,9 +61,11 @@ export async function openForCopy(spec: StoreSpec): Promise<CopyableStore> {
  */
 export async function migrateStore(from: StoreSpec, to: StoreSpec, log: (line: string) => void = () => undefined): Promise<Record<string, number>> {
   if (from.location === to.location && (from.tablePrefix ?? 'dbroker_') === (to.tablePrefix ?? 'dbroker_')) throw new MigrateError('--from and --to name the same store');
+  await checkSourceExists(from);
   const source = await openForCopy(from);
   let target: CopyableStore | undefined;
   try {
+    if ((await source.readRows('meta', undefined, 1)).length === 0) throw new MigrateError('the source store is empty (never initialised); nothing to migrate');
     target = await openForCopy(to);
     if (!(await target.isEmpty())) throw new MigrateError('the target store is not empty; refusing to overwrite it (give an empty database or table prefix, or a new file)');
     const counts: Record<string, number> = {};

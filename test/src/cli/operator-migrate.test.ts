@@ -7,6 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
@@ -123,6 +124,23 @@ test('SQLite → PostgreSQL → SQLite keeps every record; the same keys unseal 
   const revoke = await onBack.api('PUT', 'sys/leases/revoke', { token: first.root, body: { lease_id: creds.leaseId } });
   assert.equal(revoke.status, 204, revoke.text);
   assert.equal(await roleExists(target, creds.username), false, 'revoked from the migrated store: the user is dropped');
+});
+
+test('a source that does not exist or is empty is refused, and nothing is created there', async () => {
+  const missing = join(first.broker.dir, 'nope', 'missing.db');
+  const r1 = migrate(missing, join(first.broker.dir, 'out1.db'));
+  assert.equal(r1.status, 1, r1.out);
+  assert.match(r1.out, /does not exist/);
+  assert.equal(existsSync(missing), false, 'no empty store was created at the source path');
+  assert.equal(existsSync(join(first.broker.dir, 'out1.db')), false, 'nor at the target');
+  const r2 = migrate(`${storeDb.url.replace(/\/[^/]*$/, '/postgres')}`, join(first.broker.dir, 'out2.db'));
+  assert.equal(r2.status, 1, r2.out);
+  assert.match(r2.out, /holds no dbroker store/);
+  const r3 = migrate('postgres://x', join(first.broker.dir, 'out3.db'));
+  assert.notEqual(r3.status, 0);
+  const usage = spawnSync(process.execPath, [BIN, 'operator', 'migrate', '--from', missing], { encoding: 'utf8' });
+  assert.equal(usage.status, 2);
+  assert.match(usage.stderr, /needs --from and --to/);
 });
 
 async function assertServes(b: BrokerProcess, root: string, child: string, leaseId: string, username: string): Promise<void> {
