@@ -152,12 +152,22 @@ export class HaNode implements Cluster {
   }
 
   private async tick(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    // A store that does not answer at all (a network that drops packets) must
+    // not hold the tick: past the wait, the lease is judged by the local clock.
+    const wait = Math.max(this.tickMs, 1_000);
+    const silent = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`the store did not answer within ${wait} ms`)), wait);
+    });
     try {
-      if (this.state === 'active') await this.keepLeading();
-      else if (this.state === 'standby') await this.tryToLead();
+      const work = this.state === 'active' ? this.keepLeading() : this.state === 'standby' ? this.tryToLead() : Promise.resolve();
+      work.catch(() => undefined);
+      await Promise.race([work, silent]);
     } catch (err) {
       this.logger.warn({ err: messageOf(err), state: this.state }, 'HA: talking to the store failed');
       if (this.state === 'active' && performance.now() > this.validUntil) await this.demote('lease expired: the store could not be reached', false);
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -30,7 +30,7 @@ export async function healthOf(node: BrokerProcess): Promise<number> {
 
 export async function startHaCluster(
   n = 3,
-  opts: { leaseDuration?: string; env?: Record<string, string>; envFor?: (i: number) => Record<string, string>; config?: Record<string, unknown> } = {},
+  opts: { leaseDuration?: string; env?: Record<string, string>; envFor?: (i: number) => Record<string, string>; config?: Record<string, unknown>; storeUrlFor?: (i: number, url: string) => string } = {},
 ): Promise<HaCluster> {
   const store = await createStoreDatabase('ha');
   const nodes: BrokerProcess[] = [];
@@ -38,7 +38,7 @@ export async function startHaCluster(
     for (let i = 0; i < n; i++) {
       nodes.push(
         await startBroker({
-          config: { ...pgStoreConfig(store.url), ha: { enabled: true, lease_duration: opts.leaseDuration ?? '3s' }, ...opts.config },
+          config: { ...pgStoreConfig(opts.storeUrlFor ? opts.storeUrlFor(i, store.url) : store.url), ha: { enabled: true, lease_duration: opts.leaseDuration ?? '3s' }, ...opts.config },
           configFor: (port) => ({ api_addr: `http://127.0.0.1:${port}` }),
           stickyPort: true,
           env: { ...opts.env, ...opts.envFor?.(i) },
