@@ -31,6 +31,7 @@ import { sysAuthRoutes } from './routes/sys-auth.ts';
 import { tokenRoleRoutes } from './routes/auth-token-roles.ts';
 import { Seal } from './seal/seal.ts';
 import type { Storage } from './storage/storage.ts';
+import { Standalone, type Cluster } from './ha/cluster.ts';
 
 export const VERSION = '0.1.0';
 
@@ -79,6 +80,8 @@ export class Broker implements Dispatcher {
   private readonly coreRoutes: CompiledRoute[];
   private readonly policyCache = new Map<string, PathRule[]>();
   private readonly unsealHooks: Array<() => Promise<void>> = [];
+  /** Active or standby; a broker without HA is always active (see src/ha/cluster.ts). */
+  private clusterRole: Cluster = new Standalone();
 
   constructor(
     readonly config: BrokerConfig,
@@ -115,8 +118,29 @@ export class Broker implements Dispatcher {
     await this.seal.load();
   }
 
-  /** Called after a successful unseal: load mounts, recover interrupted work, start loops. */
+  /** Set before start (HA, src/ha/ha-node.ts); without it the broker is always active. */
+  setCluster(cluster: Cluster): void {
+    this.clusterRole = cluster;
+  }
+
+  get cluster(): Cluster {
+    return this.clusterRole;
+  }
+
+  /**
+   * Called after a successful unseal. The active node's duties (load mounts,
+   * recover interrupted work, start the loops and schedules) run now without
+   * HA, and whenever this node becomes active with it.
+   */
   async afterUnseal(): Promise<void> {
+    await this.audit.load();
+    await this.clusterRole.unsealed({ start: () => this.startDuties(), stop: () => this.stopDuties() });
+    for (const hook of this.unsealHooks) await hook();
+  }
+
+  private async startDuties(): Promise<void> {
+    // Another node may have changed mounts, policies or audit devices while this one was a standby.
+    this.policyCache.clear();
     await this.audit.load();
     await this.mounts.load();
     await this.auths.load();
@@ -124,7 +148,13 @@ export class Broker implements Dispatcher {
     this.revocation.start();
     this.tokenExpiry.start();
     this.mounts.resumeRotations();
-    for (const hook of this.unsealHooks) await hook();
+  }
+
+  private async stopDuties(): Promise<void> {
+    this.revocation.stop();
+    await this.revocation.idle();
+    await this.tokenExpiry.stop();
+    await this.mounts.close();
   }
 
   onUnseal(hook: () => Promise<void>): void {
@@ -132,10 +162,8 @@ export class Broker implements Dispatcher {
   }
 
   async sealNow(): Promise<void> {
-    this.revocation.stop();
-    await this.revocation.idle();
-    await this.tokenExpiry.stop();
-    await this.mounts.close();
+    await this.clusterRole.sealed();
+    await this.stopDuties();
     this.auths.close();
     this.audit.close();
     this.policyCache.clear();

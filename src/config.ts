@@ -7,7 +7,12 @@ import { parseDuration } from './util/duration.ts';
 
 export interface BrokerConfig {
   listen: { host: string; port: number };
+  /** The SQLite file (storage.type "sqlite", the default); '' for PostgreSQL. */
   storagePath: string;
+  /** storage.type "postgresql": where the store lives (see src/storage/postgres-storage.ts). */
+  postgres?: PostgresStoreConfig;
+  /** Several replicas on one PostgreSQL store, one active (see src/ha/). */
+  ha?: HaConfig;
   tls?: { certFile: string; keyFile: string };
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Third-party engines: plugin_name → module path or package name. */
@@ -35,6 +40,26 @@ export interface BrokerConfig {
   baseDir: string;
 }
 
+export interface PostgresStoreConfig {
+  connectionUrl: string;
+  tablePrefix: string;
+  maxConnections: number;
+  /** Files (PEM) read at start. */
+  tlsCaFile?: string;
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
+  tlsSkipVerify?: boolean;
+}
+
+export interface HaConfig {
+  /** How this node is reached by clients (http(s)://host:port), reported by sys/leader. */
+  apiAddr: string;
+  /** Where standbys forward requests to this node (http(s)://host:port); defaults to apiAddr. */
+  clusterAddr: string;
+  /** Seconds a leadership lease lasts without renewal: the longest a dead active goes unnoticed. */
+  leaseDuration: number;
+}
+
 export class ConfigError extends Error {
   override name = 'ConfigError';
   constructor(
@@ -51,6 +76,18 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 const FIELDS = {
   listen: 'DBROKER_LISTEN',
   'storage.path': 'DBROKER_STORAGE_PATH',
+  'storage.type': 'DBROKER_STORAGE_TYPE',
+  'storage.connection_url': 'DBROKER_STORAGE_CONNECTION_URL',
+  'storage.table_prefix': 'DBROKER_STORAGE_TABLE_PREFIX',
+  'storage.max_connections': 'DBROKER_STORAGE_MAX_CONNECTIONS',
+  'storage.tls_ca_file': 'DBROKER_STORAGE_TLS_CA_FILE',
+  'storage.tls_cert_file': 'DBROKER_STORAGE_TLS_CERT_FILE',
+  'storage.tls_key_file': 'DBROKER_STORAGE_TLS_KEY_FILE',
+  'storage.tls_skip_verify': 'DBROKER_STORAGE_TLS_SKIP_VERIFY',
+  'ha.enabled': 'DBROKER_HA_ENABLED',
+  'ha.lease_duration': 'DBROKER_HA_LEASE_DURATION',
+  api_addr: 'DBROKER_API_ADDR',
+  cluster_addr: 'DBROKER_CLUSTER_ADDR',
   'tls.cert_file': 'DBROKER_TLS_CERT_FILE',
   'tls.key_file': 'DBROKER_TLS_KEY_FILE',
   log_level: 'DBROKER_LOG_LEVEL',
@@ -67,7 +104,7 @@ type Field = keyof typeof FIELDS;
 function flatten(raw: Record<string, unknown>): Map<string, unknown> {
   const out = new Map<string, unknown>();
   for (const [k, v] of Object.entries(raw)) {
-    if (k === 'storage' || k === 'tls') {
+    if (k === 'storage' || k === 'tls' || k === 'ha') {
       if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(k, 'must be an object');
       for (const [k2, v2] of Object.entries(v as Record<string, unknown>)) out.set(`${k}.${k2}`, v2);
     } else out.set(k, v);
@@ -138,13 +175,24 @@ function build(values: Map<string, unknown>, baseDir: string, env: NodeJS.Proces
   if (typeof plugins !== 'object' || plugins === null || Array.isArray(plugins) || Object.values(plugins).some((p) => typeof p !== 'string')) {
     throw new ConfigError('plugins', 'must be an object of plugin_name → module path');
   }
-  const storagePath = get('storage.path');
+  const storageType = get('storage.type') ?? 'sqlite';
+  if (storageType !== 'sqlite' && storageType !== 'postgresql') throw new ConfigError('storage.type', 'must be "sqlite" or "postgresql"');
+  const storagePath = storageType === 'sqlite' ? get('storage.path') : '';
   if (storagePath === undefined) throw new ConfigError('storage.path', 'is required');
+  const postgres = storageType === 'postgresql' ? postgresStore(get) : undefined;
+  if (!postgres) {
+    for (const f of Object.keys(FIELDS) as Field[]) {
+      if (f.startsWith('storage.') && f !== 'storage.path' && f !== 'storage.type' && get(f) !== undefined) throw new ConfigError(f, 'is for storage.type "postgresql"');
+    }
+  } else if (get('storage.path') !== undefined) throw new ConfigError('storage.path', 'is for storage.type "sqlite"');
+  const ha = haConfig(get, postgres !== undefined);
   const maxRequestSize = Number(get('max_request_size') ?? 1048576);
   if (!Number.isInteger(maxRequestSize) || maxRequestSize < 1024) throw new ConfigError('max_request_size', 'must be an integer of at least 1024 bytes');
   const config: BrokerConfig = {
     listen: parseListen(str('listen', get('listen') ?? '127.0.0.1:8200')),
-    storagePath: str('storage.path', storagePath),
+    storagePath: storageType === 'sqlite' ? str('storage.path', storagePath) : '',
+    ...(postgres ? { postgres } : {}),
+    ...(ha ? { ha } : {}),
     logLevel,
     plugins: plugins as Record<string, string>,
     revocationInterval: Math.max(1, seconds('revocation_interval', get('revocation_interval') ?? 1)),
@@ -176,6 +224,62 @@ function proxies(v: unknown): string[] {
   } catch (err) {
     throw new ConfigError('trusted_proxies', (err as Error).message.replace(/^invalid field "trusted_proxies": /, ''));
   }
+}
+
+function bool(field: string, v: unknown): boolean {
+  if (v === true || v === 'true' || v === '1') return true;
+  if (v === false || v === 'false' || v === '0') return false;
+  throw new ConfigError(field, 'must be true or false');
+}
+
+function httpAddr(field: string, v: unknown): string {
+  const text = str(field, v);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new ConfigError(field, `"${text}" is not a URL (http(s)://host:port)`);
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.search || url.hash || url.username) {
+    throw new ConfigError(field, `"${text}" must be http(s)://host:port with nothing after the port`);
+  }
+  return url.origin;
+}
+
+/** storage.* for storage.type "postgresql". */
+function postgresStore(get: (f: Field) => unknown): PostgresStoreConfig {
+  const url = str('storage.connection_url', get('storage.connection_url'));
+  if (!/^postgres(ql)?:\/\//.test(url)) throw new ConfigError('storage.connection_url', 'must be a postgres:// or postgresql:// URL');
+  const tablePrefix = str('storage.table_prefix', get('storage.table_prefix') ?? 'dbroker_');
+  if (!/^[a-z_][a-z0-9_]{0,39}$/.test(tablePrefix)) throw new ConfigError('storage.table_prefix', 'must be lower-case letters, digits and "_", starting with a letter or "_" (at most 40)');
+  const maxConnections = Number(get('storage.max_connections') ?? 8);
+  if (!Number.isInteger(maxConnections) || maxConnections < 2 || maxConnections > 1000) throw new ConfigError('storage.max_connections', 'must be an integer from 2 to 1000');
+  const out: PostgresStoreConfig = { connectionUrl: url, tablePrefix, maxConnections };
+  const ca = get('storage.tls_ca_file');
+  const cert = get('storage.tls_cert_file');
+  const key = get('storage.tls_key_file');
+  const skip = get('storage.tls_skip_verify');
+  if (ca !== undefined) out.tlsCaFile = str('storage.tls_ca_file', ca);
+  if ((cert === undefined) !== (key === undefined)) throw new ConfigError(cert === undefined ? 'storage.tls_cert_file' : 'storage.tls_key_file', 'give tls_cert_file and tls_key_file together');
+  if (cert !== undefined) (out.tlsCertFile = str('storage.tls_cert_file', cert), (out.tlsKeyFile = str('storage.tls_key_file', key)));
+  if (skip !== undefined) out.tlsSkipVerify = bool('storage.tls_skip_verify', skip);
+  return out;
+}
+
+/** ha.*, api_addr, cluster_addr; HA needs the PostgreSQL store. */
+function haConfig(get: (f: Field) => unknown, onPostgres: boolean): HaConfig | undefined {
+  const enabled = get('ha.enabled') === undefined ? false : bool('ha.enabled', get('ha.enabled'));
+  if (!enabled) {
+    for (const f of ['ha.lease_duration', 'api_addr', 'cluster_addr'] as const) if (get(f) !== undefined) throw new ConfigError(f, 'is for ha.enabled true');
+    return undefined;
+  }
+  if (!onPostgres) throw new ConfigError('ha.enabled', 'HA needs storage.type "postgresql" (one SQLite file cannot be shared by several nodes)');
+  if (get('api_addr') === undefined) throw new ConfigError('api_addr', 'is required with ha.enabled (the address clients and other nodes reach this node at)');
+  const apiAddr = httpAddr('api_addr', get('api_addr'));
+  const clusterAddr = get('cluster_addr') === undefined ? apiAddr : httpAddr('cluster_addr', get('cluster_addr'));
+  const leaseDuration = seconds('ha.lease_duration', get('ha.lease_duration') ?? '8s');
+  if (leaseDuration < 2 || leaseDuration > 300) throw new ConfigError('ha.lease_duration', 'must be from 2 to 300 seconds');
+  return { apiAddr, clusterAddr, leaseDuration };
 }
 
 function safeJson(field: string, text: string): unknown {

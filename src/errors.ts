@@ -58,6 +58,8 @@ export const errors = {
 
   // seal
   SEALED: define('DBR_ERR_SEAL_SEALED', 503, 'dbroker is sealed'),
+  // HA: a write or an action of a node that lost leadership (src/ha/, fencing).
+  NOT_ACTIVE: define('DBR_ERR_HA_NOT_ACTIVE', 503, 'this node is no longer the active node (%s); retry'),
   NOT_INITIALIZED: define('DBR_ERR_SEAL_NOT_INITIALIZED', 400, 'dbroker is not initialized'),
   ALREADY_INITIALIZED: define('DBR_ERR_SEAL_ALREADY_INITIALIZED', 400, 'dbroker is already initialized'),
   BAD_UNSEAL_KEY: define('DBR_ERR_SEAL_BAD_KEY', 400, '%s'),

@@ -9,7 +9,10 @@ import { Broker } from './broker.ts';
 import { ConfigError, type BrokerConfig } from './config.ts';
 import { buildHttpServer } from './http/server.ts';
 import { createLogger } from './logger.ts';
-import { SqliteStorage } from './storage/sqlite-storage.ts';
+import { openStorage } from './storage/open-storage.ts';
+import { HaNode } from './ha/ha-node.ts';
+import { installForwarding } from './ha/forwarder.ts';
+import type { PostgresStorage } from './storage/postgres-storage.ts';
 
 export interface RunningServer {
   broker: Broker;
@@ -86,13 +89,11 @@ export interface StartOptions {
 export async function startServer(config: BrokerConfig, opts: StartOptions = {}): Promise<RunningServer> {
   const logger = opts.logger ?? createLogger(config.logLevel);
   const tls = readTls(config.tls);
-  let storage: SqliteStorage;
-  try {
-    storage = new SqliteStorage(config.storagePath);
-  } catch (err) {
-    throw new ConfigError('storage.path', `cannot open ${config.storagePath}: ${(err as Error).message}`);
-  }
+  const storage = await openStorage(config);
   const broker = new Broker(config, storage, logger);
+  // HA needs the PostgreSQL store (config.ts refuses it otherwise).
+  const ha = config.ha ? new HaNode(storage as PostgresStorage, config.ha, logger) : undefined;
+  if (ha) broker.setCluster(ha);
   let app: FastifyInstance | undefined;
   try {
     await broker.start();
@@ -102,6 +103,7 @@ export async function startServer(config: BrokerConfig, opts: StartOptions = {})
     }
     try {
       app = buildHttpServer(broker, { logger, bodyLimit: config.maxRequestSize, trustedProxies: config.trustedProxies, ...(tls ? { tls } : {}) });
+      if (ha) installForwarding(app, ha, () => broker.seal.sealed, logger, config.maxRequestSize);
     } catch (err) {
       throw new ConfigError('tls', `cannot use the certificate and key: ${(err as Error).message}`);
     }

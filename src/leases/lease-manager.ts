@@ -124,6 +124,8 @@ export class LeaseManager {
         sealed: this.broker.seal.keys.encryptJSON(identity(id), ctx),
       });
       fault('issue.after_pending');
+      // HA: a node deposed while it wrote the pending row creates no user (the new active revokes the row).
+      if (!this.broker.cluster.canAct()) throw errors.NOT_ACTIVE('leadership moved during issuance');
       const connections = this.backend(req.mount).connections;
       try {
         await connections.run(req.connection.name, [password], (engine) =>
@@ -239,6 +241,8 @@ export class LeaseManager {
    */
   async revokeClaimed(row: LeaseRow, warnings?: string[]): Promise<string | undefined> {
     if (this.deferIfIssuing(row)) return undefined;
+    // HA: a deposed node leaves the lease to the active one (it stays claimed in the store).
+    if (!this.broker.cluster.canAct()) throw errors.NOT_ACTIVE('the lease is left to the active node');
     try {
       const ctx = this.context(row);
       const result = await this.backend(row.mount).connections.run(row.connection, [], (engine) =>

@@ -39,6 +39,8 @@ export function sealRoutes(broker: Broker): Route[] {
         ['secret_shares', 'secret_threshold'],
       ),
       async handler(ctx) {
+        // Another replica on a shared store may have initialised it since this one started.
+        if (!seal.initialized) await seal.load();
         if (ctx.method === 'GET') return { raw: { initialized: seal.initialized } };
         const shares = ctx.body.secret_shares as number;
         const threshold = ctx.body.secret_threshold as number;
@@ -66,6 +68,8 @@ export function sealRoutes(broker: Broker): Route[] {
           return { raw: seal.status() };
         }
         if (typeof ctx.body.key !== 'string') throw errors.BAD_REQUEST('missing required field "key" (or "reset": true)');
+        // Another replica on a shared store may have initialised it since this one started.
+        if (!seal.initialized) await seal.load();
         if (!seal.initialized) throw errors.NOT_INITIALIZED();
         if (seal.sealed && (await seal.submit(ctx.body.key))) {
           await broker.afterUnseal();
@@ -92,6 +96,7 @@ export function sealRoutes(broker: Broker): Route[] {
       auth: 'none',
       sealedOk: true,
       async handler() {
+        if (!seal.initialized) await seal.load();
         return { raw: seal.status() };
       },
     },
@@ -102,24 +107,57 @@ export function sealRoutes(broker: Broker): Route[] {
       sealedOk: true,
       async handler(ctx) {
         // Vault's query parameters choose the status for each state (load balancers use them);
-        // all are checked, so a typo shows whatever the state. There is never a standby here.
-        const codes = { uninit: statusParam(ctx.query, 'uninitcode', 501), sealed: statusParam(ctx.query, 'sealedcode', 503), active: statusParam(ctx.query, 'activecode', 200) };
-        for (const name of ['standbycode', 'performancestandbycode', 'drsecondarycode', 'haunhealthycode', 'removedcode']) statusParam(ctx.query, name, 0);
-        const status = !seal.initialized ? codes.uninit : seal.sealed ? codes.sealed : codes.active;
+        // all are checked, so a typo shows whatever the state.
+        const codes = {
+          uninit: statusParam(ctx.query, 'uninitcode', 501),
+          sealed: statusParam(ctx.query, 'sealedcode', 503),
+          active: statusParam(ctx.query, 'activecode', 200),
+          standby: statusParam(ctx.query, 'standbycode', 429),
+        };
+        for (const name of ['performancestandbycode', 'drsecondarycode', 'haunhealthycode', 'removedcode']) statusParam(ctx.query, name, 0);
+        // standbyok / perfstandbyok: a standby answers with the active code (Vault API docs, "/sys/health").
+        const standbyOk = ['true', '1', ''].includes(ctx.query.standbyok ?? 'false') || ['true', '1', ''].includes(ctx.query.perfstandbyok ?? 'false');
+        if (!seal.initialized) await seal.load();
+        const standby = !seal.sealed && broker.cluster.isStandby();
+        const status = !seal.initialized ? codes.uninit : seal.sealed ? codes.sealed : standby ? (standbyOk ? codes.active : codes.standby) : codes.active;
         return {
           status,
-          raw: { initialized: seal.initialized, sealed: seal.sealed, standby: false, performance_standby: false, server_time_utc: Math.floor(Date.now() / 1000), version: VERSION },
+          raw: { initialized: seal.initialized, sealed: seal.sealed, standby, performance_standby: false, server_time_utc: Math.floor(Date.now() / 1000), version: VERSION },
         };
       },
     },
     {
-      // One broker process per store: it is always its own leader (`vault status` asks).
+      // `vault status` asks; without HA the broker is its own leader.
       methods: ['GET'],
       pattern: 'sys/leader',
       auth: 'none',
-      handler: async () => ({
-        raw: { ha_enabled: false, is_self: true, active_time: '0001-01-01T00:00:00Z', leader_address: '', leader_cluster_address: '', performance_standby: false, performance_standby_last_remote_wal: 0 },
-      }),
+      handler: async () => {
+        const l = await broker.cluster.leader();
+        return {
+          raw: {
+            ha_enabled: l.haEnabled,
+            is_self: l.isSelf,
+            active_time: l.activeTime,
+            leader_address: l.leaderAddress,
+            leader_cluster_address: l.leaderClusterAddress,
+            performance_standby: false,
+            performance_standby_last_remote_wal: 0,
+          },
+        };
+      },
+    },
+    {
+      // Give up leadership; another node takes over (Vault API docs, "/sys/step-down"). A standby forwards it.
+      methods: ['PUT'],
+      pattern: 'sys/step-down',
+      auth: 'token',
+      sudo: true,
+      schema: object({}),
+      async handler() {
+        await broker.cluster.stepDown();
+        broker.logger.info('stepped down as the active node');
+        return undefined;
+      },
     },
   ];
 }

@@ -7,6 +7,7 @@ import { dirname } from 'node:path';
 import { migrations } from './migrations.ts';
 import { lockStore } from './process-lock.ts';
 import type { ConnectionKey, LeaseRow, SecretIdRow, Storage, TokenRow } from './storage.ts';
+import { STORE_TABLES, type CopyableStore, type RawRow, type StoreTable } from './store-copy.ts';
 
 // Upper bound for a prefix range scan: ids are ASCII, so every id starting
 // with `prefix` sorts below prefix + U+FFFF.
@@ -106,7 +107,7 @@ interface GroupedWrite {
   fail: (err: unknown) => void;
 }
 
-export class SqliteStorage implements Storage {
+export class SqliteStorage implements Storage, CopyableStore {
   private readonly db: Database.Database;
   private readonly unlock: () => void = () => undefined;
   private readonly statements = new Map<string, Database.Statement>();
@@ -418,6 +419,28 @@ export class SqliteStorage implements Storage {
 
   async deleteLeases(prefix: string): Promise<number> {
     return this.db.prepare('DELETE FROM leases WHERE id >= ? AND id < ?').run(prefix, rangeEnd(prefix)).changes;
+  }
+
+  async isEmpty(): Promise<boolean> {
+    return STORE_TABLES.every(({ table }) => this.db.prepare(`SELECT 1 FROM ${table} LIMIT 1`).get() === undefined);
+  }
+
+  async readRows(table: StoreTable, after: string | undefined, limit: number): Promise<RawRow[]> {
+    const key = STORE_TABLES.find((t) => t.table === table)!.key;
+    return (
+      after === undefined
+        ? this.db.prepare(`SELECT * FROM ${table} ORDER BY ${key} LIMIT ?`).all(limit)
+        : this.db.prepare(`SELECT * FROM ${table} WHERE ${key} > ? ORDER BY ${key} LIMIT ?`).all(after, limit)
+    ) as RawRow[];
+  }
+
+  async writeRows(table: StoreTable, rows: RawRow[]): Promise<void> {
+    this.db.transaction(() => {
+      for (const row of rows) {
+        const cols = Object.keys(row);
+        this.db.prepare(`INSERT INTO ${table} (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`).run(...cols.map((c) => row[c]));
+      }
+    })();
   }
 
   async close(): Promise<void> {

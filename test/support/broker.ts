@@ -42,6 +42,15 @@ export interface BrokerOptions {
   env?: Record<string, string>;
   /** Reuse a directory (and so its store) from an earlier broker. */
   dir?: string;
+  /** Config fields that depend on the listening port (HA: api_addr); merged after `config`. */
+  configFor?: (port: number) => Record<string, unknown>;
+  /** Keep the same port across restarts (HA nodes keep their api_addr). */
+  stickyPort?: boolean;
+}
+
+/** Config fields for the PostgreSQL store at `url` (a database per test, see pg-store.ts). */
+export function pgStoreConfig(url: string, tablePrefix = 'dbroker_'): Record<string, unknown> {
+  return { storage: { type: 'postgresql', connection_url: url, table_prefix: tablePrefix } };
 }
 
 export class BrokerProcess {
@@ -51,6 +60,7 @@ export class BrokerProcess {
   readonly storagePath: string;
   readonly configPath: string;
   url = '';
+  port = 0;
 
   constructor(
     readonly dir: string,
@@ -71,11 +81,12 @@ export class BrokerProcess {
   }
 
   async start(env: Record<string, string> = {}): Promise<void> {
-    const port = await freePort();
+    const port = this.opts.stickyPort && this.port ? this.port : await freePort();
+    this.port = port;
     this.url = `http://127.0.0.1:${port}`;
     writeFileSync(
       this.configPath,
-      JSON.stringify({ listen: `127.0.0.1:${port}`, storage: { path: this.storagePath }, log_level: 'info', revocation_interval: 1, ...this.opts.config }),
+      JSON.stringify({ listen: `127.0.0.1:${port}`, storage: { path: this.storagePath }, log_level: 'info', revocation_interval: 1, ...this.opts.config, ...this.opts.configFor?.(port) }),
     );
     const child = spawn(process.execPath, [BIN, 'server', '--config', this.configPath], {
       env: { ...process.env, ...this.opts.env, ...env },
@@ -129,6 +140,11 @@ export class BrokerProcess {
     if (!this.child || this.child.exitCode !== null) return;
     this.child.kill('SIGKILL');
     await this.exited;
+  }
+
+  /** Send a signal (SIGSTOP/SIGCONT: a paused process). */
+  signal(sig: NodeJS.Signals): void {
+    this.child?.kill(sig);
   }
 
   /** Wait for the process to exit on its own (e.g. a fault point). */

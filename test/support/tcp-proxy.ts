@@ -6,6 +6,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 export class TcpProxy {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
+  private holes = false;
   port = 0;
 
   constructor(
@@ -29,6 +30,7 @@ export class TcpProxy {
       }
       client.pipe(upstream);
       upstream.pipe(client);
+      if (this.holes) for (const s of [client, upstream]) s.pause();
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -36,6 +38,18 @@ export class TcpProxy {
     });
     this.port = (server.address() as { port: number }).port;
     this.server = server;
+  }
+
+  /**
+   * A network that drops packets: while on, nothing is passed in either
+   * direction (connections stay open, new ones are accepted and hang).
+   */
+  blackhole(on: boolean): void {
+    this.holes = on;
+    for (const s of this.sockets) {
+      if (on) s.pause();
+      else s.resume();
+    }
   }
 
   /** Stop listening and cut every open connection. */

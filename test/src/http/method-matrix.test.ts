@@ -54,6 +54,7 @@ const PATHS = [
   'sys/seal-status',
   'sys/health',
   'sys/leader',
+  'sys/step-down',
   'sys/rotate',
   'sys/key-status',
   'sys/mounts',
