@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { PostgresStorage } from '../../../src/storage/postgres-storage.ts';
 import { SqliteStorage } from '../../../src/storage/sqlite-storage.ts';
-import type { LeaseRow, Storage, TokenRow } from '../../../src/storage/storage.ts';
+import type { LeaseRow, SecretIdRow, Storage, TokenRow } from '../../../src/storage/storage.ts';
 import { createStoreDatabase, type StoreDatabase } from '../../support/pg-store.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dbroker-conformance-'));
@@ -52,7 +52,7 @@ function lease(id: string, fields: Partial<LeaseRow> = {}): LeaseRow {
 }
 
 function token(idHash: string, fields: Partial<TokenRow> = {}): TokenRow {
-  return { idHash, accessorHash: `acc-${idHash}`, parentHash: null, expiresAt: null, usesLeft: null, sealed: Buffer.from(`sealed-${idHash}`), ...fields };
+  return { idHash, accessorHash: `acc-${idHash}`, parentHash: null, expiresAt: null, usesLeft: null, sealed: Buffer.from(`sealed-${idHash}`), authMount: null, ...fields };
 }
 
 for (const backend of backends) {
@@ -199,6 +199,49 @@ for (const backend of backends) {
       assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled', 'fulfilled', 'fulfilled']);
       assert.deepEqual(await s.listLeaseIds('', 10), ['database/creds/r/a', 'database/creds/r/b', 'database/creds/r/dup']);
       assert.equal((await s.getLease('database/creds/r/dup'))?.attempts, 7);
+    });
+
+    withStore('tokens of an auth mount, orphaning children, token hashes in pages', async (s) => {
+      await s.insertToken(token('p', { authMount: 'approle/' }));
+      await s.insertToken(token('c1', { parentHash: 'p', authMount: 'approle/' }));
+      await s.insertToken(token('c2', { parentHash: 'p' }));
+      await s.insertToken(token('x', { authMount: 'userpass/' }));
+      assert.deepEqual((await s.tokensOfAuthMount('approle/', 10)).sort(), ['c1', 'p']);
+      assert.equal((await s.tokensOfAuthMount('approle/', 1)).length, 1);
+      assert.equal((await s.getToken('x'))?.authMount, 'userpass/');
+      assert.equal((await s.getToken('c2'))?.authMount ?? null, null);
+      assert.equal(await s.orphanChildren('p'), 2);
+      assert.deepEqual(await s.childTokens('p'), []);
+      assert.equal((await s.getToken('c1'))?.parentHash, null);
+      assert.deepEqual(await s.listTokenHashes(2), ['c1', 'c2']);
+      assert.deepEqual(await s.listTokenHashes(10, 'c2'), ['p', 'x']);
+    });
+
+    withStore('secret IDs: by hash and accessor, atomic uses, expiry, per role and mount', async (s) => {
+      const sid = (idHash: string, fields: Partial<SecretIdRow> = {}): SecretIdRow => ({
+        idHash, accessorHash: `acc-${idHash}`, mount: 'm1', role: 'r1', expiresAt: null, usesLeft: null, sealed: Buffer.from([9, 0, idHash.length]), ...fields,
+      });
+      await s.insertSecretId(sid('limited', { usesLeft: 5 }));
+      await s.insertSecretId(sid('expiring', { expiresAt: 1_000 }));
+      await s.insertSecretId(sid('other', { role: 'r2' }));
+      await s.insertSecretId(sid('elsewhere', { mount: 'm2' }));
+      assert.deepEqual(await s.getSecretId('limited'), sid('limited', { usesLeft: 5 }));
+      assert.equal((await s.getSecretIdByAccessor('acc-other'))?.role, 'r2');
+      assert.equal(await s.getSecretId('nope'), undefined);
+      // 20 concurrent uses of a 5-use secret ID: exactly 5 succeed.
+      const uses = await Promise.all(Array.from({ length: 20 }, () => s.useSecretId('limited', 0)));
+      assert.equal(uses.filter((u) => u.ok).length, 5);
+      assert.deepEqual(uses.filter((u) => u.ok).map((u) => u.left).sort(), [0, 1, 2, 3, 4]);
+      assert.deepEqual(await s.useSecretId('expiring', 999), { ok: true, left: null });
+      assert.deepEqual(await s.useSecretId('expiring', 1_000), { ok: false, left: null }, 'expired at its expiry time');
+      assert.deepEqual((await s.listSecretIds('m1', 'r1')).map((r) => r.idHash).sort(), ['expiring', 'limited']);
+      assert.equal((await s.listSecretIds('m1')).length, 3);
+      assert.equal(await s.deleteExpiredSecretIds(1_000), 1);
+      assert.equal(await s.getSecretId('expiring'), undefined);
+      await s.deleteSecretId('limited');
+      assert.equal(await s.deleteSecretIds('m1', 'r2'), 1);
+      assert.equal(await s.deleteSecretIds('m2'), 1);
+      assert.deepEqual(await s.listSecretIds('m1'), []);
     });
   });
 }
