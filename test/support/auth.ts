@@ -50,7 +50,8 @@ export function apiFrom(broker: BrokerProcess, localAddress: string, method: str
  */
 export async function setupDatabase(pb: PgBroker, server: TestPostgres, prefix: string): Promise<void> {
   await configureConnection(pb, server, 'main');
-  const template = `{{ printf "${prefix}-%s-%s" .DisplayName (random 6) }}`;
+  // The display name is cut so that the random part always fits in PostgreSQL's 63 characters (a template must keep 8+ random characters).
+  const template = `{{ printf "${prefix}-%s-%s" (.DisplayName | truncate 30) (random 20) }}`;
   await createRole(pb, 'allowed', { db_name: 'main', default_ttl: '10m', username_template: template });
   await createRole(pb, 'denied', { db_name: 'main', default_ttl: '10m', username_template: template });
   const policy = 'path "database/creds/allowed" { capabilities = ["read"] }';
