@@ -13,7 +13,7 @@ import { eventually } from '../../support/broker.ts';
 import { adminConnection, dropLeftovers, mysqlConfig, target as mysqlTarget, userHosts } from '../../support/mariadb.ts';
 import { configureConnection, createRole, dropRolesWithPrefix, rolesWithPrefix, startPgBroker, tag, type PgBroker } from '../../support/pg-broker.ts';
 import { trustPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
-import { dropUsersWithPrefix, mongoConfig, mongoTarget, type MongoTarget } from '../../plugins/mongodb/helpers.ts';
+import { assertDone, dropUsersWithPrefix, mongoConfig, mongoTarget, type MongoTarget } from '../../plugins/mongodb/helpers.ts';
 
 const prefix = `sdk${tag()}`;
 const ROTATIONS = 5;
@@ -141,7 +141,8 @@ test('createPgPool: 20 queries/s across >= 5 rotations, 0 failed; a lease revoke
   } finally {
     await pool.end();
   }
-  assert.deepEqual(await rolesWithPrefix(pg, `${prefix}p`), [], 'end() revokes the last lease');
+  // end() asks for the revocation; a session still closing can make the first attempt fail, and the broker retries it.
+  await eventually(async () => (await rolesWithPrefix(pg, `${prefix}p`)).length === 0, 15_000, 'end() revokes the last lease');
 });
 
 test('createMysqlPool: 20 queries/s across >= 5 rotations on MariaDB, 0 failed; old users dropped', async () => {
@@ -216,7 +217,7 @@ test('createMongoClient: 20 operations/s across >= 5 rotations on FerretDB, 0 fa
       allowed_roles: '*',
       ...config.options,
     });
-    assert.equal(r0.status, 204, r0.text);
+    assertDone(target, r0, 'config mongo');
     const r1 = await pb.api('PUT', 'database/roles/mongoapp', {
       db_name: 'mongo',
       creation_statements: [JSON.stringify({ db: 'admin', roles: [{ role: 'read', db: 'admin' }] })],
