@@ -8,7 +8,7 @@ import { TokenStore, type Token } from './auth/token-store.ts';
 import { AuditBroker, type AuditRecord } from './audit/audit-broker.ts';
 import type { BrokerConfig } from './config.ts';
 import { EngineRegistry } from './engine/registry.ts';
-import { errors } from './errors.ts';
+import { errors, isBrokerError } from './errors.ts';
 import type { Dispatcher } from './http/server.ts';
 import { compilePattern, matchPattern, type Reply, type RequestContext, type Route } from './http/route.ts';
 import { compile, object, unknownFieldsWarning } from './http/schema.ts';
@@ -25,10 +25,18 @@ import { leaseRoutes } from './routes/sys-leases.ts';
 import { mountRoutes } from './routes/sys-mounts.ts';
 import { tokenRoutes } from './routes/auth-token.ts';
 import { auditRoutes } from './routes/sys-audit.ts';
+import { metricsRoutes } from './routes/sys-metrics.ts';
+import { openApiRoutes } from './routes/sys-openapi.ts';
+import type { RouteGroup } from './openapi/openapi.ts';
+import { BrokerMetrics } from './metrics/metrics.ts';
+import { brokerMetricsSource } from './metrics/broker-source.ts';
 import { Seal } from './seal/seal.ts';
 import type { Storage } from './storage/storage.ts';
 
 export const VERSION = '0.1.0';
+
+/** The `route` label of requests that matched no route. */
+const UNMATCHED = '(unmatched)';
 
 interface CompiledRoute {
   route: Route;
@@ -59,6 +67,8 @@ export class Broker implements Dispatcher {
   readonly leases: LeaseManager;
   readonly engines: EngineRegistry;
   readonly audit: AuditBroker;
+  /** Prometheus metrics; subsystems report events through it (a MetricsRecorder). */
+  readonly metrics: BrokerMetrics;
   private readonly revocation: RevocationLoop;
   private readonly tokenExpiry: TokenExpiry;
   private readonly coreRoutes: CompiledRoute[];
@@ -75,14 +85,25 @@ export class Broker implements Dispatcher {
     this.engines = new EngineRegistry(config.plugins, config.baseDir);
     this.mounts = new MountTable(this);
     this.leases = new LeaseManager(this);
-    this.audit = new AuditBroker(storage, () => this.seal.keys, logger);
+    this.metrics = new BrokerMetrics(brokerMetricsSource(this));
+    this.audit = new AuditBroker(storage, () => this.seal.keys, logger, (device) => this.metrics.auditFailure(device));
     this.revocation = new RevocationLoop(this.leases, () => this.storage, logger, config.revocationInterval * 1000);
     this.tokenExpiry = new TokenExpiry(
       { expiredTokens: (limit) => this.tokens.expired(limit), revokeToken: (hash) => this.revokeToken(hash) },
       logger,
       config.revocationInterval * 1000,
     );
-    this.coreRoutes = compileRoutes([...sealRoutes(this), ...keyRoutes(this), ...mountRoutes(this), ...leaseRoutes(this), ...policyRoutes(this), ...tokenRoutes(this), ...capabilityRoutes(this), ...auditRoutes(this)]);
+    this.coreRoutes = compileRoutes([...sealRoutes(this), ...keyRoutes(this), ...mountRoutes(this), ...leaseRoutes(this), ...policyRoutes(this), ...tokenRoutes(this), ...capabilityRoutes(this), ...auditRoutes(this), ...metricsRoutes(this.metrics, config.unauthenticatedMetricsAccess), ...openApiRoutes(this, VERSION)]);
+  }
+
+  /** The route table as dispatched now: core routes, then each mount's routes under its path (for the OpenAPI document). */
+  routeGroups(): RouteGroup[] {
+    const groups: RouteGroup[] = [{ prefix: '', tag: 'system', routes: this.coreRoutes.map((c) => c.route) }];
+    for (const entry of this.mounts.list()) {
+      const backend = this.mounts.backend(entry.path);
+      if (backend) groups.push({ prefix: entry.path, tag: `${entry.type} (${entry.path})`, routes: backend.routes() });
+    }
+    return groups;
   }
 
   async start(): Promise<void> {
@@ -158,15 +179,33 @@ export class Broker implements Dispatcher {
   }
 
   async dispatch(req: Omit<RequestContext, 'params'>, tokenSecret: string | undefined): Promise<Reply | undefined> {
+    const started = process.hrtime.bigint();
+    // The route PATTERN that served the request (never the raw path: metrics labels stay bounded).
+    const served = { route: UNMATCHED };
+    let status = 500;
+    try {
+      const reply = await this.dispatchRoute(req, tokenSecret, served);
+      status = reply ? (reply.status ?? 200) : 204;
+      return reply;
+    } catch (err) {
+      status = isBrokerError(err) ? err.statusCode : 500;
+      throw err;
+    } finally {
+      this.metrics.request(req.method, served.route, status, Number(process.hrtime.bigint() - started) / 1e9);
+    }
+  }
+
+  private async dispatchRoute(req: Omit<RequestContext, 'params'>, tokenSecret: string | undefined, served: { route: string }): Promise<Reply | undefined> {
     const core = req.path.startsWith('sys/') || req.path.startsWith('auth/') || req.path === 'sys' || req.path === 'auth';
     let found = core ? findRoute(this.coreRoutes, req.path) : undefined;
+    if (found) served.route = found.compiled.route.pattern;
     if (this.seal.sealed && !(found && found.compiled.route.sealedOk)) throw errors.SEALED();
 
     // Every request past the sealed gate is audited, failed and denied ones too.
     const audit = this.audit.begin(req, tokenSecret);
     let reply: Reply | undefined;
     try {
-      reply = await this.handle(req, tokenSecret, core, found, audit);
+      reply = await this.handle(req, tokenSecret, core, found, audit, served);
     } catch (err) {
       audit.failed(err);
       throw err;
@@ -188,6 +227,7 @@ export class Broker implements Dispatcher {
     core: boolean,
     coreRoute: ReturnType<typeof findRoute>,
     audit: AuditRecord,
+    served: { route: string },
   ): Promise<Reply | undefined> {
     let found = coreRoute;
     let mount: string | undefined;
@@ -197,6 +237,7 @@ export class Broker implements Dispatcher {
         mount = hit.mount;
         audit.subject.mount = mount;
         found = findRoute(hit.routes, hit.rest);
+        if (found) served.route = mount + found.compiled.route.pattern;
       }
     }
     if (!found) throw errors.NOT_FOUND(req.path);
