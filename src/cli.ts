@@ -1,15 +1,14 @@
-// The dbroker command line.
+// The dbroker command line: `server` (and `version`) here; every client
+// command (status, operator, read, write, lease, token, login, ...) in
+// src/cli/program.ts.
 
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config.ts';
 import { runDevServer } from './dev/dev-mode.ts';
 import { closeOnSignals, startServer } from './server.ts';
 import { VERSION } from './broker.ts';
+import { runClient, SERVER_USAGE } from './cli/program.ts';
 
-const USAGE = `usage:
-  dbroker server --config <file.json>
-  dbroker server --dev [--listen ADDR] [--dev-root-token T] [--dev-pg-url URL]
-  dbroker version`;
 
 export async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
@@ -19,8 +18,11 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     if (command !== 'server') {
-      console.error(command && command !== 'help' && command !== '--help' ? `unknown command "${command}"\n${USAGE}` : USAGE);
-      process.exitCode = command === 'help' || command === '--help' ? 0 : 2;
+      await runClient(argv, VERSION);
+      return;
+    }
+    if (rest.some((a) => a === '-h' || a === '--help' || a === '-help')) {
+      console.log(SERVER_USAGE);
       return;
     }
     const { values } = parseArgs({
