@@ -7,6 +7,8 @@
 // even while sealed), and a bad format is a 400.
 
 import { after, before, test } from 'node:test';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import assert from 'node:assert/strict';
 import { eventually, initAndUnseal, startBroker, type BrokerProcess } from '../../support/broker.ts';
 import { adminQuery, trustPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
@@ -137,6 +139,30 @@ test('the exposition counts issuing, renewing, revoking, failures and rotations,
   assert.ok((value(await exposition(), 'dbroker_revocations_total', { ...db, connection: 'flaky', outcome: 'ok' }) ?? 0) >= 1);
 });
 
+test('static role rotations: ok and failed counted by mount and role, last success time', async () => {
+  const users = [`${userPrefix}s1`, `${userPrefix}s2`];
+  for (const u of users) await adminQuery(server, `CREATE ROLE "${u}" WITH LOGIN PASSWORD 'x'`);
+  const t0 = Date.now() / 1000;
+  assert.equal((await pb.api('PUT', 'database/static-roles/s1', { db_name: 'main', username: users[0], rotation_period: '1h' })).status, 204);
+  assert.equal((await pb.api('PUT', 'database/static-roles/s2', { db_name: 'flaky', username: users[1], rotation_period: '1h' })).status, 204);
+  const first = await exposition();
+  const importRotations = value(first, 'dbroker_static_role_rotations_total', { mount: 'database/', role: 's1', outcome: 'ok' }) ?? 0;
+  assert.equal((await pb.api('PUT', 'database/rotate-role/s1')).status, 204);
+  await proxy.down();
+  try {
+    assert.ok((await pb.api('PUT', 'database/rotate-role/s2')).status >= 400);
+  } finally {
+    await proxy.up();
+  }
+  const exp = await exposition();
+  assert.equal(value(exp, 'dbroker_static_role_rotations_total', { mount: 'database/', role: 's1', outcome: 'ok' }), importRotations + 1);
+  assert.equal(value(exp, 'dbroker_static_role_rotations_total', { mount: 'database/', role: 's2', outcome: 'failed' }), 1);
+  assert.equal(value(exp, 'dbroker_static_role_rotations_total', { mount: 'database/', role: 's1', outcome: 'failed' }), undefined);
+  const last = value(exp, 'dbroker_static_role_rotation_last_success_timestamp_seconds', { mount: 'database/', role: 's1' });
+  assert.ok(last !== undefined && last >= t0 - 1 && last <= Date.now() / 1000 + 1, `last ${last}`);
+  for (const r of ['s1', 's2']) assert.equal((await pb.api('DELETE', `database/static-roles/${r}`)).status, 204);
+});
+
 test('scraping needs a token allowed to read sys/metrics; a bad format is a 400', async () => {
   assert.equal((await scrape(null)).status, 403);
   const plain = await pb.api('PUT', 'auth/token/create', { policies: ['default'] });
@@ -153,6 +179,18 @@ test('scraping needs a token allowed to read sys/metrics; a bad format is a 400'
   const json = await pb.api('GET', 'sys/metrics');
   assert.equal(json.status, 200);
   assert.ok(Array.isArray(json.body) && json.body.some((m: { name: string }) => m.name === 'dbroker_sealed'));
+});
+
+test('every metric the Grafana dashboard and the alert rules use is in the exposition', async () => {
+  const exp = await exposition();
+  const root = resolve(import.meta.dirname, '../../..');
+  for (const file of ['deploy/grafana-dashboard.json', 'deploy/prometheus-alerts.yml']) {
+    const names = new Set([...readFileSync(join(root, file), 'utf8').matchAll(/\bdbroker_[a-z_]+/g)].map((m) => m[0]));
+    assert.ok(names.size >= 8, `${file} uses ${names.size} metrics`);
+    for (const name of names) assert.ok(exp.types.has(name) || exp.types.has(name.replace(/_(bucket|count|sum)$/, '')), `${file}: ${name} is not a metric`);
+  }
+  const dashboard = JSON.parse(readFileSync(join(root, 'deploy/grafana-dashboard.json'), 'utf8'));
+  assert.ok(dashboard.panels.length >= 10);
 });
 
 test('telemetry.unauthenticated_metrics_access: no token needed, and the sealed state is visible', async () => {
