@@ -1,12 +1,12 @@
 // status and operator: init, unseal, seal, rotate, key-status, step-down,
 // migrate (Vault docs, "vault status", "vault operator").
 
-import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { ApiError } from './client.ts';
 import { act, boolOption, clientCommand, EXIT_API, type Ctx } from './context.ts';
 import { UsageError } from './kv.ts';
 import { table } from './output.ts';
+import { promptSecret } from './prompt.ts';
 
 // any: sys/seal-status as the API returns it.
 function sealTable(s: any): string {
@@ -20,23 +20,6 @@ function sealTable(s: any): string {
   if (s.sealed) rows.push(['Unseal Progress', `${s.progress}/${s.t}`], ['Unseal Nonce', s.nonce || 'n/a']);
   rows.push(['Version', s.version ?? 'n/a'], ['Storage Type', s.storage_type ?? 'sqlite'], ['HA Enabled', 'false']);
   return table(['Key', 'Value'], rows);
-}
-
-/** A secret typed at a prompt (not echoed) on a TTY, or one line of standard input. */
-async function promptSecret(ctx: Ctx, label: string): Promise<string> {
-  if (!process.stdin.isTTY) {
-    const line = ctx.stdin.take(label).split(/\r?\n/)[0]!.trim();
-    if (!line) throw new UsageError(`no ${label} on standard input`);
-    return line;
-  }
-  const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
-  // Echo nothing while the secret is typed.
-  (rl as unknown as { _writeToOutput: (s: string) => void })._writeToOutput = () => undefined;
-  process.stderr.write(`${label} (will be hidden): `);
-  const answer = await new Promise<string>((resolve) => rl.question('', resolve));
-  rl.close();
-  process.stderr.write('\n');
-  return answer.trim();
 }
 
 export function registerOperator(program: Command): void {

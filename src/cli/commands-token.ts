@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { act, boolOption, clientCommand, type Ctx } from './context.ts';
 import { parseData, UsageError } from './kv.ts';
 import { authRows, cell, keyValueRows, table } from './output.ts';
+import { promptSecret } from './prompt.ts';
 import { storeToken } from './token-helper.ts';
 
 // any: API envelopes.
@@ -130,7 +131,7 @@ async function tokenLogin(ctx: Ctx, args: string[]): Promise<{ token: string; bo
     else rest.push(a);
   }
   if (rest.length > 0) throw new UsageError(`unexpected arguments for -method=token: ${rest.join(' ')}`);
-  if (!token) token = ctx.stdin.take('a token').trim();
+  if (!token) token = await promptSecret(ctx, 'Token');
   if (!token) throw new UsageError('give a token (argument, token=..., or on standard input)');
   // The token is checked before it is stored.
   const { body } = await ctx.client(token).call('GET', 'auth/token/lookup-self');
