@@ -188,7 +188,8 @@ export class Broker implements Dispatcher {
       status = reply ? (reply.status ?? 200) : 204;
       return reply;
     } catch (err) {
-      status = isBrokerError(err) ? err.statusCode : 500;
+      const code = (err as { statusCode?: unknown }).statusCode;
+      status = isBrokerError(err) ? err.statusCode : typeof code === 'number' && code >= 400 && code < 500 ? code : 500;
       throw err;
     } finally {
       this.metrics.request(req.method, served.route, status, Number(process.hrtime.bigint() - started) / 1e9);

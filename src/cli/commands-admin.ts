@@ -16,6 +16,7 @@ function entries(body: any): Array<[string, any]> {
   return Object.entries<any>(data).sort(([a], [b]) => a.localeCompare(b));
 }
 
+/** `policy`, `secrets`, `audit` and `database` commands → sys/policies/acl, sys/mounts, sys/audit, <mount>/rotate-root. */
 export function registerAdmin(program: Command): void {
   const policy = program.command('policy').description('List, read, write and delete ACL policies');
   clientCommand(policy, 'list', 'List policy names', { field: false }).action(

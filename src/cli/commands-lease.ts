@@ -50,6 +50,7 @@ async function withProgress<T>(ctx: Ctx, client: Client, prefix: string, work: P
   }
 }
 
+/** `lease lookup|renew|revoke` → sys/leases/lookup, renew, revoke, revoke-prefix, revoke-force. */
 export function registerLease(program: Command): void {
   const lease = program.command('lease').description('Look up, renew and revoke leases');
 

@@ -22,6 +22,7 @@ function sealTable(s: any): string {
   return table(['Key', 'Value'], rows);
 }
 
+/** `status` and `operator *` → sys/seal-status, sys/init, sys/unseal, sys/seal, sys/rotate, sys/key-status, sys/step-down. */
 export function registerOperator(program: Command): void {
   clientCommand(program, 'status', 'Print the seal status (exit code 2 while sealed, as Vault)', { field: false }).action(
     act('checking seal status', async (ctx) => {

@@ -16,6 +16,7 @@ function queryOf(data: Record<string, unknown>): Record<string, string> {
   return out;
 }
 
+/** `read|write|list|delete PATH`: GET, PUT, LIST (GET ?list=true) and DELETE on any API path. */
 export function registerPaths(program: Command): void {
   clientCommand(program, 'read <path> [data...]', 'Read data at a path (key=value pairs are sent as query parameters)').action(
     act(

@@ -15,6 +15,7 @@ const dataTable = (b: any): string => table(['Key', 'Value'], keyValueRows(b.dat
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
+/** `token create|lookup|renew|revoke|capabilities` → auth/token/* and sys/capabilities*. */
 export function registerToken(program: Command): void {
   const token = program.command('token').description('Create, look up, renew and revoke tokens; show capabilities');
 
@@ -142,6 +143,7 @@ async function tokenLogin(ctx: Ctx, args: string[]): Promise<{ token: string; bo
   };
 }
 
+/** `login`: checks or obtains a token, then stores it with the token helper unless -no-store. */
 export function registerLogin(program: Command): void {
   const login = clientCommand(program, 'login [data...]', 'Authenticate and store the token in ~/.vault-token: a token, or -method=approle|jwt|kubernetes|userpass with key=value credentials')
     .option('--method <method>', 'auth method: token, approle, jwt, kubernetes, userpass', 'token')
@@ -153,6 +155,7 @@ export function registerLogin(program: Command): void {
       async (ctx, args) => {
         const method = String(ctx.opts.method);
         let token: string;
+        // any: the login answer (an API envelope), read by field name.
         let body: any;
         if (method === 'token') ({ token, body } = await tokenLogin(ctx, args));
         else {

@@ -49,9 +49,11 @@ export interface Ctx {
    * Print an API answer: raw JSON for -format=json, one value for -field,
    * else `table(body)`. Returns the exit code (1 when -field names nothing).
    */
+  // any: each command's table reads the API body's fields by name.
   print(body: unknown, table: (body: any) => string): number;
 }
 
+/** The context of one command run, from its parsed options. @throws UsageError for a bad -format. */
 export function makeCtx(opts: Record<string, unknown>, io: Io = processIo, stdin = new Stdin()): Ctx {
   const format = formatOf(opts as { format?: string });
   const field = opts.field as string | undefined;

@@ -9,6 +9,10 @@ import { errors } from '../errors.ts';
 import type { Route } from '../http/route.ts';
 import type { BrokerMetrics } from '../metrics/metrics.ts';
 
+/**
+ * The sys/metrics route. `unauthenticated`: telemetry.unauthenticated_metrics_access.
+ * @throws BrokerError 400 for a `format` other than prometheus or json.
+ */
 export function metricsRoutes(metrics: Pick<BrokerMetrics, 'prometheus' | 'json'>, unauthenticated: boolean): Route[] {
   return [
     {

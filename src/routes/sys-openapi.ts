@@ -11,6 +11,10 @@ export interface RouteTableSource {
   routeGroups(): RouteGroup[];
 }
 
+/**
+ * The sys/internal/specs/openapi route; `version` is the document's info.version.
+ * @throws BrokerError 400 for a generic_mount_paths other than true or false.
+ */
 export function openApiRoutes(source: RouteTableSource, version: string): Route[] {
   return [
     {
