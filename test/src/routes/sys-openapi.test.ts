@@ -134,6 +134,24 @@ test('request schemas are the ones the server validates with: a documented type 
   assert.equal(doc.paths['/sys/leases/revoke-prefix/{prefix}'].post['x-vault-sudo'], true);
 });
 
+test('a non-root token sees the mounts its policies reach into, and the core paths', async () => {
+  const policy = 'path "sys/internal/specs/openapi" { capabilities = ["read"] }\npath "db2/creds/*" { capabilities = ["read"] }\npath "database/*" { capabilities = ["deny"] }';
+  assert.equal((await broker.api('PUT', 'sys/policies/acl/spec-db2', { token: root, body: { policy } })).status, 204);
+  const token = (await broker.api('PUT', 'auth/token/create', { token: root, body: { policies: ['spec-db2'] } })).body.auth.client_token as string;
+  const r = await broker.api('GET', 'sys/internal/specs/openapi', { token });
+  assert.equal(r.status, 200, r.text);
+  const paths = Object.keys(r.body.paths);
+  assert.ok(paths.includes('/db2/creds/{name}'));
+  assert.ok(paths.includes('/sys/seal-status'));
+  assert.ok(!paths.some((p) => p.startsWith('/database/')), 'no path of a mount the token cannot reach');
+  await SwaggerParser.validate(r.body);
+  // A glob over every path reaches every mount.
+  assert.equal((await broker.api('PUT', 'sys/policies/acl/spec-all', { token: root, body: { policy: 'path "*" { capabilities = ["read"] }' } })).status, 204);
+  const all = (await broker.api('PUT', 'auth/token/create', { token: root, body: { policies: ['spec-all'] } })).body.auth.client_token as string;
+  const everything = await broker.api('GET', 'sys/internal/specs/openapi', { token: all });
+  assert.deepEqual(Object.keys(everything.body.paths).sort(), Object.keys(doc.paths).sort());
+});
+
 test('generic_mount_paths puts mounts under {mountPath}; a bad value is a 400; a token is required', async () => {
   const r = await broker.api('GET', 'sys/internal/specs/openapi?generic_mount_paths=true', { token: root });
   assert.equal(r.status, 200);
