@@ -8,7 +8,7 @@ import { TokenStore, type Token } from './auth/token-store.ts';
 import { AuditBroker, type AuditRecord } from './audit/audit-broker.ts';
 import type { BrokerConfig } from './config.ts';
 import { EngineRegistry } from './engine/registry.ts';
-import { errors } from './errors.ts';
+import { errors, isBrokerError } from './errors.ts';
 import type { Dispatcher } from './http/server.ts';
 import { compilePattern, matchPattern, type Method, type Reply, type RequestContext, type Route } from './http/route.ts';
 import { compile, object, unknownFieldsWarning } from './http/schema.ts';
@@ -29,11 +29,19 @@ import { AuthTable } from './auth/auth-table.ts';
 import { addressAllowed } from './auth/cidr.ts';
 import { sysAuthRoutes } from './routes/sys-auth.ts';
 import { tokenRoleRoutes } from './routes/auth-token-roles.ts';
+import { metricsRoutes } from './routes/sys-metrics.ts';
+import { openApiRoutes } from './routes/sys-openapi.ts';
+import type { RouteGroup } from './openapi/openapi.ts';
+import { BrokerMetrics } from './metrics/metrics.ts';
+import { brokerMetricsSource } from './metrics/broker-source.ts';
 import { Seal } from './seal/seal.ts';
 import type { Storage } from './storage/storage.ts';
 import { Standalone, type Cluster } from './ha/cluster.ts';
 
 export const VERSION = '0.1.0';
+
+/** The `route` label of requests that matched no route. */
+const UNMATCHED = '(unmatched)';
 
 interface CompiledRoute {
   route: Route;
@@ -75,6 +83,8 @@ export class Broker implements Dispatcher {
   readonly engines: EngineRegistry;
   readonly audit: AuditBroker;
   readonly auths: AuthTable;
+  /** Prometheus metrics; subsystems report events through it (a MetricsRecorder). */
+  readonly metrics: BrokerMetrics;
   private readonly revocation: RevocationLoop;
   private readonly tokenExpiry: TokenExpiry;
   private readonly coreRoutes: CompiledRoute[];
@@ -93,7 +103,8 @@ export class Broker implements Dispatcher {
     this.engines = new EngineRegistry(config.plugins, config.baseDir);
     this.mounts = new MountTable(this);
     this.leases = new LeaseManager(this);
-    this.audit = new AuditBroker(storage, () => this.seal.keys, logger);
+    this.metrics = new BrokerMetrics(brokerMetricsSource(this));
+    this.audit = new AuditBroker(storage, () => this.seal.keys, logger, (device) => this.metrics.auditFailure(device));
     this.auths = new AuthTable({
       storage,
       tokens: this.tokens,
@@ -110,7 +121,17 @@ export class Broker implements Dispatcher {
       logger,
       config.revocationInterval * 1000,
     );
-    this.coreRoutes = compileRoutes([...sealRoutes(this), ...keyRoutes(this), ...mountRoutes(this), ...leaseRoutes(this), ...policyRoutes(this), ...tokenRoutes(this), ...capabilityRoutes(this), ...auditRoutes(this), ...sysAuthRoutes(this), ...tokenRoleRoutes(this)]);
+    this.coreRoutes = compileRoutes([...sealRoutes(this), ...keyRoutes(this), ...mountRoutes(this), ...leaseRoutes(this), ...policyRoutes(this), ...tokenRoutes(this), ...capabilityRoutes(this), ...auditRoutes(this), ...sysAuthRoutes(this), ...tokenRoleRoutes(this), ...metricsRoutes(this.metrics, config.unauthenticatedMetricsAccess), ...openApiRoutes(this, VERSION)]);
+  }
+
+  /** The route table as dispatched now: core routes, then each mount's routes under its path (for the OpenAPI document). */
+  routeGroups(): RouteGroup[] {
+    const groups: RouteGroup[] = [{ prefix: '', tag: 'system', routes: this.coreRoutes.map((c) => c.route) }];
+    for (const entry of this.mounts.list()) {
+      const backend = this.mounts.backend(entry.path);
+      if (backend) groups.push({ prefix: entry.path, tag: `${entry.type} (${entry.path})`, routes: backend.routes() });
+    }
+    return groups;
   }
 
   async start(): Promise<void> {
@@ -213,15 +234,34 @@ export class Broker implements Dispatcher {
   }
 
   async dispatch(req: Omit<RequestContext, 'params'>, tokenSecret: string | undefined): Promise<Reply | undefined> {
+    const started = process.hrtime.bigint();
+    // The route PATTERN that served the request (never the raw path: metrics labels stay bounded).
+    const served = { route: UNMATCHED };
+    let status = 500;
+    try {
+      const reply = await this.dispatchRoute(req, tokenSecret, served);
+      status = reply ? (reply.status ?? 200) : 204;
+      return reply;
+    } catch (err) {
+      const code = (err as { statusCode?: unknown }).statusCode;
+      status = isBrokerError(err) ? err.statusCode : typeof code === 'number' && code >= 400 && code < 500 ? code : 500;
+      throw err;
+    } finally {
+      this.metrics.request(req.method, served.route, status, Number(process.hrtime.bigint() - started) / 1e9);
+    }
+  }
+
+  private async dispatchRoute(req: Omit<RequestContext, 'params'>, tokenSecret: string | undefined, served: { route: string }): Promise<Reply | undefined> {
     const core = req.path.startsWith('sys/') || req.path.startsWith('auth/') || req.path === 'sys' || req.path === 'auth';
     let found = core ? findRoute(this.coreRoutes, req.path, req.method) : undefined;
+    if (found) served.route = found.compiled.route.pattern;
     if (this.seal.sealed && !(found && found.compiled.route.sealedOk)) throw errors.SEALED();
 
     // Every request past the sealed gate is audited, failed and denied ones too.
     const audit = this.audit.begin(req, tokenSecret);
     let reply: Reply | undefined;
     try {
-      reply = await this.handle(req, tokenSecret, core, found, audit);
+      reply = await this.handle(req, tokenSecret, core, found, audit, served);
     } catch (err) {
       audit.failed(err);
       throw err;
@@ -244,6 +284,7 @@ export class Broker implements Dispatcher {
     core: boolean,
     coreRoute: ReturnType<typeof findRoute>,
     audit: AuditRecord,
+    served: { route: string },
   ): Promise<Reply | undefined> {
     let found = coreRoute;
     let mount: string | undefined;
@@ -253,6 +294,7 @@ export class Broker implements Dispatcher {
         mount = hit.mount;
         audit.subject.mount = mount;
         found = findRoute(hit.routes, hit.rest, req.method);
+        if (found) served.route = mount + found.compiled.route.pattern;
       }
     } else if (!found && req.path.startsWith('auth/')) {
       // An auth method mount (auth/approle/login, ...).

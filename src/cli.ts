@@ -1,4 +1,6 @@
-// The dbroker command line.
+// The dbroker command line: `server` (and `version`) here; every client
+// command (status, operator, read, write, lease, token, login, ...) in
+// src/cli/program.ts.
 
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config.ts';
@@ -14,6 +16,8 @@ const USAGE = `usage:
   dbroker operator migrate --from <sqlite file | postgres:// URL> --to <sqlite file | postgres:// URL>
                            [--from-table-prefix P] [--to-table-prefix P]
   dbroker version`;
+import { runClient, SERVER_USAGE } from './cli/program.ts';
+
 
 export async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
@@ -26,13 +30,17 @@ export async function main(argv: string[]): Promise<void> {
       await (await import('./agent/run-agent.ts')).runAgent(rest);
       return;
     }
-    if (command === 'operator') {
+    // operator migrate works on stores, not through the API; the other operator commands are client commands.
+    if (command === 'operator' && rest[0] === 'migrate') {
       await operator(rest);
       return;
     }
     if (command !== 'server') {
-      console.error(command && command !== 'help' && command !== '--help' ? `unknown command "${command}"\n${USAGE}` : USAGE);
-      process.exitCode = command === 'help' || command === '--help' ? 0 : 2;
+      await runClient(argv, VERSION);
+      return;
+    }
+    if (rest.some((a) => a === '-h' || a === '--help' || a === '-help')) {
+      console.log(SERVER_USAGE);
       return;
     }
     const { values } = parseArgs({

@@ -36,6 +36,11 @@ export interface BrokerConfig {
    * socket address counts.
    */
   trustedProxies: string[];
+  /**
+   * telemetry.unauthenticated_metrics_access: serve sys/metrics without a
+   * token (and while sealed), as Vault's telemetry stanza option of that name.
+   */
+  unauthenticatedMetricsAccess: boolean;
   /** Base directory for resolving relative plugin paths (the config file's folder). */
   baseDir: string;
 }
@@ -98,13 +103,14 @@ const FIELDS = {
   max_request_size: 'DBROKER_MAX_REQUEST_SIZE',
   trusted_proxies: 'DBROKER_TRUSTED_PROXIES',
   plugins: 'DBROKER_PLUGINS',
+  'telemetry.unauthenticated_metrics_access': 'DBROKER_TELEMETRY_UNAUTHENTICATED_METRICS_ACCESS',
 } as const;
 type Field = keyof typeof FIELDS;
 
 function flatten(raw: Record<string, unknown>): Map<string, unknown> {
   const out = new Map<string, unknown>();
   for (const [k, v] of Object.entries(raw)) {
-    if (k === 'storage' || k === 'tls' || k === 'ha') {
+    if (k === 'storage' || k === 'tls' || k === 'ha' || k === 'telemetry') {
       if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(k, 'must be an object');
       for (const [k2, v2] of Object.entries(v as Record<string, unknown>)) out.set(`${k}.${k2}`, v2);
     } else out.set(k, v);
@@ -122,6 +128,13 @@ export function parseListen(value: string, field = 'listen'): { host: string; po
 function str(field: string, v: unknown): string {
   if (typeof v !== 'string' || v === '') throw new ConfigError(field, 'must be a non-empty string');
   return v;
+}
+
+/** A boolean from the file (true/false) or the environment ("true"/"false", "1"/"0"). */
+function bool(field: string, v: unknown): boolean {
+  if (v === true || v === 'true' || v === '1') return true;
+  if (v === false || v === 'false' || v === '0') return false;
+  throw new ConfigError(field, 'must be true or false');
 }
 
 function seconds(field: string, v: unknown): number {
@@ -200,6 +213,7 @@ function build(values: Map<string, unknown>, baseDir: string, env: NodeJS.Proces
     maxLeaseTtl: seconds('max_lease_ttl', get('max_lease_ttl') ?? '768h'),
     maxRequestSize,
     trustedProxies: proxies(get('trusted_proxies')),
+    unauthenticatedMetricsAccess: bool('telemetry.unauthenticated_metrics_access', get('telemetry.unauthenticated_metrics_access') ?? false),
     baseDir,
   };
   if (cert !== undefined) config.tls = { certFile: str('tls.cert_file', cert), keyFile: str('tls.key_file', key) };
@@ -224,12 +238,6 @@ function proxies(v: unknown): string[] {
   } catch (err) {
     throw new ConfigError('trusted_proxies', (err as Error).message.replace(/^invalid field "trusted_proxies": /, ''));
   }
-}
-
-function bool(field: string, v: unknown): boolean {
-  if (v === true || v === 'true' || v === '1') return true;
-  if (v === false || v === 'false' || v === '0') return false;
-  throw new ConfigError(field, 'must be true or false');
 }
 
 function httpAddr(field: string, v: unknown): string {

@@ -54,6 +54,10 @@ export class PostgresEngine implements Engine {
     // An idle client whose connection drops emits 'error' on the pool; without
     // a listener that would crash the process. The next checkout reconnects.
     pool.on('error', () => undefined);
+    // A checked-out client whose connection drops between two queries emits
+    // 'error' on itself (the pool's listener is only on idle clients); the
+    // next query on it fails and is reported, so the event itself is dropped.
+    pool.on('connect', (client) => client.on('error', () => undefined));
 
     if (options.verify) {
       try {

@@ -60,6 +60,8 @@ export class AuditBroker {
     private readonly storage: Storage,
     private readonly keys: () => Barrier,
     private readonly logger: Logger,
+    /** Called with a device's path each time it fails to write an entry (the failures metric). */
+    private readonly onDeviceFailure: (device: string) => void = () => undefined,
   ) {}
 
   /** At unseal: reopen every stored device. One that cannot open stays enabled (requests fail closed until it is fixed). */
@@ -138,7 +140,7 @@ export class AuditBroker {
   /** Start auditing one request (after the sealed gate), on the devices enabled now. */
   begin(req: AuditSubject['req'], tokenSecret: string | undefined): AuditRecord {
     const quiet = (req.method === 'GET' || req.method === 'HEAD') && UNAUDITED.has(req.path);
-    return new AuditRecord(quiet ? [] : [...this.devices.values()], { req, tokenSecret }, this.logger);
+    return new AuditRecord(quiet ? [] : [...this.devices.values()], { req, tokenSecret }, this.logger, this.onDeviceFailure);
   }
 }
 
@@ -150,6 +152,7 @@ export class AuditRecord {
     private readonly devices: Enabled[],
     readonly subject: AuditSubject,
     private readonly logger: Logger,
+    private readonly onDeviceFailure: (device: string) => void = () => undefined,
   ) {}
 
   /** Write the request entry (once); throws AUDIT_FAILED when no device took it. */
@@ -185,6 +188,7 @@ export class AuditRecord {
         written++;
       } catch (err) {
         this.logger.error({ device: d.entry.path, requestId: this.subject.req.requestId, error: errorCode(err) }, 'audit device failed to write an entry');
+        this.onDeviceFailure(d.entry.path);
       }
     }
     if (written === 0) throw errors.AUDIT_FAILED();

@@ -198,6 +198,11 @@ export class Connections {
     }
   }
 
+  /** Engine operations running on the connection's live engine now (0 when none is open); for the pool gauge. */
+  inUse(name: string): number {
+    return this.live.get(name)?.inFlight ?? 0;
+  }
+
   /** Run `work` alone among the root-credential changes of this connection (rotation, settle, config write). */
   exclusive<T>(name: string, work: () => Promise<T>): Promise<T> {
     return this.locks.run(name, work);

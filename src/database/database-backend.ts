@@ -412,7 +412,12 @@ export class DatabaseBackend {
     const factory = await this.connections.factory(conn);
     const template = effectiveTemplate(role, conn, factory);
     const username = generateUsername(template, { DisplayName: ctx.token?.displayName ?? 'token', RoleName: roleName }, factory.maxUsernameLength);
-    const lease = await this.broker.leases.issue({ mount: this.mount, role, connection: conn, username, token: ctx.token ?? null });
+    const labels = { mount: this.mount, role: roleName, connection: conn.name };
+    const lease = await this.broker.leases.issue({ mount: this.mount, role, connection: conn, username, token: ctx.token ?? null }).catch((err: unknown) => {
+      this.broker.metrics.creds(labels, false);
+      throw err;
+    });
+    this.broker.metrics.creds(labels, true);
     return {
       leaseId: lease.id,
       leaseDuration: lease.ttl,

@@ -157,8 +157,10 @@ export class RootRotation {
       }
       await connections.replace(name, fresh, password);
       this.broker.logger.info({ ...log, outcome: 'success', durationMs: Date.now() - started }, 'root credential rotated');
+      this.broker.metrics.rootRotation({ mount: this.backend.mount, connection: name }, true);
       this.schedule(committed);
     } catch (err) {
+      this.broker.metrics.rootRotation({ mount: this.backend.mount, connection: name }, false);
       const message = messageOf(err);
       // A working root credential is known again (or both are kept) before we report.
       const after = await connections

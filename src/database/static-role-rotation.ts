@@ -139,9 +139,11 @@ export class StaticRoleRotation {
       const committed = commit(rec, pending, Date.now());
       await this.store.write(committed);
       this.broker.logger.info({ ...log, outcome: 'success', durationMs: Date.now() - started }, 'static role password rotated');
+      this.broker.metrics.staticRotation({ mount: this.backend.mount, role: name }, true);
       this.schedule(committed);
       return committed;
     } catch (err) {
+      this.broker.metrics.staticRotation({ mount: this.backend.mount, role: name }, false);
       const message = messageOf(err);
       // A read that could not finish a rotation reports it; the schedule keeps its own retry pace.
       if (trigger === 'read' && pendingStored) {

@@ -44,7 +44,7 @@ function iso(ms: number | undefined): string | null {
 }
 
 export class StaticRoles {
-  private readonly store: StaticRoleStore;
+  readonly store: StaticRoleStore;
   readonly rotation: StaticRoleRotation;
 
   constructor(

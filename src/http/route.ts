@@ -27,6 +27,8 @@ export interface Reply {
   status?: number;
   /** A body sent as is (sys/init, sys/health, ...), not in the envelope. */
   raw?: unknown;
+  /** Media type of a raw string body (sys/metrics' Prometheus text); JSON otherwise. */
+  contentType?: string;
   data?: unknown;
   leaseId?: string;
   leaseDuration?: number;

@@ -143,6 +143,7 @@ export function buildHttpServer(dispatcher: Dispatcher, opts: HttpOptions): Fast
     }
     const status = result.status ?? 200;
     void reply.code(status).header('cache-control', 'no-store');
+    if (result.contentType) void reply.header('content-type', result.contentType);
     if (method === 'HEAD') void reply.send();
     else void reply.send(result.raw !== undefined ? result.raw : envelope(result, requestId));
   };

@@ -250,6 +250,7 @@ export class LeaseManager {
       );
       fault('revoke.after_delete_user');
       await this.storage.deleteLease(row.id);
+      this.broker.metrics.revocation({ mount: row.mount, connection: row.connection }, true);
       const notes = result?.warnings ?? [];
       if (notes.length > 0) {
         this.revokedWithWarnings++;
@@ -261,6 +262,7 @@ export class LeaseManager {
       }
       return undefined;
     } catch (err) {
+      this.broker.metrics.revocation({ mount: row.mount, connection: row.connection }, false);
       const message = messageOf(err);
       const attempts = row.attempts + 1;
       await this.storage.updateLease(row.id, { attempts, lastError: message, dueAt: Date.now() + backoffMs(attempts) });

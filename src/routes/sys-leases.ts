@@ -151,7 +151,10 @@ export function leaseRoutes(broker: Broker): Route[] {
         const type = ctx.query.type;
         if (type !== undefined && type !== '' && type !== 'irrevocable' && type !== 'all') throw errors.BAD_FIELD('type', 'must be "irrevocable" or "all"');
         const irrevocable = type === 'irrevocable';
-        const n = await broker.storage.countLeases(irrevocable ? { minAttempts: IRREVOCABLE_AFTER } : {});
+        // Beyond Vault: `prefix` counts the leases under a lease id prefix (the CLI's revoke-prefix progress).
+        const prefix = ctx.query.prefix;
+        if (prefix !== undefined && (typeof prefix !== 'string' || prefix.length > 1024)) throw errors.BAD_FIELD('prefix', 'must be one lease id prefix (at most 1024 characters)');
+        const n = await broker.storage.countLeases({ ...(irrevocable ? { minAttempts: IRREVOCABLE_AFTER } : {}), ...(prefix ? { prefix } : {}) });
         return { data: { lease_count: n, counts: null } };
       },
     },

@@ -443,6 +443,19 @@ export class SqliteStorage implements Storage, CopyableStore {
     })();
   }
 
+  async activeLeaseCounts(): Promise<Array<{ mount: string; role: string; count: number }>> {
+    return this.statement('activeLeaseCounts', "SELECT mount, role, count(*) AS count FROM leases WHERE state = 'active' GROUP BY mount, role").all() as Array<{
+      mount: string;
+      role: string;
+      count: number;
+    }>;
+  }
+
+  async oldestDueAt(now: number): Promise<number | undefined> {
+    const row = this.statement('oldestDueAt', 'SELECT min(due_at) AS due FROM leases WHERE due_at <= ?').get(now) as { due: number | null };
+    return row.due ?? undefined;
+  }
+
   async close(): Promise<void> {
     if (this.db.open) this.flush();
     if (this.db.open) this.db.close();

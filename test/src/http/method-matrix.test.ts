@@ -83,6 +83,8 @@ const PATHS = [
   'sys/capabilities',
   'sys/capabilities-self',
   'sys/capabilities-accessor',
+  'sys/metrics',
+  'sys/internal/specs/openapi',
   'auth/token/create',
   'auth/token/create-orphan',
   'auth/token/lookup',
