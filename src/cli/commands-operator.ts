@@ -104,12 +104,12 @@ export function registerOperator(program: Command): void {
     }),
   );
 
+  // Listed for help only: src/cli.ts runs `operator migrate` itself (src/cli/operator-migrate.ts), before this program.
   operator
     .command('migrate')
-    .description('Migrate the store to another storage backend (offline tool)')
-    .option('--config <file>', 'migration config (source and destination storage)')
-    .action(() => {
-      process.stderr.write('Error: operator migrate is not available in this build: only the SQLite storage backend exists (storage migration comes with the PostgreSQL backend)\n');
-      process.exitCode = EXIT_API;
-    });
+    .description('Copy a store to another backend, still encrypted (offline: stop the brokers first)')
+    .requiredOption('--from <store>', 'source: a SQLite file or a postgres:// URL')
+    .requiredOption('--to <store>', 'target (must be empty): a SQLite file or a postgres:// URL')
+    .option('--from-table-prefix <prefix>', 'table prefix of a PostgreSQL source')
+    .option('--to-table-prefix <prefix>', 'table prefix of a PostgreSQL target');
 }

@@ -11,13 +11,9 @@ import type { ConnectionGauge, MetricsSource, StaticRoleGauge } from './metrics.
 export function brokerMetricsSource(broker: Broker): MetricsSource {
   return {
     seal: () => ({ sealed: broker.seal.sealed, initialized: broker.seal.initialized }),
-    async activeLeases() {
-      return broker.storage.activeLeaseCounts ? broker.storage.activeLeaseCounts() : undefined;
-    },
+    activeLeases: () => broker.storage.activeLeaseCounts(),
     irrevocableLeases: () => broker.storage.countLeases({ minAttempts: IRREVOCABLE_AFTER }),
-    async oldestDueAt(now) {
-      return broker.storage.oldestDueAt ? broker.storage.oldestDueAt(now) : undefined;
-    },
+    oldestDueAt: (now) => broker.storage.oldestDueAt(now),
     async connections() {
       if (broker.seal.sealed) return [];
       const out: ConnectionGauge[] = [];

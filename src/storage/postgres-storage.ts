@@ -450,6 +450,16 @@ export class PostgresStorage implements Storage, CopyableStore {
     return this.write(async (db) => (await db.query(`DELETE FROM ${this.t('secret_ids')} WHERE expires_at IS NOT NULL AND expires_at <= $1`, [now])).rowCount ?? 0);
   }
 
+  async activeLeaseCounts(): Promise<Array<{ mount: string; role: string; count: number }>> {
+    return this.read<{ mount: string; role: string; count: number }>(`SELECT mount, role, count(*)::integer AS count FROM ${this.t('leases')} WHERE state = 'active' GROUP BY mount, role`, []);
+  }
+
+  async oldestDueAt(now: number): Promise<number | undefined> {
+    // min() over the due_at index: one index probe, not a scan.
+    const rows = await this.read<{ due: number | null }>(`SELECT min(due_at) AS due FROM ${this.t('leases')} WHERE due_at <= $1`, [now]);
+    return rows[0]?.due ?? undefined;
+  }
+
   async insertLease(row: LeaseRow): Promise<void> {
     await this.write((db) =>
       db.query(

@@ -143,13 +143,12 @@ export interface Storage {
   deleteLeases(prefix: string): Promise<number>;
 
   /**
-   * Metrics (read at scrape time; optional so a backend can add them later,
-   * the gauges are then left out). Leases in state 'active' counted per mount
+   * Metrics (read at scrape time). Leases in state 'active' counted per mount
    * and role with one COUNT ... GROUP BY (memory per group, never per lease).
    */
-  activeLeaseCounts?(): Promise<Array<{ mount: string; role: string; count: number }>>;
+  activeLeaseCounts(): Promise<Array<{ mount: string; role: string; count: number }>>;
   /** The smallest due_at (epoch ms) at or before `now`, through the due index; undefined if nothing is due. */
-  oldestDueAt?(now: number): Promise<number | undefined>;
+  oldestDueAt(now: number): Promise<number | undefined>;
 
   close(): Promise<void>;
 }

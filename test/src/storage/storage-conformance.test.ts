@@ -201,6 +201,20 @@ for (const backend of backends) {
       assert.equal((await s.getLease('database/creds/r/dup'))?.attempts, 7);
     });
 
+    withStore('metrics reads: active leases by mount and role, the oldest due lease', async (s) => {
+      await s.insertLease(lease('database/creds/a/1', { role: 'a', dueAt: 500 }));
+      await s.insertLease(lease('database/creds/a/2', { role: 'a', dueAt: 300 }));
+      await s.insertLease(lease('database/creds/b/1', { role: 'b', dueAt: 900 }));
+      await s.insertLease(lease('database/creds/b/2', { role: 'b', state: 'pending', dueAt: 100 }));
+      const counts = (await s.activeLeaseCounts()).map((c) => ({ ...c, count: Number(c.count) })).sort((x, y) => x.role.localeCompare(y.role));
+      assert.deepEqual(counts, [
+        { mount: 'database/', role: 'a', count: 2 },
+        { mount: 'database/', role: 'b', count: 1 },
+      ]);
+      assert.equal(await s.oldestDueAt(400), 100);
+      assert.equal(await s.oldestDueAt(50), undefined);
+    });
+
     withStore('tokens of an auth mount, orphaning children, token hashes in pages', async (s) => {
       await s.insertToken(token('p', { authMount: 'approle/' }));
       await s.insertToken(token('c1', { parentHash: 'p', authMount: 'approle/' }));
