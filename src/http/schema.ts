@@ -39,20 +39,40 @@ export function unknownFieldsWarning(fields: string[]): string {
   return `Endpoint ignored these unrecognized parameters: [${fields.join(' ')}]`;
 }
 
+/** Go's strconv.ParseBool spellings, which Vault's framework accepts for TypeBool. */
+const BOOL_STRINGS: Record<string, boolean> = { '1': true, t: true, T: true, TRUE: true, true: true, True: true, '0': false, f: false, F: false, FALSE: false, false: false, False: false };
+
 /**
- * Remove from `value` (in place) every field its schema does not declare
- * where the schema says `additionalProperties: false`, at every level the
- * schema describes; returns their dotted names. Walks the schema, so its depth
- * is bounded by the schema, never by the input.
+ * A string given for a boolean or integer field, as the Vault CLI sends every
+ * `key=value` (`vault write database/config/x verify_connection=false
+ * max_open_connections=3`), converted the way Vault's framework decodes it
+ * (sdk/framework/field_data.go: TypeBool via strconv.ParseBool, TypeInt via
+ * strconv). Anything else is left for the schema to refuse.
  */
-function stripUnknown(schema: Record<string, unknown>, value: unknown, path: string, out: string[]): void {
+function fromString(schema: Record<string, unknown>, v: unknown): unknown {
+  if (typeof v !== 'string') return v;
+  if (schema.type === 'boolean' && Object.hasOwn(BOOL_STRINGS, v)) return BOOL_STRINGS[v];
+  if ((schema.type === 'integer' || schema.type === 'number') && /^-?\d{1,15}$/.test(v.trim())) return Number(v.trim());
+  return v;
+}
+
+/**
+ * Normalise `value` in place at every level the schema describes: remove
+ * every field the schema does not declare where it says
+ * `additionalProperties: false` (their dotted names are pushed to `out`),
+ * and turn strings given for boolean and integer fields into those types.
+ * Walks the schema, so its depth is bounded by the schema, never by the input.
+ */
+function normalize(schema: Record<string, unknown>, value: unknown, path: string, out: string[]): void {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return;
   const properties = schema.properties as Record<string, Record<string, unknown>> | undefined;
   if (!properties) return;
   const obj = value as Record<string, unknown>;
   for (const key of Object.keys(obj)) {
-    if (Object.hasOwn(properties, key)) stripUnknown(properties[key]!, obj[key], `${path}${key}.`, out);
-    else if (schema.additionalProperties === false) {
+    if (Object.hasOwn(properties, key)) {
+      obj[key] = fromString(properties[key]!, obj[key]);
+      normalize(properties[key]!, obj[key], `${path}${key}.`, out);
+    } else if (schema.additionalProperties === false) {
       out.push(path + key);
       delete obj[key];
     }
@@ -60,16 +80,17 @@ function stripUnknown(schema: Record<string, unknown>, value: unknown, path: str
 }
 
 /**
- * Compile a body schema once. The returned check removes undeclared fields
- * (returning their names, for Vault's "unrecognized parameters" warning) and
- * then validates what is left.
+ * Compile a body schema once. The returned check normalises the body (removes
+ * undeclared fields, returning their names for Vault's "unrecognized
+ * parameters" warning; converts CLI strings for boolean and integer fields)
+ * and then validates what is left.
  * @throws BrokerError 400 naming the first field with a wrong type or value.
  */
 export function compile(schema: Record<string, unknown>): (value: unknown) => string[] {
   const validate: ValidateFunction = ajv.compile(schema);
   return (value) => {
     const unknown: string[] = [];
-    stripUnknown(schema, value, '', unknown);
+    normalize(schema, value, '', unknown);
     if (!validate(value)) throw describe(validate.errors![0]!);
     return unknown;
   };

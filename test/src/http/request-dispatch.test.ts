@@ -193,3 +193,34 @@ test('X-Vault-Wrap-TTL and a non-root X-Vault-Namespace are refused, never ignor
   }
   assert.equal(await leaseCount(), countBefore, 'still no new lease');
 });
+
+test('Vault CLI string values (`vault write k=v` sends every value as a string) reach boolean and integer fields as Vault decodes them', async () => {
+  // verify_connection=false max_open_connections=3, as `vault write database/config/cli ...` sends them.
+  const conn = await pb.api('PUT', 'database/config/cli', {
+    plugin_name: 'postgresql-database-plugin',
+    connection_url: `postgres://{{username}}:{{password}}@${server.host}:${server.port}/postgres`,
+    username: server.adminUser,
+    password: server.adminPassword,
+    verify_connection: 'false',
+    max_open_connections: '3',
+    allowed_roles: 'app',
+  });
+  assert.ok(conn.status === 204 || conn.status === 200, conn.text);
+  const read = (await pb.api('GET', 'database/config/cli')).body.data;
+  assert.equal(read.verify_connection, false);
+  assert.equal(read.connection_details.max_open_connections, 3);
+  // Go's ParseBool spellings; num_uses as a string.
+  for (const [renewable, expected] of [['t', true], ['FALSE', false], ['1', true], ['0', false]] as const) {
+    const t = await pb.api('PUT', 'auth/token/create', { policies: 'reader', renewable, num_uses: '4', ttl: '10m' });
+    assert.equal(t.status, 200, t.text);
+    assert.equal(t.body.auth.renewable, expected, `renewable=${renewable}`);
+    assert.equal(t.body.auth.num_uses, 4);
+  }
+  // What Vault would refuse stays a 400 naming the field.
+  for (const [field, value] of [['renewable', 'yes'], ['num_uses', '4.5'], ['num_uses', 'four']] as const) {
+    const r = await pb.api('PUT', 'auth/token/create', { [field]: value });
+    assert.equal(r.status, 400, `${field}=${value}`);
+    assert.match(r.body.errors[0], new RegExp(`"${field}"`));
+  }
+  assert.equal((await pb.api('DELETE', 'database/config/cli')).status, 204);
+});

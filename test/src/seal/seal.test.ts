@@ -201,7 +201,7 @@ test('init refuses bad share/threshold combinations with the field named', async
       [{ secret_shares: 256, secret_threshold: 3 }, 'secret_shares', /must be <= 255/],
       [{ secret_shares: 0, secret_threshold: 0 }, 'secret_shares', /must be >= 1/],
       [{ secret_shares: 5, secret_threshold: 1 }, 'secret_threshold', /at least 2/],
-      [{ secret_shares: '5', secret_threshold: 3 }, 'secret_shares', /must be integer/],
+      [{ secret_shares: 'five', secret_threshold: 3 }, 'secret_shares', /must be integer/],
       [{ secret_shares: 2.5, secret_threshold: 2 }, 'secret_shares', /must be integer/],
       [{ secret_threshold: 3 }, 'secret_shares', /missing required field/],
       [{ secret_shares: 5, secret_threshold: 3, pgp_keys: ['x'] }, 'pgp_keys', /must NOT have more than 0 items/],
