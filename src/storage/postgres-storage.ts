@@ -15,6 +15,7 @@ import type { PoolClient, QueryResultRow } from 'pg';
 import { BrokerError, errors } from '../errors.ts';
 import { migratePg } from './pg-migrations.ts';
 import type { ConnectionKey, LeaseRow, SecretIdRow, Storage, TokenRow } from './storage.ts';
+import { LEASE_COLUMNS, toLease, toSecretId, toToken, type LeaseRecord, type SecretIdRecord, type TokenRecord } from './records.ts';
 import { STORE_TABLES, type CopyableStore, type RawRow, type StoreTable } from './store-copy.ts';
 
 const rangeEnd = (prefix: string): string => prefix + '\uffff';
@@ -63,86 +64,6 @@ const types = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
     oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
 };
-
-const LEASE_COLUMNS: Record<keyof Omit<LeaseRow, 'id'>, string> = {
-  mount: 'mount',
-  role: 'role',
-  connection: 'connection',
-  state: 'state',
-  issueTime: 'issue_time',
-  expireTime: 'expire_time',
-  maxExpireTime: 'max_expire_time',
-  lastRenewal: 'last_renewal',
-  dueAt: 'due_at',
-  attempts: 'attempts',
-  lastError: 'last_error',
-  tokenHash: 'token_hash',
-  sealed: 'sealed',
-};
-
-interface LeaseRecord {
-  id: string;
-  mount: string;
-  role: string;
-  connection: string;
-  state: LeaseRow['state'];
-  issue_time: number;
-  expire_time: number;
-  max_expire_time: number;
-  last_renewal: number | null;
-  due_at: number;
-  attempts: number;
-  last_error: string | null;
-  token_hash: string | null;
-  sealed: Buffer;
-}
-
-interface TokenRecord {
-  id_hash: string;
-  accessor_hash: string;
-  parent_hash: string | null;
-  expires_at: number | null;
-  uses_left: number | null;
-  sealed: Buffer;
-  auth_mount: string | null;
-}
-
-interface SecretIdRecord {
-  id_hash: string;
-  accessor_hash: string;
-  mount: string;
-  role: string;
-  expires_at: number | null;
-  uses_left: number | null;
-  sealed: Buffer;
-}
-
-function toSecretId(r: SecretIdRecord): SecretIdRow {
-  return { idHash: r.id_hash, accessorHash: r.accessor_hash, mount: r.mount, role: r.role, expiresAt: r.expires_at, usesLeft: r.uses_left, sealed: r.sealed };
-}
-
-function toLease(r: LeaseRecord): LeaseRow {
-  return {
-    id: r.id,
-    mount: r.mount,
-    role: r.role,
-    connection: r.connection,
-    state: r.state,
-    issueTime: r.issue_time,
-    expireTime: r.expire_time,
-    maxExpireTime: r.max_expire_time,
-    lastRenewal: r.last_renewal,
-    dueAt: r.due_at,
-    attempts: r.attempts,
-    lastError: r.last_error,
-    tokenHash: r.token_hash,
-    sealed: r.sealed,
-  };
-}
-
-function toToken(r: TokenRecord): TokenRow {
-  return { idHash: r.id_hash, accessorHash: r.accessor_hash, parentHash: r.parent_hash, expiresAt: r.expires_at, usesLeft: r.uses_left, sealed: r.sealed, authMount: r.auth_mount };
-}
 
 type Runner = { query: PoolClient['query'] };
 
