@@ -199,6 +199,12 @@ export class Connections {
   }
 
   /** Engine operations running on the connection's live engine now (0 when none is open); for the pool gauge. */
+  /** Whether the connection's engine (its pool) is open now; it opens on first use. */
+  isOpen(name: string): boolean {
+    const live = this.live.get(name);
+    return live !== undefined && !live.retired;
+  }
+
   inUse(name: string): number {
     return this.live.get(name)?.inFlight ?? 0;
   }

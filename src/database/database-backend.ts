@@ -233,7 +233,10 @@ export class DatabaseBackend {
     if (ctx.method === 'GET') {
       const rec = await this.connections.read(connName);
       if (!rec) throw errors.ENTRY_NOT_FOUND(ctx.path);
-      return { data: this.configView(rec) };
+      // Beyond Vault: the pool and the leases on this connection, for the people who run it (UI, CLI).
+      const pool = { open: this.connections.isOpen(connName), in_use: this.connections.inUse(connName), max_open_connections: rec.maxOpenConnections };
+      const activeLeases = await this.broker.storage.countLeases({ mount: this.mount, connection: connName });
+      return { data: { ...this.configView(rec), pool_status: pool, lease_count: activeLeases } };
     }
     if (ctx.method === 'DELETE') {
       const active = await this.broker.storage.countLeases({ mount: this.mount, connection: connName });

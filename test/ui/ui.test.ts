@@ -447,6 +447,14 @@ test('rotate root from the UI: keyboard cancel first, then a confirmed rotation 
   // The broker goes on working with the password only it knows.
   const creds = await api('GET', 'database/creds/app');
   assert.equal(creds.status, 200, creds.text);
+  // The card shows the pool (open after use) and the leases on the connection, from the same GET.
+  await visit('#/static-roles');
+  await visit('#/connections');
+  const view = (await api('GET', 'database/config/main')).body.data;
+  assert.equal(view.pool_status.open, true);
+  assert.equal(view.pool_status.max_open_connections, 4);
+  assert.match(await card.getByTestId('pool-status').innerText(), /^open, \d+ of 4 in use$/);
+  assert.equal(await card.getByTestId('lease-count').innerText(), String(view.lease_count));
   assert.equal((await api('PUT', 'sys/leases/revoke', { lease_id: creds.body.lease_id })).status, 204);
   await shot('connections');
 });

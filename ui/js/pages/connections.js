@@ -89,6 +89,8 @@ function ConnectionCard({ conn, onEdit, onRotate, onDelete }) {
       <div class="span-2"><dt>Connection URL</dt><dd><code>${c.connection_details?.connection_url}</code></dd></div>
       <div><dt>Admin user</dt><dd><code>${c.connection_details?.username || '—'}</code></dd></div>
       <div><dt>Allowed roles</dt><dd>${c.allowed_roles?.length ? c.allowed_roles.join(', ') : html`<span class="muted">none (no role may issue)</span>`}</dd></div>
+      <div><dt>Pool</dt><dd data-testid="pool-status">${c.pool_status ? (c.pool_status.open ? `open, ${c.pool_status.in_use} of ${c.pool_status.max_open_connections} in use` : 'not opened yet (opens on first use)') : '—'}</dd></div>
+      <div><dt>Leases</dt><dd data-testid="lease-count">${c.lease_count ?? '—'}</dd></div>
       <div><dt>Root rotation</dt><dd>${rotation}</dd></div>
       <div><dt>Last root rotation</dt><dd data-testid="last-rotation"><${Time} iso=${c.last_root_rotation} /></dd></div>
       <div><dt>Next root rotation</dt><dd><${Time} iso=${c.next_root_rotation} empty="not scheduled" /></dd></div>
