@@ -127,7 +127,8 @@ test('Kubernetes auto-auth: the service-account token file (left in place) is se
 test('Kubernetes auto-auth with a short token (TTL 3 s, max 6 s): renewed, then a new login before it ends; credentials stay available', async () => {
   const run = await runAgent('k8s-short', { type: 'kubernetes', config: { role: 'short', token_path: 'sa-token' } });
   const first = readFileSync(run.sink, 'utf8');
-  await eventually(async () => (await run.agent.status()).auth.logins >= 2, 30_000, 'new logins as tokens reach their max TTL');
+  // The login counter moves before the sink file is rewritten, so wait for both.
+  await eventually(async () => (await run.agent.status()).auth.logins >= 2 && readFileSync(run.sink, 'utf8') !== first, 30_000, 'new logins as tokens reach their max TTL, written to the sink');
   const s = await run.agent.status();
   const next = readFileSync(run.sink, 'utf8');
   assert.notEqual(next, first);
