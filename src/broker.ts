@@ -131,6 +131,7 @@ export class Broker implements Dispatcher {
       const backend = this.mounts.backend(entry.path);
       if (backend) groups.push({ prefix: entry.path, tag: `${entry.type} (${entry.path})`, routes: backend.routes() });
     }
+    for (const { entry, routes } of this.auths.routesByMount()) groups.push({ prefix: `auth/${entry.path}`, tag: `auth ${entry.type} (auth/${entry.path})`, routes });
     return groups;
   }
 

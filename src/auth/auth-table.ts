@@ -11,7 +11,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { compileRoutes } from '../broker.ts';
 import { errors, type BrokerError } from '../errors.ts';
-import type { Reply, RequestContext } from '../http/route.ts';
+import type { Reply, RequestContext, Route } from '../http/route.ts';
 import { authBlock } from '../routes/auth-token.ts';
 import type { Barrier } from '../seal/barrier.ts';
 import type { Storage } from '../storage/storage.ts';
@@ -98,6 +98,11 @@ export class AuthTable {
 
   get(path: string): AuthMountEntry | undefined {
     return this.mounts.get(normalizeAuthPath(path))?.entry;
+  }
+
+  /** Each enabled auth mount with its routes (relative to auth/<path>), for the OpenAPI document. */
+  routesByMount(): Array<{ entry: AuthMountEntry; routes: Route[] }> {
+    return this.list().map((entry) => ({ entry, routes: this.mounts.get(entry.path)!.routes.map((c) => c.route) }));
   }
 
   /** The method serving `path` (relative to auth/; longest prefix wins), with the rest of the path. */

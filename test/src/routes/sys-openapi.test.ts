@@ -35,7 +35,7 @@ function sourcePatterns(dir: string): string[] {
   const out: string[] = [];
   for (const file of readdirSync(join(SRC, dir))) {
     if (!file.endsWith('.ts')) continue;
-    for (const m of readFileSync(join(SRC, dir, file), 'utf8').matchAll(/pattern: '([^']+)'/g)) out.push(m[1]!);
+    for (const m of readFileSync(join(SRC, dir, file), 'utf8').matchAll(/pattern: '([A-Za-z0-9_:*\/-]+)'/g)) out.push(m[1]!);
   }
   return out;
 }
@@ -52,6 +52,7 @@ before(async () => {
   broker = await startBroker();
   ({ rootToken: root } = await initAndUnseal(broker));
   assert.equal((await broker.api('PUT', 'sys/mounts/db2', { token: root, body: { type: 'database' } })).status, 204);
+  for (const type of ['approle', 'userpass']) assert.equal((await broker.api('PUT', `sys/auth/${type}`, { token: root, body: { type } })).status, 204);
   const r = await broker.api('GET', 'sys/internal/specs/openapi', { token: root });
   assert.equal(r.status, 200, r.text);
   doc = r.body;
@@ -91,7 +92,7 @@ test('the document is valid OpenAPI 3.1 and its request schemas are valid JSON S
 
 test('every route and method of the route table is in it, mounts under their own paths', () => {
   const { core, mount } = routeTable();
-  const expect = (prefix: string, route: Route) => {
+  const expect = (prefix: string, route: Route, siblings: Route[]) => {
     const { path } = openApiPath(prefix + route.pattern);
     const item = doc.paths[path];
     assert.ok(item, `${path} missing`);
@@ -101,17 +102,27 @@ test('every route and method of the route table is in it, mounts under their own
       if (m === 'PUT') assert.ok(item.post, `PUT/POST ${path}`);
       if (m === 'DELETE') assert.ok(item.delete, `DELETE ${path}`);
     }
+    // Routes may share a path with different methods (PUT sys/leases/lookup, LIST sys/leases/lookup/): one path item holds them all.
+    const sharing = siblings.filter((r) => openApiPath(prefix + r.pattern).path === path);
+    const methods = sharing.flatMap((r) => r.methods);
     const ops = Object.keys(item).length;
-    const wanted = new Set(route.methods.map((m) => (m === 'LIST' ? 'GET' : m))).size;
-    assert.equal(ops, wanted, `${path}: ${Object.keys(item).join(',')} for ${route.methods.join(',')}`);
-    if (route.auth === 'none') assert.equal(item.get?.['x-vault-unauthenticated'] ?? item.post?.['x-vault-unauthenticated'], true, path);
-    if (route.sudo) for (const op of Object.values<Doc>(item)) assert.equal(op['x-vault-sudo'], true, path);
+    const wanted = new Set(methods.map((m) => (m === 'LIST' ? 'GET' : m))).size;
+    assert.equal(ops, wanted, `${path}: ${Object.keys(item).join(',')} for ${methods.join(',')}`);
+    const opOf = (m: string): Doc | undefined => (m === 'PUT' ? item.post : m === 'DELETE' ? item.delete : item.get);
+    if (route.auth === 'none') for (const m of route.methods) assert.equal(opOf(m)?.['x-vault-unauthenticated'], true, `${m} ${path}`);
+    if (route.sudo) for (const m of route.methods) assert.equal(opOf(m)?.['x-vault-sudo'], true, `${m} ${path}`);
   };
-  for (const route of core) expect('', route);
-  for (const prefix of ['database/', 'db2/']) for (const route of mount) expect(prefix, route);
+  for (const route of core) expect('', route, core);
+  for (const prefix of ['database/', 'db2/']) for (const route of mount) expect(prefix, route, mount);
   // Nothing else: the document has exactly these paths.
   const all = new Set([...core.map((r) => openApiPath(r.pattern).path), ...['database/', 'db2/'].flatMap((p) => mount.map((r) => openApiPath(p + r.pattern).path))]);
-  assert.deepEqual(Object.keys(doc.paths).sort(), [...all].sort());
+  const authPaths = Object.keys(doc.paths).filter((p) => p.startsWith('/auth/approle/') || p.startsWith('/auth/userpass/'));
+  assert.deepEqual(Object.keys(doc.paths).filter((p) => !authPaths.includes(p)).sort(), [...all].sort());
+  // Auth method mounts are in it too, under auth/<path>.
+  for (const p of ['/auth/approle/login', '/auth/approle/role/{name}', '/auth/approle/role/{name}/secret-id', '/auth/userpass/login/{name}', '/auth/userpass/users/{name}']) {
+    assert.ok(authPaths.includes(p), `${p} in ${authPaths.join(' ')}`);
+  }
+  assert.ok(doc.paths['/auth/approle/login'].post, 'approle login is a POST');
 
   // And the route table holds every pattern written in the source.
   const corePatterns = new Set(core.map((r) => r.pattern));
