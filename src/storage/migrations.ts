@@ -55,4 +55,10 @@ export const migrations: string[] = [
   CREATE INDEX secret_ids_role ON secret_ids (mount, role);
   CREATE INDEX secret_ids_expiry ON secret_ids (expires_at) WHERE expires_at IS NOT NULL;
   `,
+  // Unseal finds interrupted work (pending issuance, revocation under way)
+  // through this partial index: it holds only unsettled leases, so the unseal
+  // path never reads the active ones, however many there are.
+  `
+  CREATE INDEX leases_unsettled ON leases (due_at) WHERE state IN ('pending', 'revoking');
+  `,
 ];

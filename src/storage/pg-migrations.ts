@@ -72,6 +72,10 @@ export const pgMigrations: string[] = [
   CREATE INDEX {p}secret_ids_role ON {p}secret_ids (mount, role);
   CREATE INDEX {p}secret_ids_expiry ON {p}secret_ids (expires_at) WHERE expires_at IS NOT NULL;
   `,
+  // As SQLite migration 3: interrupted work found at unseal by a partial index of unsettled leases only.
+  `
+  CREATE INDEX {p}leases_unsettled ON {p}leases (due_at) WHERE state IN ('pending', 'revoking');
+  `,
 ];
 
 /**

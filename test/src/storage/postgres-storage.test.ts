@@ -55,6 +55,14 @@ test('claims go through the due_at index with FOR UPDATE SKIP LOCKED, never a se
     assert.match(text, /"Node Type":"LockRows"/);
     assert.match(text, /"Index Name":"explain_leases_due"/, text);
     assert.doesNotMatch(text, /"Node Type":"Seq Scan"/, 'never a full table scan');
+    // Unseal's search for interrupted work goes through the partial index of unsettled leases, never the active ones.
+    const recover = await db.query<{ 'QUERY PLAN': unknown }>(
+      `EXPLAIN (FORMAT JSON) UPDATE explain_leases SET due_at = $1 WHERE state IN ('pending', 'revoking') AND due_at > $1`,
+      [5_000],
+    );
+    const recoverText = JSON.stringify(recover[0]!['QUERY PLAN']);
+    assert.match(recoverText, /"Index Name":"explain_leases_unsettled"/, recoverText);
+    assert.doesNotMatch(recoverText, /"Node Type":"Seq Scan"/);
     // And it claims what is due, in due order.
     const claimed = await store.claimDueLeases(1e9 + 10, 2e9, 256);
     assert.deepEqual(claimed.map((l) => l.dueAt), Array.from({ length: 10 }, (_, i) => 1e9 + 1 + i));

@@ -86,6 +86,9 @@ test('due leases are claimed in due order through the index, a batch at a time',
     const plan = db.prepare('EXPLAIN QUERY PLAN SELECT * FROM leases WHERE due_at <= ? ORDER BY due_at LIMIT ?').all(1, 1) as Array<{ detail: string }>;
     assert.ok(plan.some((p) => /USING INDEX/.test(p.detail)), JSON.stringify(plan));
     assert.ok(!plan.some((p) => /SCAN leases$/.test(p.detail)), 'never a full table scan');
+    // Unseal's search for interrupted work reads only unsettled leases (the partial index), never the active ones.
+    const recover = db.prepare("EXPLAIN QUERY PLAN UPDATE leases SET due_at = ? WHERE state IN ('pending', 'revoking') AND due_at > ?").all(1, 1) as Array<{ detail: string }>;
+    assert.ok(recover.some((p) => /leases_unsettled/.test(p.detail)), JSON.stringify(recover));
   } finally {
     db.close();
   }
