@@ -15,7 +15,7 @@ import { errors } from '../errors.ts';
 import type { RequestContext, Route } from '../http/route.ts';
 import { duration, durationField, listField, object, stringList } from '../http/schema.ts';
 import type { Storage } from '../storage/storage.ts';
-import { authBlock, tokenDisplayName } from './auth-token.ts';
+import { authBlock, TOKEN_CREATE_FIELDS, tokenDisplayName } from './auth-token.ts';
 
 export interface TokenRoleHost {
   readonly tokens: TokenStore;
@@ -68,21 +68,8 @@ const roleSchema = object({
   allowed_entity_aliases: anyValue,
 });
 
-const createSchema = object({
-  policies: stringList,
-  ttl: duration,
-  explicit_max_ttl: duration,
-  period: duration,
-  renewable: { type: 'boolean' },
-  num_uses: { type: 'integer', minimum: 0, maximum: 1000000 },
-  display_name: { type: 'string', maxLength: 256 },
-  meta: { type: 'object', additionalProperties: { type: 'string', maxLength: 4096 }, maxProperties: 64 },
-  no_parent: { type: 'boolean' },
-  no_default_policy: { type: 'boolean' },
-  type: { type: 'string', enum: ['service', ''] },
-  entity_alias: anyValue,
-  id: anyValue,
-});
+// auth/token/create/:role takes the same fields; a role's create refuses entity aliases and chosen ids by name (refuseUnsupported).
+const createSchema = object({ ...TOKEN_CREATE_FIELDS, entity_alias: anyValue, id: anyValue });
 
 function roleView(r: TokenRole): Record<string, unknown> {
   return {

@@ -49,7 +49,8 @@ export function authBlock(secret: string, t: Token): Record<string, unknown> {
   };
 }
 
-const createSchema = object({
+/** The body fields of auth/token/create (Vault API docs, "Token auth method: create token"); token roles reuse them. */
+export const TOKEN_CREATE_FIELDS = {
   policies: stringList,
   ttl: duration,
   explicit_max_ttl: duration,
@@ -63,7 +64,9 @@ const createSchema = object({
   id: { type: 'string', minLength: 1, maxLength: 256 },
   type: { type: 'string', enum: ['service', ''] },
   entity_alias: { type: 'string', maxLength: 0 },
-});
+} as const;
+
+const createSchema = object(TOKEN_CREATE_FIELDS);
 
 /** Vault's display name: "token-<name>" with anything but letters, digits and "-" made "-". */
 export function tokenDisplayName(name: unknown): string {
