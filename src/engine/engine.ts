@@ -103,6 +103,33 @@ export interface Engine {
   deleteUser(request: DeleteUserRequest): Promise<DeleteUserResult | void>;
 
   /**
+   * Optional batch form of newUser, for throughput: create every user of
+   * `requests` in as few round trips and commits as the database allows (one
+   * transaction where it has them), each user isolated (a savepoint) so one
+   * bad user does not fail the others. Returns one outcome per request, in
+   * order: `undefined` when that user exists and is committed, else the error
+   * (an EngineInputError when nothing of that user was created because of its
+   * input; otherwise it may be half made and the broker revokes it). Throws
+   * only when the batch as a whole failed in a way that leaves every outcome
+   * unknown (the connection dropped mid-way): the broker then treats each
+   * request as a failed creation, whose pending lease revokes whatever exists.
+   * The broker never passes more than BATCH_LIMIT requests; an engine without
+   * it gets one newUser call per request.
+   */
+  newUsers?(requests: NewUserRequest[]): Promise<Array<Error | undefined>>;
+
+  /**
+   * Optional batch form of deleteUser: drop every user of `requests` (e.g.
+   * `DROP OWNED BY a, b; DROP ROLE a, b` in one transaction), falling back to
+   * one user at a time when the batch fails, so one user that cannot be
+   * dropped does not hold back the others. Returns one outcome per request,
+   * in order: a DeleteUserResult when the user is gone and that is committed,
+   * else the error (the lease is kept and retried). Same contract per user as
+   * deleteUser (idempotent, sessions). Throws only when nothing is known.
+   */
+  deleteUsers?(requests: DeleteUserRequest[]): Promise<Array<DeleteUserResult | Error>>;
+
+  /**
    * Optional, called after a verified `initialize` when a connection is
    * written: what the admin login lacks for the engine's whole job (ending
    * the sessions of revoked users, seeing them), one warning per problem,
@@ -141,8 +168,18 @@ export interface EngineFactory {
    * then rather than a failure at creds time. Throws EngineInputError.
    */
   validateStatements?(kind: StatementKind, statements: Statements): void;
+  /**
+   * Optional: warnings about a role's creation statements that are valid but
+   * will hurt at scale, answered with the role write (Vault's `warnings`),
+   * e.g. PostgreSQL's per-object ACL row limit for direct table grants.
+   * Called after validateStatements accepted them.
+   */
+  creationWarnings?(statements: Statements): string[];
   create(): Engine;
 }
+
+/** Most requests the broker passes to one newUsers or deleteUsers call. */
+export const BATCH_LIMIT = 64;
 
 export type PoolSetting = 'max_idle_connections' | 'max_connection_lifetime';
 
