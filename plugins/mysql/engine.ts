@@ -44,6 +44,24 @@ interface AdminRights {
   connectionAdmin: string;
 }
 
+/** One user of a newUsers batch, rendered. */
+interface CreationJob {
+  username: string;
+  creation: string[];
+  rollback: string[];
+  /** What its errors must not contain. */
+  secrets: string[];
+}
+
+/** Run `fn` on every item, at most `limit` at a time. `fn` must not reject. */
+async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+}
+
 function account(user: string, host: string): string {
   return `${mysqlDialect.quoteLiteral(user)}@${mysqlDialect.quoteLiteral(host)}`;
 }
@@ -80,36 +98,87 @@ export class MysqlEngine implements Engine {
   }
 
   async newUser(request: NewUserRequest): Promise<void> {
+    const [outcome] = await this.newUsers([request]);
+    if (outcome) throw outcome;
+  }
+
+  /**
+   * Batch form of newUser (see Engine.newUsers). MySQL DDL commits
+   * implicitly (no transaction, no savepoint), so a batch saves round trips
+   * instead: one mysql.user lookup for every name, then each user's
+   * statements, a few users at once on the pool. A user whose statement fails
+   * is rolled back alone (its rollback statements, or the drop of what it
+   * made) and gets its own error; the others go on. Never throws.
+   */
+  async newUsers(requests: NewUserRequest[]): Promise<Array<Error | undefined>> {
+    const outcomes: Array<Error | undefined> = requests.map(() => undefined);
+    const jobs: Array<{ index: number; job: CreationJob }> = [];
+    const names = new Set<string>();
+    for (const [index, request] of requests.entries()) {
+      try {
+        const job = this.prepareCreation(request);
+        if (names.has(job.username)) {
+          throw new EngineInputError(`the user "${job.username}" is requested twice in one batch; the username_template must make unique names`);
+        }
+        names.add(job.username);
+        jobs.push({ index, job });
+      } catch (err) {
+        outcomes[index] = engineError(err, 'cannot render the creation statements', this.secrets(request.password));
+      }
+    }
+    if (jobs.length === 0) return outcomes;
+    let existing: Map<string, string[]>;
+    try {
+      existing = await this.hostsOfMany([...names], this.secrets());
+    } catch (err) {
+      // Nothing was created: each of them failed, nothing to roll back.
+      for (const { index } of jobs) outcomes[index] = err as Error;
+      return outcomes;
+    }
+    const todo = jobs.filter(({ index, job }) => {
+      // A name that is taken belongs to someone else: refuse it (as input
+      // error, so the broker keeps no lease that would later drop that user).
+      if (!existing.has(job.username)) return true;
+      outcomes[index] = new EngineInputError(`a user named "${job.username}" already exists; the username_template must make unique names`);
+      return false;
+    });
+    await forEachLimited(todo, this.parallelism(), async ({ index, job }) => {
+      outcomes[index] = await this.create(job);
+    });
+    return outcomes;
+  }
+
+  /** Render and check one request's statements. Throws EngineInputError. */
+  private prepareCreation(request: NewUserRequest): CreationJob {
+    requireName(request.username);
+    if (NON_BMP.test(request.username)) {
+      throw new EngineInputError('username: MySQL user names cannot contain 4-byte characters (e.g. emoji)');
+    }
     const values: TemplateValues = {
       name: request.username,
       username: request.username,
       password: request.password,
       expiration: formatExpiration(request.expiration),
     };
-    requireName(request.username);
-    if (NON_BMP.test(request.username)) {
-      throw new EngineInputError('username: MySQL user names cannot contain 4-byte characters (e.g. emoji)');
-    }
     const creation = renderMysql(request.creationStatements, values);
     if (creation.length === 0) throw new EngineInputError('creation_statements must not be empty');
     const rollback = renderMysql(request.rollbackStatements, values);
-    const secrets = this.secrets(request.password);
-    // A name that is taken belongs to someone else: refuse it (as input
-    // error, so the broker keeps no lease that would later drop that user).
-    const existing = await this.hostsOf(request.username, secrets);
-    if (existing.length > 0) {
-      throw new EngineInputError(`a user named "${request.username}" already exists; the username_template must make unique names`);
-    }
+    return { username: request.username, creation, rollback, secrets: this.secrets(request.password) };
+  }
+
+  /** Run one user's creation statements; on failure roll it back. Resolves to its error, never rejects. */
+  private async create(job: CreationJob): Promise<Error | undefined> {
     // DDL auto-commits in MySQL: no transaction, roll back by hand instead.
-    for (const [i, sql] of creation.entries()) {
+    for (const [i, sql] of job.creation.entries()) {
       try {
         await this.run(sql);
       } catch (err) {
-        const error = engineError(err, `creation statement ${i + 1} failed`, secrets, sql);
-        await this.rollback(request.username, rollback, existing);
-        throw error;
+        const error = engineError(err, `creation statement ${i + 1} failed`, job.secrets, sql);
+        await this.rollback(job.username, job.rollback);
+        return error;
       }
     }
+    return undefined;
   }
 
   async updateUser(request: UpdateUserRequest): Promise<void> {
@@ -196,34 +265,124 @@ export class MysqlEngine implements Engine {
   }
 
   async deleteUser(request: DeleteUserRequest): Promise<DeleteUserResult> {
-    const { username } = request;
-    requireName(username);
-    const custom = renderMysql(request.statements, { name: username, username });
-    if (username === this.adminUser) throw new EngineInputError('refusing to delete the admin user of this connection');
+    const [outcome] = await this.deleteUsers([request]);
+    if (outcome instanceof Error) throw outcome;
+    return outcome!;
+  }
+
+  /**
+   * Batch form of deleteUser (see Engine.deleteUsers), same steps with one
+   * query or statement for the whole batch where MySQL allows it: look up
+   * the accounts, lock them (no new logins), find and end their sessions,
+   * drop them, check for sessions again. A user whose sessions stay open gets
+   * its error before its drop (kept locked) and holds back nobody else. The
+   * default revocation drops every account in one `DROP USER IF EXISTS a, b`
+   * (it removes their privileges too: MySQL 8.0 manual 15.7.1.5, MariaDB
+   * DROP USER page); when it fails (MySQL 8 drops none then, MariaDB the
+   * others) each user is dropped alone. Custom revocation statements run
+   * per user. Never throws.
+   */
+  async deleteUsers(requests: DeleteUserRequest[]): Promise<Array<DeleteUserResult | Error>> {
+    const outcomes: Array<DeleteUserResult | Error | undefined> = requests.map(() => undefined);
+    const jobs: Array<{ index: number; username: string; custom: string[] }> = [];
+    for (const [index, { username, statements }] of requests.entries()) {
+      try {
+        requireName(username);
+        const custom = renderMysql(statements, { name: username, username });
+        if (username === this.adminUser) throw new EngineInputError('refusing to delete the admin user of this connection');
+        jobs.push({ index, username, custom });
+      } catch (err) {
+        outcomes[index] = engineError(err, 'cannot render the revocation statements', this.secrets());
+      }
+    }
     const secrets = this.secrets();
-    const rights = await this.adminRights(secrets);
-    const hosts = await this.hostsOf(username, secrets);
-    if (hosts.length > 0) {
+    const fail = (names: Iterable<string>, err: Error): void => {
+      const failed = new Set(names);
+      for (const job of jobs) if (outcomes[job.index] === undefined && failed.has(job.username)) outcomes[job.index] = err;
+    };
+    const live = (): string[] => [...new Set(jobs.filter((j) => outcomes[j.index] === undefined).map((j) => j.username))];
+    let rights: AdminRights | undefined;
+    let hosts = new Map<string, string[]>();
+    try {
+      if (jobs.length > 0) {
+        rights = await this.adminRights(secrets);
+        hosts = await this.hostsOfMany(live(), secrets);
+      }
+    } catch (err) {
+      fail(live(), err as Error); // nothing was done
+    }
+    if (rights && hosts.size > 0) {
+      const accounts = [...hosts].flatMap(([user, at]) => at.map((host) => account(user, host)));
       // Stop new logins first (MariaDB >= 10.4, MySQL >= 5.7.6); where
       // unsupported or already gone this fails and the kill + drop still follow.
-      for (const host of hosts) {
-        await this.run(`ALTER USER ${account(username, host)} ACCOUNT LOCK`).catch(() => undefined);
+      await this.run(`ALTER USER IF EXISTS ${accounts.join(', ')} ACCOUNT LOCK`).catch(async () => {
+        if (accounts.length > 1) for (const who of accounts) await this.run(`ALTER USER ${who} ACCOUNT LOCK`).catch(() => undefined);
+      });
+      // Errors, before the drop, for users whose sessions stay open: their leases are kept and retried.
+      for (const [user, err] of await this.killSessionsMany([...hosts.keys()], secrets, rights)) fail([user], err);
+      const drop = new Map<string, string[]>();
+      const custom: Array<{ index: number; username: string; statements: string[] }> = [];
+      for (const job of jobs) {
+        if (outcomes[job.index] !== undefined || !hosts.has(job.username)) continue;
+        if (job.custom.length > 0) custom.push({ index: job.index, username: job.username, statements: job.custom });
+        else drop.set(job.username, hosts.get(job.username)!);
       }
-      // Throws, before the drop, while a session stays open: the lease is kept and retried.
-      await this.killSessions(username, secrets, rights);
-      if (custom.length > 0) await this.runRevocation(username, custom, secrets);
-      else for (const host of hosts) await this.dropAccount(username, host, secrets);
+      await Promise.all([
+        this.dropAll(drop, secrets).then((errors) => {
+          for (const [user, err] of errors) fail([user], err);
+        }),
+        forEachLimited(custom, this.parallelism(), async ({ index, username, statements }) => {
+          try {
+            await this.runRevocation(username, statements, secrets);
+          } catch (err) {
+            if (outcomes[index] === undefined) outcomes[index] = err as Error;
+          }
+        }),
+      ]);
     }
-    // Also after a drop: a session that logged in while we worked, or one left
-    // by an earlier attempt that dropped the user but failed to kill.
-    await this.killSessions(username, secrets, rights);
-    if (rights.seeSessions) return {};
-    return {
-      warnings: [
-        `could not check for open sessions of "${username}": the admin ${rights.account} lacks PROCESS, so other users' sessions are ` +
-          `invisible to it and a session opened before the revocation may still be open (GRANT PROCESS ON *.* TO ${rights.account})`,
-      ],
-    };
+    if (rights) {
+      // Also after a drop: a session that logged in while we worked, or one left
+      // by an earlier attempt that dropped the user but failed to kill.
+      for (const [user, err] of await this.killSessionsMany(live(), secrets, rights)) fail([user], err);
+    }
+    return outcomes.map((outcome, index) => {
+      if (outcome !== undefined) return outcome;
+      if (rights!.seeSessions) return {};
+      const who = requests[index]!.username;
+      return {
+        warnings: [
+          `could not check for open sessions of "${who}": the admin ${rights!.account} lacks PROCESS, so other users' sessions are ` +
+            `invisible to it and a session opened before the revocation may still be open (GRANT PROCESS ON *.* TO ${rights!.account})`,
+        ],
+      };
+    });
+  }
+
+  /**
+   * Drop the accounts of `users` (name -> hosts): one DROP USER IF EXISTS
+   * for all of them, and when that fails, each account alone. Returns the
+   * users that could not be dropped, with their error.
+   */
+  private async dropAll(users: Map<string, string[]>, secrets: string[]): Promise<Map<string, Error>> {
+    const errors = new Map<string, Error>();
+    if (users.size === 0) return errors;
+    if (users.size > 1) {
+      const accounts = [...users].flatMap(([user, at]) => at.map((host) => account(user, host)));
+      try {
+        await this.run(`DROP USER IF EXISTS ${accounts.join(', ')}`);
+        return errors;
+      } catch {
+        // One at a time below, so each user gets its own outcome.
+      }
+    }
+    await forEachLimited([...users], this.parallelism(), async ([user, at]) => {
+      try {
+        for (const host of at) await this.dropAccount(user, host, secrets);
+      } catch (err) {
+        errors.set(user, err as Error);
+      }
+    });
+    return errors;
   }
 
   /** Warns when the admin cannot see or end other users' sessions (see adminRights). */
@@ -360,75 +519,122 @@ export class MysqlEngine implements Engine {
   }
 
   private async hostsOf(username: string, secrets: string[]): Promise<string[]> {
-    if (NON_BMP.test(username)) return [];
+    return (await this.hostsOfMany([username], secrets)).get(username) ?? [];
+  }
+
+  /** The hosts each of `users` exists at (exact names), in one query; users that do not exist are absent. */
+  private async hostsOfMany(users: string[], secrets: string[]): Promise<Map<string, string[]>> {
+    const out = new Map<string, string[]>();
+    const names = users.filter((u) => !NON_BMP.test(u));
+    if (names.length === 0) return out;
+    let rows: RowDataPacket[];
     try {
-      const [rows] = await this.requirePool().query<RowDataPacket[]>(
-        'SELECT User AS user, Host AS host FROM mysql.user WHERE User = ?',
-        [username],
-      );
-      // `=` ignores trailing spaces (PAD SPACE collation): compare exactly here.
-      return rows.filter((r) => String(r['user']) === username).map((r) => String(r['host']));
+      [rows] = await this.requirePool().query<RowDataPacket[]>('SELECT User AS user, Host AS host FROM mysql.user WHERE User IN (?)', [names]);
     } catch (err) {
       throw engineError(err, 'cannot look up the user in mysql.user', secrets);
     }
+    const wanted = new Set(names);
+    for (const row of rows) {
+      // `IN` ignores trailing spaces (PAD SPACE collation): compare exactly here.
+      const user = String(row['user']);
+      if (!wanted.has(user)) continue;
+      const hosts = out.get(user) ?? [];
+      hosts.push(String(row['host']));
+      out.set(user, hosts);
+    }
+    return out;
+  }
+
+  /** How many users a batch works on at once: the pool's size. */
+  private parallelism(): number {
+    return this.baseOptions?.connectionLimit ?? 1;
   }
 
   /**
-   * End the user's sessions and check that none is left (killed threads can
-   * linger a moment). Throws, naming the grant that is missing, while one
-   * stays open. Without PROCESS the admin sees only its own sessions, so
-   * this finds none (deleteUser warns about that).
+   * End the sessions of `users` and check that none is left (killed threads
+   * can linger a moment). Returns, per user whose session stays open, an
+   * error naming the grant that is missing; a failed session listing is the
+   * error of every user still checked. Without PROCESS the admin sees only
+   * its own sessions, so this finds none (deleteUsers warns about that).
    */
-  private async killSessions(username: string, secrets: string[], rights?: AdminRights): Promise<void> {
-    if (NON_BMP.test(username)) return;
-    let refusal = '';
-    for (let round = 0; round < 20; round++) {
-      const ids = await this.sessionIds(username, secrets);
-      if (ids.length === 0) return;
-      if (round === 0 || refusal === '') {
-        for (const id of ids) {
-          try {
-            await this.run(`KILL CONNECTION ${id}`);
-          } catch (err) {
-            if (asMysqlError(err).errno === ER_NO_SUCH_THREAD) continue; // ended meanwhile
-            refusal ||= engineError(err, 'KILL refused', secrets).message;
+  private async killSessionsMany(users: string[], secrets: string[], rights?: AdminRights): Promise<Map<string, Error>> {
+    const errors = new Map<string, Error>();
+    const refusals = new Map<string, string>();
+    let pending = users.filter((u) => !NON_BMP.test(u));
+    try {
+      for (let round = 0; round < 20 && pending.length > 0; round++) {
+        const sessions = await this.sessionsOfMany(pending, secrets);
+        pending = [...sessions.keys()];
+        for (const [user, ids] of sessions) {
+          for (const id of ids) {
+            try {
+              await this.run(`KILL CONNECTION ${id}`);
+            } catch (err) {
+              if (asMysqlError(err).errno === ER_NO_SUCH_THREAD) continue; // ended meanwhile
+              refusals.set(user, engineError(err, 'KILL refused', secrets).message);
+              break;
+            }
           }
         }
+        // A refused KILL is not retried: report it.
+        pending = pending.filter((u) => !refusals.has(u));
+        if (pending.length > 0) await new Promise((r) => setTimeout(r, 150));
       }
-      if (refusal) break;
-      await new Promise((r) => setTimeout(r, 150));
+      const check = [...refusals.keys(), ...pending];
+      if (check.length === 0) return errors;
+      const left = await this.sessionsOfMany(check, secrets);
+      for (const [user, ids] of left) {
+        const refusal = refusals.get(user) ?? '';
+        const grant = rights && !rights.endSessions ? `; to end sessions the admin needs: GRANT ${rights.connectionAdmin} ON *.* TO ${rights.account}` : '';
+        errors.set(user, new Error(
+          `${ids.length} open session(s) of "${user}" could not be ended${refusal ? ` (${refusal})` : ''}; the account is locked and ` +
+            `is dropped once they end (the revocation is retried)${grant || ' (the admin needs CONNECTION ADMIN / CONNECTION_ADMIN or SUPER)'}`,
+        ));
+      }
+    } catch (err) {
+      for (const user of [...refusals.keys(), ...pending]) errors.set(user, err as Error);
     }
-    const left = (await this.sessionIds(username, secrets)).length;
-    if (left === 0) return;
-    const grant = rights && !rights.endSessions ? `; to end sessions the admin needs: GRANT ${rights.connectionAdmin} ON *.* TO ${rights.account}` : '';
-    throw new Error(
-      `${left} open session(s) of "${username}" could not be ended${refusal ? ` (${refusal})` : ''}; the account is locked and ` +
-        `is dropped once they end (the revocation is retried)${grant || ' (the admin needs CONNECTION ADMIN / CONNECTION_ADMIN or SUPER)'}`,
-    );
+    return errors;
   }
 
-  private async sessionIds(username: string, secrets: string[]): Promise<string[]> {
+  /** Open sessions of `users` (exact names), by user; users without any are absent. */
+  private async sessionsOfMany(users: string[], secrets: string[]): Promise<Map<string, string[]>> {
+    const out = new Map<string, string[]>();
+    const names = users.filter((u) => !NON_BMP.test(u));
+    if (names.length === 0) return out;
+    let rows: RowDataPacket[];
     try {
-      const [rows] = await this.requirePool().query<RowDataPacket[]>(
-        'SELECT ID AS id, USER AS user FROM information_schema.PROCESSLIST WHERE USER = ?',
-        [username],
+      [rows] = await this.requirePool().query<RowDataPacket[]>(
+        'SELECT ID AS id, USER AS user FROM information_schema.PROCESSLIST WHERE USER IN (?)',
+        [names],
       );
-      return rows.filter((r) => String(r['user']) === username).map((r) => String(r['id'])).filter((id) => /^\d+$/.test(id));
     } catch (err) {
       throw engineError(err, 'cannot list sessions', secrets);
     }
+    const wanted = new Set(names);
+    for (const row of rows) {
+      // `IN` ignores trailing spaces (PAD SPACE collation): compare exactly here.
+      const user = String(row['user']);
+      const id = String(row['id']);
+      if (!wanted.has(user) || !/^\d+$/.test(id)) continue;
+      const ids = out.get(user) ?? [];
+      ids.push(id);
+      out.set(user, ids);
+    }
+    return out;
   }
 
-  /** Best effort: the creation error is what the caller reports. */
-  private async rollback(username: string, rollback: string[], existing: string[]): Promise<void> {
+  /** Best effort: the creation error is what the caller reports. The name did not exist before. */
+  private async rollback(username: string, rollback: string[]): Promise<void> {
     try {
       if (rollback.length > 0) {
         for (const sql of rollback) await this.run(sql).catch(() => undefined);
         return;
       }
-      const made = (await this.hostsOf(username, [])).filter((h) => !existing.includes(h));
+      const made = await this.hostsOf(username, []);
       if (made.length === 0) return;
-      if (existing.length === 0) await this.killSessions(username, []);
+      // A session that stays open keeps the user; the lease's revocation deals with it.
+      if ((await this.killSessionsMany([username], [])).size > 0) return;
       for (const host of made) await this.dropAccount(username, host, []);
     } catch {
       // Nothing more to do; the lease's revocation will try again.

@@ -85,12 +85,25 @@ function assertPlaceholdersQuoted(statement: string): void {
   }
 }
 
+// Template -> its statements, split and checked. The check depends on the
+// template only (the probe is random, so no template can contain it), and a
+// role's templates are rendered once per credential: check each once. Bounded
+// by the number of distinct templates in use; the oldest is forgotten first.
+const CHECKED = new Map<string, string[]>();
+const CHECKED_LIMIT = 512;
+
+function checkedStatements(template: string): string[] {
+  let statements = CHECKED.get(template);
+  if (statements === undefined) {
+    statements = splitStatements(template, mysqlDialect);
+    for (const statement of statements) assertPlaceholdersQuoted(statement);
+    if (CHECKED.size >= CHECKED_LIMIT) CHECKED.delete(CHECKED.keys().next().value!);
+    CHECKED.set(template, statements);
+  }
+  return statements;
+}
+
 /** Split, check and render templates for MySQL. Throws EngineInputError for bad templates. */
 export function renderMysql(templates: Statements, values: TemplateValues): string[] {
-  return templates
-    .flatMap((t) => splitStatements(t, mysqlDialect))
-    .map((statement) => {
-      assertPlaceholdersQuoted(statement);
-      return renderStatement(statement, values, mysqlDialect);
-    });
+  return templates.flatMap(checkedStatements).map((statement) => renderStatement(statement, values, mysqlDialect));
 }
