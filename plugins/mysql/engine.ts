@@ -276,10 +276,10 @@ export class MysqlEngine implements Engine {
    * the accounts, lock them (no new logins), find and end their sessions,
    * drop them, check for sessions again. A user whose sessions stay open gets
    * its error before its drop (kept locked) and holds back nobody else. The
-   * default revocation drops every account in one `DROP USER IF EXISTS a, b`
-   * (it removes their privileges too: MySQL 8.0 manual 15.7.1.5, MariaDB
-   * DROP USER page); when it fails (MySQL 8 drops none then, MariaDB the
-   * others) each user is dropped alone. Custom revocation statements run
+   * default revocation drops every account in one `DROP USER a, b` (it
+   * removes their privileges too: MySQL 8.0 manual 15.7.1.5, MariaDB DROP
+   * USER page); when it fails (MySQL 8 drops none then, MariaDB the others)
+   * each user is revoked and dropped alone. Custom revocation statements run
    * per user. Never throws.
    */
   async deleteUsers(requests: DeleteUserRequest[]): Promise<Array<DeleteUserResult | Error>> {
@@ -366,14 +366,15 @@ export class MysqlEngine implements Engine {
   private async dropAll(users: Map<string, string[]>, secrets: string[]): Promise<Map<string, Error>> {
     const errors = new Map<string, Error>();
     if (users.size === 0) return errors;
-    if (users.size > 1) {
-      const accounts = [...users].flatMap(([user, at]) => at.map((host) => account(user, host)));
-      try {
-        await this.run(`DROP USER IF EXISTS ${accounts.join(', ')}`);
-        return errors;
-      } catch {
-        // One at a time below, so each user gets its own outcome.
-      }
+    // Without IF EXISTS: an account this statement does not drop (gone
+    // meanwhile, or a role of that name, which DROP USER IF EXISTS skips with
+    // a note) fails it, so its success means every account is gone.
+    const accounts = [...users].flatMap(([user, at]) => at.map((host) => account(user, host)));
+    try {
+      await this.run(`DROP USER ${accounts.join(', ')}`);
+      return errors;
+    } catch {
+      // One at a time below (idempotent, tells a race from a refusal), so each user gets its own outcome.
     }
     await forEachLimited([...users], this.parallelism(), async ([user, at]) => {
       try {

@@ -1,0 +1,176 @@
+// Issue 11: the MySQL/MariaDB engine's batch forms, newUsers and deleteUsers,
+// against the real server: one bad user of a batch fails alone, the others
+// are made (or dropped) and their outcomes say so, in order.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Connection } from 'mysql2/promise';
+import mysql from '../../../plugins/mysql/index.ts';
+import { EngineInputError, type DeleteUserResult, type Engine, type NewUserRequest } from '../../../src/engine/engine.ts';
+import { adminConnection, canLogin, connectAs, dropLeftovers, mysqlConfig, sessionsOf, target, userHosts } from '../../support/mariadb.ts';
+
+const P = 'dbt_eb_';
+const DB = target.database;
+const PASSWORD = 'Aa1-batch-test-password-0001';
+const TABLE = `${DB}.${P}t1`;
+const CREATE = [`CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'`, `GRANT SELECT ON ${TABLE} TO '{{name}}'@'%'`];
+
+let admin: Connection;
+let engine: Engine;
+const engines: Engine[] = [];
+
+async function newEngine(config = mysqlConfig()): Promise<Engine> {
+  const e = mysql.create();
+  engines.push(e);
+  await e.initialize(config, { verify: true });
+  return e;
+}
+
+function request(username: string, creationStatements = CREATE, password = PASSWORD): NewUserRequest {
+  return { username, password, expiration: new Date(Date.now() + 3600_000), creationStatements, rollbackStatements: [] };
+}
+
+function isResult(outcome: DeleteUserResult | Error | undefined): boolean {
+  return outcome !== undefined && !(outcome instanceof Error);
+}
+
+before(async () => {
+  admin = await adminConnection();
+  await dropLeftovers(admin, P);
+  await admin.query(`CREATE TABLE ${TABLE} (id INT PRIMARY KEY)`);
+  await admin.query(`INSERT INTO ${TABLE} VALUES (1)`);
+  engine = await newEngine();
+});
+
+after(async () => {
+  for (const e of engines) await e.close();
+  await admin.query(`DROP ROLE IF EXISTS ${P}role`).catch(() => undefined);
+  await dropLeftovers(admin, P);
+  await admin.end();
+});
+
+test('newUsers: a user whose GRANT fails is rolled back alone; the others exist and log in', async () => {
+  const names = [0, 1, 2, 3, 4].map((i) => `${P}mid${i}`);
+  const secret = 'Aa1-bad-user-secret-password-9';
+  const requests = names.map((n) => request(n));
+  requests[2] = request(names[2]!, [CREATE[0]!, `GRANT SELECT ON ${DB}.${P}missing TO '{{name}}'@'%'`], secret);
+  const outcomes = await engine.newUsers!(requests);
+
+  assert.equal(outcomes.length, 5);
+  for (const i of [0, 1, 3, 4]) {
+    assert.equal(outcomes[i], undefined, `user ${i}: ${outcomes[i]?.message}`);
+    assert.deepEqual(await userHosts(admin, names[i]!), ['%']);
+    const conn = await connectAs(names[i]!, PASSWORD);
+    await conn.query(`SELECT id FROM ${TABLE}`);
+    await conn.end();
+  }
+  const bad = outcomes[2];
+  assert.ok(bad instanceof Error && !(bad instanceof EngineInputError), String(bad));
+  assert.match(bad.message, /creation statement 2 failed/);
+  assert.ok(!bad.message.includes(secret.slice(0, 10)), bad.message);
+  assert.deepEqual(await userHosts(admin, names[2]!), [], 'the half-made user was dropped');
+  assert.equal(await canLogin(names[2]!, secret), false);
+
+  const deleted = await engine.deleteUsers!(names.map((username) => ({ username, statements: [] })));
+  assert.ok(deleted.every(isResult), String(deleted));
+  for (const n of names) assert.deepEqual(await userHosts(admin, n), []);
+});
+
+test('newUsers: a taken name, a name twice and bad statements are input errors of those requests only', async () => {
+  const taken = `${P}taken`;
+  const theirs = 'Aa1-pre-existing-password-01';
+  await admin.query(`CREATE USER ?@'localhost' IDENTIFIED BY ?`, [taken, theirs]);
+  const fine = [`${P}in0`, `${P}in1`, `${P}in2`];
+  const outcomes = await engine.newUsers!([
+    request(fine[0]!),
+    request(taken),
+    request(fine[1]!),
+    request(fine[1]!),
+    request(`${P}badtpl`, [`CREATE USER '{{nope}}'@'%'`]),
+    request(fine[2]!),
+  ]);
+  assert.deepEqual(outcomes.map((o) => (o === undefined ? 'ok' : o instanceof EngineInputError ? 'input' : 'error')), ['ok', 'input', 'ok', 'input', 'input', 'ok']);
+  assert.match(outcomes[1]!.message, /already exists/);
+  assert.match(outcomes[3]!.message, /twice/);
+  assert.match(outcomes[4]!.message, /\{\{nope\}\}/);
+  assert.deepEqual(await userHosts(admin, taken), ['localhost'], 'the existing account is untouched');
+  assert.deepEqual(await userHosts(admin, `${P}badtpl`), []);
+  for (const n of fine) assert.equal(await canLogin(n, PASSWORD), true, n);
+
+  const deleted = await engine.deleteUsers!(fine.map((username) => ({ username, statements: [] })));
+  assert.ok(deleted.every(isResult));
+});
+
+test('deleteUsers of 50 users, some already gone, one with an open session, one with custom statements: all gone', async () => {
+  const names = Array.from({ length: 50 }, (_, i) => `${P}d${String(i).padStart(2, '0')}`);
+  const made = names.filter((_, i) => i % 7 !== 3); // the others never existed
+  assert.ok((await engine.newUsers!(made.map((n) => request(n)))).every((o) => o === undefined));
+  // Another host for one of them.
+  await admin.query(`CREATE USER ?@'localhost' IDENTIFIED BY ?`, [names[0], PASSWORD]);
+  const session = await connectAs(names[1]!, PASSWORD);
+  await session.query('SELECT 1');
+  assert.equal((await sessionsOf(admin, names[1]!)).length, 1);
+
+  const outcomes = await engine.deleteUsers!(
+    names.map((username, i) => ({ username, statements: i === 2 ? [`DROP USER '{{name}}'@'%'`] : [] })),
+  );
+  assert.equal(outcomes.length, 50);
+  outcomes.forEach((o, i) => assert.deepEqual(o, {}, `${names[i]}: ${String(o)}`));
+  for (const n of names) assert.deepEqual(await userHosts(admin, n), [], n);
+  await assert.rejects(session.query('SELECT 1'), 'the open session was ended');
+  await session.end().catch(() => undefined);
+  assert.deepEqual(await sessionsOf(admin, names[1]!), []);
+
+  // Idempotent.
+  assert.ok((await engine.deleteUsers!(names.map((username) => ({ username, statements: [] })))).every(isResult));
+});
+
+test('deleteUsers: a name the one-statement DROP USER cannot drop (a role) fails alone; the others are dropped', async () => {
+  const role = `${P}role`;
+  await admin.query(`CREATE ROLE ${role}`);
+  const names = [`${P}r0`, `${P}r1`];
+  const kept = `${P}exact`;
+  assert.ok((await engine.newUsers!([...names, kept].map((n) => request(n)))).every((o) => o === undefined));
+  const outcomes = await engine.deleteUsers!([names[0]!, role, names[1]!, `${kept} `].map((username) => ({ username, statements: [] })));
+  assert.ok(isResult(outcomes[0]) && isResult(outcomes[2]) && isResult(outcomes[3]), String(outcomes));
+  assert.ok(outcomes[1] instanceof Error, 'the role is not reported dropped');
+  assert.match(outcomes[1].message, new RegExp(`cannot revoke the privileges of '${role}'@''`));
+  for (const n of names) assert.deepEqual(await userHosts(admin, n), []);
+  assert.deepEqual(await userHosts(admin, role), [''], 'the role is still there, as reported');
+  assert.deepEqual(await userHosts(admin, kept), ['%'], 'a name with a trailing space touches nobody');
+  await admin.query(`DROP ROLE ${role}`);
+  assert.ok((await engine.deleteUsers!([{ username: kept, statements: [] }])).every(isResult));
+});
+
+test('deleteUsers with an admin that cannot end sessions: the user with an open session fails alone, locked and kept', async () => {
+  const user = `${P}nokill`;
+  const password = 'Aa1-nokill-admin-password-01';
+  await admin.query('CREATE USER ?@? IDENTIFIED BY ?', [user, '%', password]);
+  await admin.query('GRANT CREATE USER, PROCESS ON *.* TO ?@?', [user, '%']);
+  await admin.query('GRANT SELECT ON mysql.user TO ?@?', [user, '%']);
+  await admin.query(`GRANT SELECT ON ${TABLE} TO ?@? WITH GRANT OPTION`, [user, '%']);
+  const restricted = await newEngine(mysqlConfig({ username: user, password }));
+
+  const names = [0, 1, 2, 3].map((i) => `${P}nk${i}`);
+  assert.ok((await restricted.newUsers!(names.map((n) => request(n)))).every((o) => o === undefined));
+  const session = await connectAs(names[1]!, PASSWORD, null);
+  try {
+    const outcomes = await restricted.deleteUsers!(names.map((username) => ({ username, statements: [] })));
+    const failed = outcomes[1];
+    assert.ok(failed instanceof Error, String(failed));
+    assert.match(failed.message, new RegExp(`1 open session\\(s\\) of "${names[1]}" could not be ended .*GRANT CONNECTION ADMIN ON \\*\\.\\* TO '${user}'@'%'`));
+    for (const i of [0, 2, 3]) {
+      assert.deepEqual(outcomes[i], {}, String(outcomes[i]));
+      assert.deepEqual(await userHosts(admin, names[i]!), []);
+    }
+    assert.deepEqual(await userHosts(admin, names[1]!), ['%'], 'kept while its session is open');
+    assert.equal(await canLogin(names[1]!, PASSWORD), false, 'locked: no new session');
+    await session.query('SELECT 1'); // really still open, as reported
+  } finally {
+    await session.end().catch(() => undefined);
+  }
+  for (let i = 0; i < 20 && (await sessionsOf(admin, names[1]!)).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+  const again = await restricted.deleteUsers!([{ username: names[1]!, statements: [] }]);
+  assert.deepEqual(again, [{}]);
+  assert.deepEqual(await userHosts(admin, names[1]!), []);
+});
