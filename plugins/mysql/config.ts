@@ -260,6 +260,9 @@ export function poolOptions(parsed: ParsedConnection, opts: MysqlOptions, maxOpe
     // Statements are rendered to single statements; never let one become many.
     multipleStatements: false,
     supportBigNumbers: true,
+    // No caller stack captured on every query (mysql2's "long stack traces",
+    // a cost per statement): the engine wraps every error in its own anyway.
+    trace: false,
   };
   if (parsed.socketPath) out.socketPath = parsed.socketPath;
   else {
