@@ -345,6 +345,7 @@ export class MysqlEngine implements Engine {
       // by an earlier attempt that dropped the user but failed to kill.
       for (const [user, err] of await this.killSessionsMany(live(), secrets, rights)) fail([user], err);
     }
+    // Every request without an outcome yet got past adminRights: rights is set.
     return outcomes.map((outcome, index) => {
       if (outcome !== undefined) return outcome;
       if (rights!.seeSessions) return {};
@@ -359,8 +360,8 @@ export class MysqlEngine implements Engine {
   }
 
   /**
-   * Drop the accounts of `users` (name -> hosts): one DROP USER IF EXISTS
-   * for all of them, and when that fails, each account alone. Returns the
+   * Drop the accounts of `users` (name -> hosts): one DROP USER for all of
+   * them, and when that fails, each user alone (dropAccount). Returns the
    * users that could not be dropped, with their error.
    */
   private async dropAll(users: Map<string, string[]>, secrets: string[]): Promise<Map<string, Error>> {

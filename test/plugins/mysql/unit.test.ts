@@ -161,6 +161,13 @@ test('templates the shared scanner would misread as MySQL are refused', () => {
     "CREATE USER {{name}}@'%' IDENTIFIED BY {{password}}",
   ];
   for (const t of fine) assert.equal(renderMysql([t], values).length, 1, t);
+
+  // Issue 11: the check is done once per template, the rendering every time:
+  // a refused template stays refused, a checked one gets each call's values.
+  for (const t of misread) assert.throws(() => renderMysql([t], values), /would not stay inside one quoted value/, t);
+  const tpl = `CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'; GRANT SELECT ON db.* TO {{name}}@'%'`;
+  assert.deepEqual(renderMysql([tpl], { name: 'a', password: "x'y" }), ["CREATE USER 'a'@'%' IDENTIFIED BY 'x''y'", "GRANT SELECT ON db.* TO `a`@'%'"]);
+  assert.deepEqual(renderMysql([tpl], { name: 'b`', password: 'z\\' }), ["CREATE USER 'b`'@'%' IDENTIFIED BY 'z\\\\'", "GRANT SELECT ON db.* TO `b```@'%'"]);
 });
 
 test('quotedTokens reads quotes the way MySQL does', () => {
