@@ -312,10 +312,7 @@ export class MysqlEngine implements Engine {
     let rights: AdminRights | undefined;
     let hosts = new Map<string, string[]>();
     try {
-      if (jobs.length > 0) {
-        rights = await this.adminRights(secrets);
-        hosts = await this.hostsOfMany(live(), secrets);
-      }
+      if (jobs.length > 0) [rights, hosts] = await Promise.all([this.adminRights(secrets), this.hostsOfMany(live(), secrets)]);
     } catch (err) {
       fail(live(), err as Error); // nothing was done
     }
