@@ -16,11 +16,12 @@
 //     (`GRANT app_read TO "{{name}}"`: a pg_auth_members row per pair),
 //   - DROP ROLE/USER/GROUP (deletes the role's rows; it refuses, rather than
 //     rewrites, a role that still has privileges or owns objects).
-// Verified on PostgreSQL 15.20 (dev machine, bench/pg-lock-scope-experiment.ts):
-// 8 sessions, 480 × (BEGIN; CREATE ROLE; GRANT grp TO role; COMMIT) without a
-// lock: 0 errors; 8 sessions dropping those members 5 per DROP ROLE: 0 errors.
-// The same with `GRANT SELECT ON <one table>` instead: 235 of 480 failed with
-// "tuple concurrently updated", and 3 of 96 concurrent DROP OWNED too.
+// Verified on PostgreSQL 15.20 (dev machine, bench/pg-lock-scope-experiment.ts,
+// 3 runs): 8 sessions, 480 × (BEGIN; CREATE ROLE; GRANT grp TO role; COMMIT)
+// without a lock: 0 errors; 8 sessions dropping those members 5 per DROP
+// ROLE: 0 errors. The same with `GRANT SELECT ON <one table>` instead:
+// 235-239 of 480 failed with "tuple concurrently updated", and so did 2-26
+// of the concurrent DROP OWNED + DROP ROLE transactions.
 // test/plugins/postgres/batch.test.ts repeats the membership case on the
 // embedded PostgreSQL 18.
 //
