@@ -70,7 +70,7 @@ export async function connect(pool: pg.Pool, secrets: ReadonlyArray<string | und
  * statements need it is decided in lock-scope.ts (CREATE ROLE, DROP ROLE and
  * role membership grants do not).
  */
-const USER_CHANGE_LOCK = '7233000727465074';
+export const USER_CHANGE_LOCK = '7233000727465074';
 
 /** Take the user-change lock until the current transaction ends. */
 export async function takeUserChangeLock(client: PoolClient): Promise<void> {

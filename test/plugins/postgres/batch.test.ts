@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { EngineInputError, type Engine, type NewUserRequest } from '../../../src/engine/engine.ts';
 import { needsUserChangeLock } from '../../../plugins/postgres/lock-scope.ts';
+import { USER_CHANGE_LOCK } from '../../../plugins/postgres/sql.ts';
 import { adminQuery, loginAs, startScramPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
 import { LOGIN, brokerPassword, engineFor, inAnHour, tag } from './helpers.ts';
 
@@ -250,7 +251,16 @@ test('deleteUsers with custom statements: each user in its own savepoint; statem
 test('concurrent batches granting a group role run without the lock, with no "tuple concurrently updated" failure', async () => {
   assert.equal(GROUP_GRANT.some((s) => needsUserChangeLock(s.replace('{{name}}', 'x').replace('{{password}}', 'p').replace('{{expiration}}', 'infinity'))), false);
   const batches = Array.from({ length: 6 }, () => Array.from({ length: 16 }, () => request(GROUP_GRANT)));
-  const outcomes = await Promise.all(batches.map((b) => engine.newUsers!(b)));
+  // Another session holds the user-change lock all along: the batches complete only if none waits for it.
+  const holder = new pg.Client({ connectionString: server.url });
+  await holder.connect();
+  let outcomes: Array<Array<Error | undefined>>;
+  try {
+    await holder.query('SELECT pg_advisory_lock($1::bigint)', [USER_CHANGE_LOCK]);
+    outcomes = await Promise.all(batches.map((b) => engine.newUsers!(b)));
+  } finally {
+    await holder.end();
+  }
   assert.deepEqual(outcomes, batches.map((b) => b.map(() => undefined)));
   const names = batches.flat().map((r) => r.username);
   const [row] = await adminQuery<{ n: number }>(
