@@ -329,7 +329,8 @@ export class PostgresEngine implements Engine {
    * or its custom statements committed, else the error (bad statements: an
    * EngineInputError; a session that stays open: the SessionsOpenError text).
    * When the batch loses its connection, the users not yet settled are
-   * revoked one at a time with deleteUser. Does not throw.
+   * revoked one at a time with deleteUser; once the server cannot be reached
+   * (EngineConnectionError), the rest get that error. Does not throw.
    */
   async deleteUsers(requests: DeleteUserRequest[]): Promise<Array<DeleteUserResult | Error>> {
     const { pool, settings, auth } = this.#ready();
@@ -348,30 +349,38 @@ export class PostgresEngine implements Engine {
     }
 
     const settled = new Map<BatchRevocation, RevocationOutcome>();
+    // Set when the server cannot be reached: every user not settled gets it, rather than one more timeout each.
+    let unreachable: Error | undefined;
     if (batch.size > 0) {
-      let broken = false;
+      let client: pg.PoolClient | undefined;
       try {
-        const client = await connect(pool, secrets);
+        client = await connect(pool, secrets);
+      } catch (err) {
+        unreachable = err instanceof Error ? err : new Error(String(err));
+      }
+      if (client) {
+        let broken = false;
         try {
           await revokeBatch(client, [...batch.keys()], settings.revocationOwner, settled);
         } catch {
+          // The batch lost its connection (or failed as a whole): the users not settled go one at a time below.
           broken = true;
         } finally {
           release(settings, pool, client, broken);
         }
-      } catch {
-        // Cannot connect: the one-at-a-time path below reports it per user.
       }
     }
     for (const [user, i] of batch) {
       const outcome = settled.get(user);
       if (outcome === 'done') outcomes[i] = {};
       else if (outcome !== undefined) outcomes[i] = revocationError(outcome.error, secrets);
+      else if (unreachable) outcomes[i] = unreachable;
       else {
         outcomes[i] = await this.deleteUser(requests[i]!).then(
           () => ({}),
           (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
         );
+        if (outcomes[i] instanceof EngineConnectionError) unreachable = outcomes[i];
       }
     }
     return outcomes as Array<DeleteUserResult | Error>;

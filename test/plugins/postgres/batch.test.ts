@@ -6,11 +6,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { EngineInputError, type Engine, type NewUserRequest } from '../../../src/engine/engine.ts';
+import { EngineConnectionError, EngineInputError, type Engine, type NewUserRequest } from '../../../src/engine/engine.ts';
 import { needsUserChangeLock } from '../../../plugins/postgres/lock-scope.ts';
 import { USER_CHANGE_LOCK } from '../../../plugins/postgres/sql.ts';
 import { adminQuery, loginAs, startScramPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
-import { LOGIN, brokerPassword, engineFor, inAnHour, tag } from './helpers.ts';
+import postgresEngine from '../../../plugins/postgres/index.ts';
+import { LOGIN, brokerPassword, connectionFor, engineFor, inAnHour, tag } from './helpers.ts';
 
 let server: TestPostgres;
 let engine: Engine;
@@ -275,4 +276,34 @@ test('concurrent batches granting a group role run without the lock, with no "tu
   );
   assert.deepEqual(dropped, batches.map((b) => b.map(() => ({}))));
   assert.deepEqual(await adminQuery(server, 'SELECT rolname FROM pg_roles WHERE rolname = ANY($1)', [names]), []);
+});
+
+test('a batch that loses its connection: newUsers throws and commits nothing; deleteUsers revokes the rest one at a time', async () => {
+  const kill = 'SELECT pg_terminate_backend(pg_backend_pid())';
+  const requests = [request(TABLE_GRANT), request(GROUP_GRANT), request([...LOGIN, kill]), request(TABLE_GRANT)];
+  await assert.rejects(engine.newUsers!(requests), EngineConnectionError);
+  for (const r of requests) assert.equal(await exists(r.username), false, 'nothing of the batch is committed');
+
+  const users = Array.from({ length: 4 }, () => request(TABLE_GRANT));
+  assert.deepEqual(await engine.newUsers!(users), users.map(() => undefined), 'the engine goes on with a new connection');
+  const outcomes = await engine.deleteUsers!([
+    ...users.slice(0, 3).map((r) => ({ username: r.username, statements: [] })),
+    { username: users[3]!.username, statements: [kill] },
+  ]);
+  assert.deepEqual(outcomes.slice(0, 3), [{}, {}, {}]);
+  assert.ok(outcomes[3] instanceof EngineConnectionError, String(outcomes[3]));
+  for (const r of users.slice(0, 3)) assert.equal(await exists(r.username), false);
+  assert.deepEqual(await engine.deleteUsers!([{ username: users[3]!.username, statements: [] }]), [{}]);
+});
+
+test('a server that cannot be reached: newUsers throws EngineConnectionError, deleteUsers answers it for every user', async () => {
+  const eng = postgresEngine.create();
+  await eng.initialize(connectionFor(server, { connectionUrl: 'postgres://{{username}}:{{password}}@127.0.0.1:1/postgres' }), { verify: false });
+  try {
+    await assert.rejects(eng.newUsers!([request(LOGIN), request(LOGIN)]), EngineConnectionError);
+    const outcomes = await eng.deleteUsers!([nextUser(), nextUser(), nextUser()].map((username) => ({ username, statements: [] })));
+    for (const o of outcomes) assert.ok(o instanceof EngineConnectionError, String(o));
+  } finally {
+    await eng.close();
+  }
 });
