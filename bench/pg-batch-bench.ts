@@ -156,11 +156,14 @@ try {
 }
 
 const report = (title: string, rates: Record<string, number[]>): void => {
-  const raw = median(rates.raw!);
-  console.log(`${title} (users/s, median of ${ROUNDS} rounds of ${USERS}; per-round values in brackets)`);
+  const raw = rates.raw!;
+  console.log(`${title} (users/s: median of ${ROUNDS} rounds of ${USERS}; ratio: median of the per-round ratios to raw serial in the same round)`);
   for (const [label, xs] of Object.entries(rates)) {
-    const m = median(xs);
-    console.log(`  ${label.padEnd(9)} ${m.toFixed(0).padStart(6)}/s  ${(m / raw).toFixed(2)}x raw serial  [${xs.map((x) => x.toFixed(0)).join(', ')}]`);
+    const ratios = xs.map((x, i) => x / raw[i]!);
+    console.log(
+      `  ${label.padEnd(9)} ${median(xs).toFixed(0).padStart(6)}/s  ${median(ratios).toFixed(2)}x raw serial  ` +
+        `[per round: ${xs.map((x) => x.toFixed(0)).join(', ')} users/s; ${ratios.map((r) => r.toFixed(2)).join(', ')}x]`,
+    );
   }
 };
 console.log(`creation statements: ${CREATION.join('; ')}${values.scram ? ' (engine: password_authentication=scram-sha-256)' : ''}`);
