@@ -307,3 +307,24 @@ test('a server that cannot be reached: newUsers throws EngineConnectionError, de
     await eng.close();
   }
 });
+
+test('deleteUsers with a CREATEROLE admin (not superuser): it takes the memberships it needs, ends sessions, drops every user', async () => {
+  const admin = `batch_cr_${run}`;
+  const password = brokerPassword();
+  await adminQuery(server, `CREATE ROLE ${admin} LOGIN CREATEROLE PASSWORD '${password}'; GRANT SELECT ON ${granted} TO ${admin} WITH GRANT OPTION`);
+  const createrole = await engineFor(server, { username: admin, password });
+  try {
+    const requests = Array.from({ length: 8 }, () => request(TABLE_GRANT));
+    assert.deepEqual(await createrole.newUsers!(requests), requests.map(() => undefined));
+    const session = await loginAs(server, requests[5]!.username, requests[5]!.password);
+    session.on('error', () => undefined);
+    const outcomes = await createrole.deleteUsers!(requests.map((r) => ({ username: r.username, statements: [] })));
+    assert.deepEqual(outcomes, requests.map(() => ({})));
+    assert.deepEqual(await adminQuery(server, 'SELECT rolname FROM pg_roles WHERE rolname = ANY($1)', [requests.map((r) => r.username)]), []);
+    await assert.rejects(session.query('SELECT 1'), 'the open session was ended');
+    await session.end().catch(() => undefined);
+  } finally {
+    await createrole.close();
+    await adminQuery(server, `DROP OWNED BY ${admin}; DROP ROLE IF EXISTS ${admin}`);
+  }
+});
