@@ -6,6 +6,7 @@ import {
   EngineInputError,
   type ConnectionConfig,
   type DeleteUserRequest,
+  type DeleteUserResult,
   type Engine,
   type NewUserRequest,
   type UpdateUserRequest,
@@ -21,9 +22,11 @@ import {
   formatExpiration,
   renderFor,
 } from './dialect.ts';
+import { createBatch, type BatchCreation } from './create-batch.ts';
 import { SessionsOpenError, defaultRevocation, missingSignalGrant, revokeRole, signalRights } from './revoke.ts';
+import { revokeBatch, type BatchRevocation, type RevocationOutcome } from './revoke-batch.ts';
 import { scramVerifier } from './scram.ts';
-import { connect, dbError, exec, inTransaction, leadingRoleCreations, roleOid, sqlState } from './sql.ts';
+import { connect, dbError, exec, inTransaction, roleOid, sqlState } from './sql.ts';
 
 export const POSTGRES_TYPE = 'postgresql-database-plugin';
 
@@ -32,6 +35,23 @@ interface State {
   settings: PostgresSettings;
   /** The admin password new connections use; updated when the admin's own password is rotated. */
   auth: { password: string | undefined };
+}
+
+/** One creation request, checked and rendered (newUser, newUsers). */
+interface PreparedCreation extends BatchCreation {
+  customRollback: string[];
+  /** The request's password, the value sent for it, and the admin password: scrubbed from errors. */
+  secrets: Array<string | undefined>;
+}
+
+function alreadyExists(username: string): EngineInputError {
+  return new EngineInputError(`a role named "${username}" already exists; the username_template must make unique names`);
+}
+
+/** The error a failed revocation reports (never with a secret). */
+function revocationError(err: unknown, secrets: ReadonlyArray<string | undefined>): Error {
+  if (err instanceof SessionsOpenError) return new Error(scrubSecrets(`deleting the user failed: ${err.message}`, secrets));
+  return dbError('deleting the user failed', err, secrets);
 }
 
 /**
@@ -87,26 +107,31 @@ export class PostgresEngine implements Engine {
     return this.#state;
   }
 
-  #passwordValue(password: string, settings: PostgresSettings): string {
+  #passwordValue(password: string, settings: PostgresSettings): Promise<string> | string {
     return settings.passwordAuthentication === 'scram-sha-256' ? scramVerifier(password) : password;
   }
 
-  async newUser(request: NewUserRequest): Promise<void> {
-    const { pool, settings, auth } = this.#ready();
+  /** Check a creation request and render its statements; throws EngineInputError before anything runs. */
+  async #prepareCreation(request: NewUserRequest, settings: PostgresSettings, adminPassword: string | undefined): Promise<PreparedCreation> {
     checkUsername(request.username);
     checkPassword(request.password);
-    const password = this.#passwordValue(request.password, settings);
-    const secrets = [request.password, password, auth.password];
+    const password = await this.#passwordValue(request.password, settings);
+    const secrets = [request.password, password, adminPassword];
     const values: TemplateValues = {
       name: request.username,
       username: request.username,
       password,
       expiration: formatExpiration(request.expiration),
     };
-    // Render everything first, so bad templates fail before anything runs.
     const creation = renderFor('creation', request.creationStatements, values);
     if (creation.length === 0) throw new EngineInputError('creation_statements must not be empty');
-    const customRollback = renderFor('rollback', request.rollbackStatements, values);
+    return { username: request.username, statements: creation, customRollback: renderFor('rollback', request.rollbackStatements, values), secrets };
+  }
+
+  async newUser(request: NewUserRequest): Promise<void> {
+    const { pool, settings, auth } = this.#ready();
+    // Render everything first, so bad templates fail before anything runs.
+    const { statements: creation, customRollback, secrets } = await this.#prepareCreation(request, settings, auth.password);
 
     const client = await connect(pool, secrets);
     let existedBefore = true;
@@ -116,8 +141,8 @@ export class PostgresEngine implements Engine {
       // A dynamic user is always new: a lease must never take over (and on
       // revocation drop) a role someone else owns, e.g. with a fixed
       // username_template.
-      if (existedBefore) throw new EngineInputError(`a role named "${request.username}" already exists; the username_template must make unique names`);
-      await inTransaction(client, creation, leadingRoleCreations(creation));
+      if (existedBefore) throw alreadyExists(request.username);
+      await inTransaction(client, creation);
     } catch (err) {
       failure = err;
     } finally {
@@ -126,14 +151,85 @@ export class PostgresEngine implements Engine {
     if (failure === undefined) return;
     if (failure instanceof EngineInputError) throw failure;
     // Another creation of the same name won the race: the role is theirs.
-    if (sqlState(failure) === '42710' && (await this.#roleExists(pool, request.username, secrets))) {
-      throw new EngineInputError(`a role named "${request.username}" already exists; the username_template must make unique names`);
-    }
+    if (sqlState(failure) === '42710' && (await this.#roleExists(pool, request.username, secrets))) throw alreadyExists(request.username);
 
     // The transaction is rolled back; the rollback statements are for what a
     // transaction can't undo. The default only touches a role we may have made.
     await this.#bestEffortRollback(pool, request.username, customRollback, existedBefore ? null : { owner: settings.revocationOwner }, secrets);
     throw dbError('creating the user failed', failure, secrets);
+  }
+
+  /**
+   * The batch form of newUser (Engine.newUsers): see create-batch.ts. A name
+   * that exists already, or twice in the batch, or that another creation
+   * takes meanwhile (42710) is that request's EngineInputError; a user whose
+   * statements fail gets the scrubbed database error after its rollback
+   * statements (or the default cleanup) ran, best effort, as in newUser.
+   * Throws EngineConnectionError (or the scrubbed error) when the batch
+   * transaction as a whole failed.
+   */
+  async newUsers(requests: NewUserRequest[]): Promise<Array<Error | undefined>> {
+    const { pool, settings, auth } = this.#ready();
+    const outcomes: Array<Error | undefined> = requests.map(() => undefined);
+    const prepared = await Promise.all(
+      requests.map((request) => this.#prepareCreation(request, settings, auth.password).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))))),
+    );
+    const batch = new Map<PreparedCreation, number>();
+    const names = new Set<string>();
+    for (const [i, p] of prepared.entries()) {
+      if (p instanceof Error) outcomes[i] = p;
+      else if (names.has(p.username)) outcomes[i] = alreadyExists(p.username);
+      else {
+        names.add(p.username);
+        batch.set(p, i);
+      }
+    }
+    if (batch.size === 0) return outcomes;
+    const secrets = [auth.password, ...[...batch.keys()].flatMap((p) => p.secrets)];
+
+    const client = await connect(pool, secrets);
+    let failed: Map<BatchCreation, unknown>;
+    let broken = true;
+    try {
+      // A dynamic user is always new (see newUser).
+      const { rows } = await exec<{ rolname: string }>(client, 'SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY($1::text[])', [[...names]]);
+      for (const { rolname } of rows) {
+        const p = [...batch.keys()].find((q) => q.username === rolname)!;
+        outcomes[batch.get(p)!] = alreadyExists(rolname);
+        batch.delete(p);
+      }
+      failed = await createBatch(client, [...batch.keys()]);
+      broken = false;
+    } catch (err) {
+      throw dbError('creating the users failed', err, secrets);
+    } finally {
+      release(settings, pool, client, broken);
+    }
+
+    const raced = [...failed].filter(([, err]) => sqlState(err) === '42710').map(([p]) => p.username);
+    const taken = raced.length > 0 ? await this.#existingRoles(pool, raced, secrets).catch(() => new Set<string>()) : new Set<string>();
+    for (const [user, err] of failed) {
+      const p = user as PreparedCreation;
+      const i = batch.get(p)!;
+      // Another creation of the same name won the race: the role is theirs.
+      if (sqlState(err) === '42710' && taken.has(p.username)) {
+        outcomes[i] = alreadyExists(p.username);
+        continue;
+      }
+      await this.#bestEffortRollback(pool, p.username, p.customRollback, { owner: settings.revocationOwner }, p.secrets);
+      outcomes[i] = dbError('creating the user failed', err, p.secrets);
+    }
+    return outcomes;
+  }
+
+  async #existingRoles(pool: pg.Pool, names: string[], secrets: ReadonlyArray<string | undefined>): Promise<Set<string>> {
+    const client = await connect(pool, secrets);
+    try {
+      const { rows } = await exec<{ rolname: string }>(client, 'SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY($1::text[])', [names]);
+      return new Set(rows.map((r) => r.rolname));
+    } finally {
+      release(this.#ready().settings, pool, client, false);
+    }
   }
 
   async #roleExists(pool: pg.Pool, username: string, secrets: ReadonlyArray<string | undefined>): Promise<boolean> {
@@ -187,7 +283,7 @@ export class PostgresEngine implements Engine {
     }
     if (request.password) {
       checkPassword(request.password.value);
-      const password = this.#passwordValue(request.password.value, settings);
+      const password = await this.#passwordValue(request.password.value, settings);
       secrets.push(request.password.value, password);
       const templates = request.password.statements.length > 0 ? request.password.statements : DEFAULT_ROTATION;
       statements.push(...renderFor('rotation', templates, { ...base, password }));
@@ -224,8 +320,70 @@ export class PostgresEngine implements Engine {
     } finally {
       release(settings, pool, client, failure !== undefined);
     }
-    if (failure instanceof SessionsOpenError) throw new Error(scrubSecrets(`deleting the user failed: ${failure.message}`, secrets));
-    if (failure !== undefined) throw dbError('deleting the user failed', failure, secrets);
+    if (failure !== undefined) throw revocationError(failure, secrets);
+  }
+
+  /**
+   * The batch form of deleteUser (Engine.deleteUsers): see revoke-batch.ts.
+   * One outcome per request, in order: {} when the user is gone (committed)
+   * or its custom statements committed, else the error (bad statements: an
+   * EngineInputError; a session that stays open: the SessionsOpenError text).
+   * When the batch loses its connection, the users not yet settled are
+   * revoked one at a time with deleteUser; once the server cannot be reached
+   * (EngineConnectionError), the rest get that error. Does not throw.
+   */
+  async deleteUsers(requests: DeleteUserRequest[]): Promise<Array<DeleteUserResult | Error>> {
+    const { pool, settings, auth } = this.#ready();
+    const secrets = [auth.password];
+    const outcomes: Array<DeleteUserResult | Error | undefined> = requests.map(() => undefined);
+    const batch = new Map<BatchRevocation, number>();
+    for (const [i, request] of requests.entries()) {
+      try {
+        checkUsername(request.username);
+        const statements =
+          request.statements.length > 0 ? renderFor('revocation', request.statements, { name: request.username, username: request.username }) : null;
+        batch.set({ username: request.username, statements }, i);
+      } catch (err) {
+        outcomes[i] = err instanceof Error ? err : new Error(String(err));
+      }
+    }
+
+    const settled = new Map<BatchRevocation, RevocationOutcome>();
+    // Set when the server cannot be reached: every user not settled gets it, rather than one more timeout each.
+    let unreachable: Error | undefined;
+    if (batch.size > 0) {
+      let client: pg.PoolClient | undefined;
+      try {
+        client = await connect(pool, secrets);
+      } catch (err) {
+        unreachable = err instanceof Error ? err : new Error(String(err));
+      }
+      if (client) {
+        let broken = false;
+        try {
+          await revokeBatch(client, [...batch.keys()], settings.revocationOwner, settled);
+        } catch {
+          // The batch lost its connection (or failed as a whole): the users not settled go one at a time below.
+          broken = true;
+        } finally {
+          release(settings, pool, client, broken);
+        }
+      }
+    }
+    for (const [user, i] of batch) {
+      const outcome = settled.get(user);
+      if (outcome === 'done') outcomes[i] = {};
+      else if (outcome !== undefined) outcomes[i] = revocationError(outcome.error, secrets);
+      else if (unreachable) outcomes[i] = unreachable;
+      else {
+        outcomes[i] = await this.deleteUser(requests[i]!).then(
+          () => ({}),
+          (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
+        );
+        if (outcomes[i] instanceof EngineConnectionError) unreachable = outcomes[i];
+      }
+    }
+    return outcomes as Array<DeleteUserResult | Error>;
   }
 
   /** Warns when the admin cannot end the sessions of revoked users (see missingSignalGrant in revoke.ts). */

@@ -7,7 +7,8 @@
 //      if one is, it stops here with an error, the role kept NOLOGIN, so the
 //      lease is retried rather than reported revoked while a session lives;
 //   4. runs the revocation statements in one transaction (holding the
-//      user-change lock, see sql.ts; retried if it fails transiently), by default
+//      user-change lock when one of them needs it, see lock-scope.ts; retried
+//      if it fails transiently), by default
 //      REASSIGN OWNED BY <role> TO <owner>; DROP OWNED BY <role>; DROP ROLE
 //      (first making the admin a member of the role if it has no privileges
 //      of it: a CREATEROLE admin that is not superuser needs that for
@@ -19,7 +20,8 @@
 // admin connection (and shared objects); see README.md.
 
 import type { PoolClient } from 'pg';
-import { beginUserChange, exec, retryTransient, roleOid } from './sql.ts';
+import { needsUserChangeLock } from './lock-scope.ts';
+import { exec, retryTransient, roleOid, takeUserChangeLock } from './sql.ts';
 import { postgresDialect } from './dialect.ts';
 
 export function defaultRevocation(username: string, owner: string | null): string[] {
@@ -86,7 +88,7 @@ async function openSessions(client: PoolClient, oid: number): Promise<number[]> 
  * allows it; the membership goes with the dropped role). Returns whether it
  * took that membership.
  */
-async function endSessions(client: PoolClient, username: string, oid: number, mayJoin: boolean): Promise<boolean> {
+export async function endSessions(client: PoolClient, username: string, oid: number, mayJoin: boolean): Promise<boolean> {
   const pids = await openSessions(client, oid);
   if (pids.length === 0) return false;
   let joined = false;
@@ -123,8 +125,9 @@ async function endSessions(client: PoolClient, username: string, oid: number, ma
 }
 
 async function runRevocation(client: PoolClient, username: string, oid: number, statements: string[], isDefault: boolean): Promise<void> {
-  await beginUserChange(client);
+  await exec(client, 'BEGIN');
   try {
+    if (isDefault || statements.some(needsUserChangeLock)) await takeUserChangeLock(client);
     if (isDefault) {
       const { rows } = await exec<{ has: boolean }>(client, "SELECT pg_catalog.pg_has_role(CURRENT_USER, $1::oid, 'USAGE') AS has", [oid]);
       if (!rows[0]?.has) await exec(client, `GRANT ${postgresDialect.quoteIdentifier(username)} TO CURRENT_USER`);

@@ -3,6 +3,7 @@
 import type { PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import type pg from 'pg';
 import { EngineConnectionError, scrubSecrets } from '../../src/engine/engine.ts';
+import { firstLockedStatement } from './lock-scope.ts';
 
 // pg supports queryMode but @types/pg does not declare it.
 interface ExtendedQueryConfig extends QueryConfig {
@@ -64,35 +65,16 @@ export async function connect(pool: pg.Pool, secrets: ReadonlyArray<string | und
  * GRANT and REVOKE on one object (and DROP OWNED, which revokes) update the
  * same catalog row, and PostgreSQL fails the second of two concurrent
  * updates with "tuple concurrently updated" instead of waiting. dbroker's
- * transactions that change users take this transaction-level advisory lock,
- * so they run one at a time per database, also across brokers.
+ * transactions that run such statements take this transaction-level advisory
+ * lock, so they run one at a time per database, also across brokers; which
+ * statements need it is decided in lock-scope.ts (CREATE ROLE, DROP ROLE and
+ * role membership grants do not).
  */
-const USER_CHANGE_LOCK = '7233000727465074';
+export const USER_CHANGE_LOCK = '7233000727465074';
 
-async function takeUserChangeLock(client: PoolClient): Promise<void> {
+/** Take the user-change lock until the current transaction ends. */
+export async function takeUserChangeLock(client: PoolClient): Promise<void> {
   await exec(client, 'SELECT pg_catalog.pg_advisory_xact_lock($1::bigint)', [USER_CHANGE_LOCK]);
-}
-
-/** Begin a transaction that holds the user-change lock until it ends. */
-export async function beginUserChange(client: PoolClient): Promise<void> {
-  await exec(client, 'BEGIN');
-  try {
-    await takeUserChangeLock(client);
-  } catch (err) {
-    await exec(client, 'ROLLBACK').catch(() => undefined);
-    throw err;
-  }
-}
-
-/**
- * How many statements at the start are CREATE ROLE/USER. Those only insert a
- * new role, so they need not hold the lock; they are also where the server
- * hashes the password, the slow part, which would otherwise serialise issuance.
- */
-export function leadingRoleCreations(statements: string[]): number {
-  let n = 0;
-  while (n < statements.length && /^\s*CREATE\s+(ROLE|USER)\s/i.test(statements[n]!)) n++;
-  return n;
 }
 
 /** Failures that a rolled back transaction can simply try again (concurrent catalog updates by others, deadlocks). */
@@ -118,15 +100,17 @@ export async function retryTransient<T>(work: () => Promise<T>): Promise<T> {
 
 /**
  * Run statements in one transaction that takes the user-change lock before
- * the first statement past the leading `unlocked` ones; on failure roll back
- * and rethrow (the raw error).
+ * the first statement that needs it (lock-scope.ts; none: no lock), so
+ * CREATE ROLE, where the server hashes a plaintext password, runs unlocked;
+ * on failure roll back and rethrow (the raw error).
  */
-export async function inTransaction(client: PoolClient, statements: string[], unlocked = 0): Promise<void> {
+export async function inTransaction(client: PoolClient, statements: string[]): Promise<void> {
+  const locked = firstLockedStatement(statements);
   await retryTransient(async () => {
     await exec(client, 'BEGIN');
     try {
       for (const [i, statement] of statements.entries()) {
-        if (i === unlocked) await takeUserChangeLock(client);
+        if (i === locked) await takeUserChangeLock(client);
         await exec(client, statement);
       }
       await exec(client, 'COMMIT');

@@ -1,0 +1,330 @@
+// The PostgreSQL engine's batch methods (newUsers, deleteUsers) against a
+// real server with scram-sha-256 auth: partial failure in a batch, existing
+// names, owned objects, sessions that cannot be ended, and concurrent batches
+// of group-role grants that run without the user-change lock.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { EngineConnectionError, EngineInputError, type Engine, type NewUserRequest } from '../../../src/engine/engine.ts';
+import { needsUserChangeLock } from '../../../plugins/postgres/lock-scope.ts';
+import { USER_CHANGE_LOCK } from '../../../plugins/postgres/sql.ts';
+import { adminQuery, loginAs, startScramPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
+import postgresEngine from '../../../plugins/postgres/index.ts';
+import { LOGIN, brokerPassword, connectionFor, engineFor, inAnHour, tag } from './helpers.ts';
+
+let server: TestPostgres;
+let engine: Engine;
+const run = tag();
+const granted = `batch_granted_${run}`;
+const group = `batch_group_${run}`;
+let n = 0;
+const nextUser = (): string => `v-batch-${run}-${++n}`;
+
+before(async () => {
+  server = await startScramPostgres();
+  engine = await engineFor(server, { maxOpenConnections: 8 });
+  await adminQuery(server, `CREATE TABLE ${granted} (v int); INSERT INTO ${granted} VALUES (42); CREATE ROLE ${group} NOLOGIN; GRANT SELECT ON ${granted} TO ${group}`);
+});
+
+after(async () => {
+  await engine?.close();
+  await server?.stop();
+});
+
+const exists = async (username: string): Promise<boolean> =>
+  (await adminQuery(server, 'SELECT 1 FROM pg_roles WHERE rolname = $1', [username])).length === 1;
+
+async function readsGranted(username: string, password: string): Promise<boolean> {
+  const client = await loginAs(server, username, password);
+  try {
+    return (await client.query(`SELECT v FROM ${granted}`)).rows[0]?.v === 42;
+  } finally {
+    await client.end();
+  }
+}
+
+function request(creationStatements: string[], rollbackStatements: string[] = []): NewUserRequest {
+  return { username: nextUser(), password: brokerPassword(), expiration: inAnHour(), creationStatements, rollbackStatements };
+}
+
+const TABLE_GRANT = [...LOGIN, `GRANT SELECT ON ${granted} TO "{{name}}"`];
+const GROUP_GRANT = [...LOGIN, `GRANT ${group} TO "{{name}}"`];
+
+test('newUsers: a user whose grant fails does not exist; the others of the batch exist and log in', async () => {
+  for (const good of [TABLE_GRANT, GROUP_GRANT]) {
+    const requests = [request(good), request(good), request([...LOGIN, `GRANT SELECT ON no_such_table_${run} TO "{{name}}"`]), request(good), request(good)];
+    const outcomes = await engine.newUsers!(requests);
+    assert.equal(outcomes.length, 5);
+    for (const i of [0, 1, 3, 4]) {
+      assert.equal(outcomes[i], undefined, String(outcomes[i]));
+      assert.equal(await readsGranted(requests[i]!.username, requests[i]!.password), true);
+    }
+    const bad = outcomes[2];
+    assert.ok(bad instanceof Error && !(bad instanceof EngineInputError), String(bad));
+    assert.match(bad.message, /no_such_table/);
+    assert.ok(!bad.message.includes(requests[2]!.password), 'no password in the error');
+    assert.equal(await exists(requests[2]!.username), false);
+    const deleted = await engine.deleteUsers!(requests.map((r) => ({ username: r.username, statements: [] })));
+    assert.deepEqual(deleted, [{}, {}, {}, {}, {}]);
+  }
+});
+
+test('newUsers: a failing CREATE ROLE, a bad template and custom rollback statements fail only their own request', async () => {
+  const marker = `batch_rollback_${run}`;
+  const requests = [
+    request(TABLE_GRANT),
+    request([`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' CONNECTION LIMIT -5`]),
+    request([`CREATE ROLE "{{nme}}"`]),
+    request([...TABLE_GRANT, 'SELECT 1/0'], [`CREATE TABLE ${marker} (note text)`]),
+    request(GROUP_GRANT),
+  ];
+  const outcomes = await engine.newUsers!(requests);
+  assert.equal(outcomes[0], undefined);
+  assert.equal(outcomes[4], undefined);
+  assert.ok(outcomes[1] instanceof Error && /CONNECTION LIMIT|invalid/i.test(outcomes[1].message), String(outcomes[1]));
+  assert.ok(outcomes[2] instanceof EngineInputError && /creation_statements.*\{\{nme\}\}/.test(outcomes[2].message), String(outcomes[2]));
+  assert.ok(outcomes[3] instanceof Error && /division by zero/.test(outcomes[3].message), String(outcomes[3]));
+  assert.equal((await adminQuery(server, 'SELECT 1 FROM pg_tables WHERE tablename = $1', [marker])).length, 1, 'its rollback statements ran');
+  for (const i of [1, 2, 3]) assert.equal(await exists(requests[i]!.username), false);
+  assert.equal(await readsGranted(requests[0]!.username, requests[0]!.password), true);
+  assert.equal(await readsGranted(requests[4]!.username, requests[4]!.password), true);
+  await adminQuery(server, `DROP TABLE ${marker}`);
+  await engine.deleteUsers!(requests.map((r) => ({ username: r.username, statements: [] })));
+});
+
+test('newUsers: a name that exists, or comes twice in the batch, is an EngineInputError for that request only', async () => {
+  const existing = `batch_existing_${run}`;
+  await adminQuery(server, `CREATE ROLE "${existing}"`);
+  const first = request(TABLE_GRANT);
+  const requests = [first, { ...request(TABLE_GRANT), username: existing }, request(TABLE_GRANT), { ...request(TABLE_GRANT), username: first.username }];
+  const outcomes = await engine.newUsers!(requests);
+  assert.equal(outcomes[0], undefined);
+  assert.equal(outcomes[2], undefined);
+  for (const i of [1, 3]) assert.ok(outcomes[i] instanceof EngineInputError && /already exists/.test(outcomes[i].message), String(outcomes[i]));
+  assert.equal(await exists(existing), true, 'the existing role is not touched');
+  assert.equal(await readsGranted(first.username, first.password), true, 'the first of the duplicates keeps its own password');
+  await adminQuery(server, `DROP ROLE "${existing}"`);
+  await engine.deleteUsers!([first, requests[2]!].map((r) => ({ username: r.username, statements: [] })));
+});
+
+test('newUsers with password_authentication=scram-sha-256: every user logs in', async () => {
+  const scram = await engineFor(server, { options: { password_authentication: 'scram-sha-256' } });
+  try {
+    const requests = Array.from({ length: 6 }, () => request(GROUP_GRANT));
+    assert.deepEqual(await scram.newUsers!(requests), requests.map(() => undefined));
+    for (const r of requests) assert.equal(await readsGranted(r.username, r.password), true);
+    const [row] = await adminQuery<{ p: string }>(server, 'SELECT rolpassword AS p FROM pg_authid WHERE rolname = $1', [requests[0]!.username]);
+    assert.match(row?.p ?? '', /^SCRAM-SHA-256\$4096:/);
+    await scram.deleteUsers!(requests.map((r) => ({ username: r.username, statements: [] })));
+  } finally {
+    await scram.close();
+  }
+});
+
+test('deleteUsers of 50 users, some owning tables, some with open sessions, some already gone: all gone', async () => {
+  const creation = [...TABLE_GRANT, `GRANT CREATE ON SCHEMA public TO "{{name}}"`];
+  const requests = Array.from({ length: 40 }, () => request(creation));
+  assert.deepEqual(await engine.newUsers!(requests), requests.map(() => undefined));
+  const tables: string[] = [];
+  const sessions: pg.Client[] = [];
+  for (const [i, r] of requests.entries()) {
+    if (i % 5 !== 0 && i % 7 !== 0) continue;
+    const client = await loginAs(server, r.username, r.password);
+    if (i % 5 === 0) {
+      const table = `batch_owned_${run}_${i}`;
+      await client.query(`CREATE TABLE ${table} (v int); INSERT INTO ${table} VALUES (${i})`);
+      tables.push(table);
+    }
+    if (i % 7 === 0) sessions.push(client);
+    else await client.end();
+  }
+  const gone = Array.from({ length: 10 }, () => nextUser());
+  const names = [...requests.map((r) => r.username), ...gone];
+  names.sort(() => Math.random() - 0.5);
+
+  const outcomes = await engine.deleteUsers!(names.map((username) => ({ username, statements: [] })));
+  assert.deepEqual(outcomes, names.map(() => ({})));
+  assert.deepEqual(await adminQuery(server, 'SELECT rolname FROM pg_roles WHERE rolname = ANY($1)', [names]), []);
+  for (const table of tables) {
+    assert.deepEqual(await adminQuery(server, 'SELECT tableowner FROM pg_tables WHERE tablename = $1', [table]), [{ tableowner: server.adminUser }]);
+    await adminQuery(server, `DROP TABLE ${table}`);
+  }
+  for (const session of sessions) {
+    await assert.rejects(session.query('SELECT 1'), 'the open session was ended');
+    await session.end().catch(() => undefined);
+  }
+});
+
+test('deleteUsers: a user that cannot be dropped in the batch fails alone; the others are dropped', async () => {
+  const db = `batch_other_db_${run}`;
+  await adminQuery(server, `CREATE DATABASE ${db}`);
+  const requests = Array.from({ length: 6 }, () => request(TABLE_GRANT));
+  assert.deepEqual(await engine.newUsers!(requests), requests.map(() => undefined));
+  const stuck = requests[3]!.username;
+  // An object in another database: REASSIGN/DROP OWNED act on the admin's database only, so DROP ROLE refuses.
+  const url = new URL(server.url);
+  url.pathname = `/${db}`;
+  const other = new pg.Client({ connectionString: url.toString() });
+  await other.connect();
+  try {
+    await other.query(`CREATE TABLE kept (v int); ALTER TABLE kept OWNER TO "${stuck}"`);
+    const outcomes = await engine.deleteUsers!(requests.map((r) => ({ username: r.username, statements: [] })));
+    for (const [i, r] of requests.entries()) {
+      if (i === 3) {
+        assert.ok(outcomes[i] instanceof Error && /depend/.test(outcomes[i].message), String(outcomes[i]));
+        const [row] = await adminQuery<{ rolcanlogin: boolean }>(server, 'SELECT rolcanlogin FROM pg_roles WHERE rolname = $1', [stuck]);
+        assert.equal(row?.rolcanlogin, false, 'kept, NOLOGIN');
+      } else {
+        assert.deepEqual(outcomes[i], {});
+        assert.equal(await exists(r.username), false);
+      }
+    }
+    await other.query('DROP TABLE kept');
+  } finally {
+    await other.end();
+  }
+  assert.deepEqual(await engine.deleteUsers!([{ username: stuck, statements: [] }]), [{}]);
+  assert.equal(await exists(stuck), false);
+  await adminQuery(server, `DROP DATABASE ${db}`);
+});
+
+test('deleteUsers with an admin that cannot end sessions: the user with a session fails (kept NOLOGIN), the rest are dropped', async () => {
+  const admin = `batch_adm_${run}`;
+  const password = brokerPassword();
+  // NOINHERIT: the membership it takes gives it no privileges of the role, so pg_terminate_backend refuses.
+  await adminQuery(server, `CREATE ROLE ${admin} LOGIN CREATEROLE NOINHERIT PASSWORD '${password}'`);
+  const weak = await engineFor(server, { username: admin, password });
+  const revocation = [`DROP ROLE IF EXISTS "{{name}}"`];
+  try {
+    const requests = Array.from({ length: 5 }, () => request(LOGIN));
+    assert.deepEqual(await weak.newUsers!(requests), requests.map(() => undefined));
+    const held = requests[2]!;
+    const session = await loginAs(server, held.username, held.password);
+    session.on('error', () => undefined);
+    try {
+      const outcomes = await weak.deleteUsers!(requests.map((r) => ({ username: r.username, statements: revocation })));
+      for (const [i, r] of requests.entries()) {
+        if (i === 2) continue;
+        assert.deepEqual(outcomes[i], {});
+        assert.equal(await exists(r.username), false);
+      }
+      assert.ok(outcomes[2] instanceof Error && /1 open session\(s\) of role ".*" could not be ended/.test(outcomes[2].message), String(outcomes[2]));
+      const [row] = await adminQuery<{ rolcanlogin: boolean }>(server, 'SELECT rolcanlogin FROM pg_roles WHERE rolname = $1', [held.username]);
+      assert.equal(row?.rolcanlogin, false, 'kept, NOLOGIN');
+      await session.query('SELECT 1'); // really still open, as reported
+    } finally {
+      await session.end().catch(() => undefined);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(await weak.deleteUsers!([{ username: held.username, statements: revocation }]), [{}]);
+    assert.equal(await exists(held.username), false);
+  } finally {
+    await weak.close();
+    await adminQuery(server, `DROP ROLE IF EXISTS ${admin}`);
+  }
+});
+
+test('deleteUsers with custom statements: each user in its own savepoint; statements that keep the role leave it NOLOGIN', async () => {
+  const requests = Array.from({ length: 4 }, () => request(TABLE_GRANT));
+  assert.deepEqual(await engine.newUsers!(requests), requests.map(() => undefined));
+  const outcomes = await engine.deleteUsers!([
+    { username: requests[0]!.username, statements: [`REVOKE ALL ON ${granted} FROM "{{name}}"; DROP ROLE "{{name}}"`] },
+    { username: requests[1]!.username, statements: [`DROP ROLE "{{name}}"`] }, // still has a grant: refused
+    { username: requests[2]!.username, statements: [`COMMENT ON ROLE "{{name}}" IS 'revoked'`] },
+    { username: requests[3]!.username, statements: [] },
+    { username: nextUser(), statements: [`ALTER ROLE "{{name}}" PASSWORD '{{password}}'`] },
+  ]);
+  assert.deepEqual(outcomes[0], {});
+  assert.ok(outcomes[1] instanceof Error && /depend/.test(outcomes[1].message), String(outcomes[1]));
+  assert.deepEqual(outcomes[2], {});
+  assert.deepEqual(outcomes[3], {});
+  assert.ok(outcomes[4] instanceof EngineInputError && /revocation_statements/.test(outcomes[4].message), String(outcomes[4]));
+  assert.equal(await exists(requests[0]!.username), false);
+  assert.equal(await exists(requests[3]!.username), false);
+  for (const i of [1, 2]) {
+    const [row] = await adminQuery<{ rolcanlogin: boolean }>(server, 'SELECT rolcanlogin FROM pg_roles WHERE rolname = $1', [requests[i]!.username]);
+    assert.equal(row?.rolcanlogin, false);
+  }
+  assert.deepEqual(await engine.deleteUsers!([1, 2].map((i) => ({ username: requests[i]!.username, statements: [] }))), [{}, {}]);
+});
+
+test('concurrent batches granting a group role run without the lock, with no "tuple concurrently updated" failure', async () => {
+  assert.equal(GROUP_GRANT.some((s) => needsUserChangeLock(s.replace('{{name}}', 'x').replace('{{password}}', 'p').replace('{{expiration}}', 'infinity'))), false);
+  const batches = Array.from({ length: 6 }, () => Array.from({ length: 16 }, () => request(GROUP_GRANT)));
+  // Another session holds the user-change lock all along: the batches complete only if none waits for it.
+  const holder = new pg.Client({ connectionString: server.url });
+  await holder.connect();
+  let outcomes: Array<Array<Error | undefined>>;
+  try {
+    await holder.query('SELECT pg_advisory_lock($1::bigint)', [USER_CHANGE_LOCK]);
+    outcomes = await Promise.all(batches.map((b) => engine.newUsers!(b)));
+  } finally {
+    await holder.end();
+  }
+  assert.deepEqual(outcomes, batches.map((b) => b.map(() => undefined)));
+  const names = batches.flat().map((r) => r.username);
+  const [row] = await adminQuery<{ n: number }>(
+    server,
+    'SELECT count(*)::int AS n FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member WHERE g.rolname = $1 AND u.rolname = ANY($2)',
+    [group, names],
+  );
+  assert.equal(row?.n, names.length);
+  // Dropping them, concurrently too (DROP ROLE with the default revocation takes the lock; custom DROP ROLE does not).
+  const dropped = await Promise.all(
+    batches.map((b, i) => engine.deleteUsers!(b.map((r) => ({ username: r.username, statements: i % 2 === 0 ? [] : [`DROP ROLE "{{name}}"`] })))),
+  );
+  assert.deepEqual(dropped, batches.map((b) => b.map(() => ({}))));
+  assert.deepEqual(await adminQuery(server, 'SELECT rolname FROM pg_roles WHERE rolname = ANY($1)', [names]), []);
+});
+
+test('a batch that loses its connection: newUsers throws and commits nothing; deleteUsers revokes the rest one at a time', async () => {
+  const kill = 'SELECT pg_terminate_backend(pg_backend_pid())';
+  const requests = [request(TABLE_GRANT), request(GROUP_GRANT), request([...LOGIN, kill]), request(TABLE_GRANT)];
+  await assert.rejects(engine.newUsers!(requests), EngineConnectionError);
+  for (const r of requests) assert.equal(await exists(r.username), false, 'nothing of the batch is committed');
+
+  const users = Array.from({ length: 4 }, () => request(TABLE_GRANT));
+  assert.deepEqual(await engine.newUsers!(users), users.map(() => undefined), 'the engine goes on with a new connection');
+  const outcomes = await engine.deleteUsers!([
+    ...users.slice(0, 3).map((r) => ({ username: r.username, statements: [] })),
+    { username: users[3]!.username, statements: [kill] },
+  ]);
+  assert.deepEqual(outcomes.slice(0, 3), [{}, {}, {}]);
+  assert.ok(outcomes[3] instanceof EngineConnectionError, String(outcomes[3]));
+  for (const r of users.slice(0, 3)) assert.equal(await exists(r.username), false);
+  assert.deepEqual(await engine.deleteUsers!([{ username: users[3]!.username, statements: [] }]), [{}]);
+});
+
+test('a server that cannot be reached: newUsers throws EngineConnectionError, deleteUsers answers it for every user', async () => {
+  const eng = postgresEngine.create();
+  await eng.initialize(connectionFor(server, { connectionUrl: 'postgres://{{username}}:{{password}}@127.0.0.1:1/postgres' }), { verify: false });
+  try {
+    await assert.rejects(eng.newUsers!([request(LOGIN), request(LOGIN)]), EngineConnectionError);
+    const outcomes = await eng.deleteUsers!([nextUser(), nextUser(), nextUser()].map((username) => ({ username, statements: [] })));
+    for (const o of outcomes) assert.ok(o instanceof EngineConnectionError, String(o));
+  } finally {
+    await eng.close();
+  }
+});
+
+test('deleteUsers with a CREATEROLE admin (not superuser): it takes the memberships it needs, ends sessions, drops every user', async () => {
+  const admin = `batch_cr_${run}`;
+  const password = brokerPassword();
+  await adminQuery(server, `CREATE ROLE ${admin} LOGIN CREATEROLE PASSWORD '${password}'; GRANT SELECT ON ${granted} TO ${admin} WITH GRANT OPTION`);
+  const createrole = await engineFor(server, { username: admin, password });
+  try {
+    const requests = Array.from({ length: 8 }, () => request(TABLE_GRANT));
+    assert.deepEqual(await createrole.newUsers!(requests), requests.map(() => undefined));
+    const session = await loginAs(server, requests[5]!.username, requests[5]!.password);
+    session.on('error', () => undefined);
+    const outcomes = await createrole.deleteUsers!(requests.map((r) => ({ username: r.username, statements: [] })));
+    assert.deepEqual(outcomes, requests.map(() => ({})));
+    assert.deepEqual(await adminQuery(server, 'SELECT rolname FROM pg_roles WHERE rolname = ANY($1)', [requests.map((r) => r.username)]), []);
+    await assert.rejects(session.query('SELECT 1'), 'the open session was ended');
+    await session.end().catch(() => undefined);
+  } finally {
+    await createrole.close();
+    await adminQuery(server, `DROP OWNED BY ${admin}; DROP ROLE IF EXISTS ${admin}`);
+  }
+});
