@@ -21,6 +21,7 @@ import {
   formatExpiration,
   renderFor,
 } from './dialect.ts';
+import { aclLimitError } from './acl-limit.ts';
 import { SessionsOpenError, defaultRevocation, missingSignalGrant, revokeRole, signalRights } from './revoke.ts';
 import { scramVerifier } from './scram.ts';
 import { connect, dbError, exec, inTransaction, leadingRoleCreations, roleOid, sqlState } from './sql.ts';
@@ -133,6 +134,9 @@ export class PostgresEngine implements Engine {
     // The transaction is rolled back; the rollback statements are for what a
     // transaction can't undo. The default only touches a role we may have made.
     await this.#bestEffortRollback(pool, request.username, customRollback, existedBefore ? null : { owner: settings.revocationOwner }, secrets);
+    // At a database limit (an object's ACL row is full): explained, and "nothing created" once that is checked.
+    const limit = aclLimitError(failure, request.creationStatements, secrets);
+    if (limit && !(await this.#roleExists(pool, request.username, secrets).catch(() => true))) throw limit;
     throw dbError('creating the user failed', failure, secrets);
   }
 
