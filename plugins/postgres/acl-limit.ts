@@ -44,8 +44,9 @@
 // their own (mysql.db, mysql.tables_priv, mysql.columns_priv: one row per
 // account and object), so no object accumulates grantees and there is no such
 // limit (measured on MariaDB 10.11: 5,000 accounts granted SELECT on one
-// table, no error, 5,000 rows in mysql.tables_priv); MongoDB keeps a user's roles in the user's own document. Only this
-// engine implements EngineFactory.creationWarnings.
+// table, no error, 5,000 rows in mysql.tables_priv); MongoDB keeps a user's
+// roles in the user's own document. Only this engine implements
+// EngineFactory.creationWarnings.
 
 import { EngineLimitError, scrubSecrets, type Statements } from '../../src/engine/engine.ts';
 import { splitStatements } from '../sql-common/statements.ts';
