@@ -82,6 +82,14 @@ export const errors = {
   UNKNOWN_PLUGIN: define('DBR_ERR_DB_PLUGIN', 400, 'unknown plugin_name "%s"'),
   ENGINE_INPUT: define('DBR_ERR_DB_INPUT', 400, '%s'),
   ENGINE_CONNECTION: define('DBR_ERR_DB_UNREACHABLE', 502, 'database connection "%s" failed: %s'),
+  /**
+   * The database refused at one of its own limits (an EngineLimitError, e.g. a
+   * PostgreSQL object's ACL row is full) and nothing was created. 409, not
+   * 500: the request is valid but conflicts with the database's current state,
+   * which the operator can change (RFC 9110 §15.5.10); not a 5xx because
+   * Vault's Go client retries those, and a retry cannot succeed until the state changes.
+   */
+  ENGINE_LIMIT: define('DBR_ERR_DB_LIMIT', 409, 'database connection "%s" is at a limit of the database: %s'),
   ENGINE_FAILED: define('DBR_ERR_DB_FAILED', 500, 'database operation on "%s" failed: %s'),
   IN_USE: define('DBR_ERR_DB_IN_USE', 409, '%s "%s" still has %s active lease(s); revoke them first (e.g. sys/leases/revoke-prefix/%s)'),
 

@@ -22,6 +22,7 @@ import {
   formatExpiration,
   renderFor,
 } from './dialect.ts';
+import { aclLimitError } from './acl-limit.ts';
 import { createBatch, type BatchCreation } from './create-batch.ts';
 import { SessionsOpenError, defaultRevocation, missingSignalGrant, revokeRole, signalRights } from './revoke.ts';
 import { revokeBatch, type BatchRevocation, type RevocationOutcome } from './revoke-batch.ts';
@@ -40,6 +41,8 @@ interface State {
 /** One creation request, checked and rendered (newUser, newUsers). */
 interface PreparedCreation extends BatchCreation {
   customRollback: string[];
+  /** The role's creation statements as written (templates), for explaining a database limit. */
+  templates: string[];
   /** The request's password, the value sent for it, and the admin password: scrubbed from errors. */
   secrets: Array<string | undefined>;
 }
@@ -125,7 +128,7 @@ export class PostgresEngine implements Engine {
     };
     const creation = renderFor('creation', request.creationStatements, values);
     if (creation.length === 0) throw new EngineInputError('creation_statements must not be empty');
-    return { username: request.username, statements: creation, customRollback: renderFor('rollback', request.rollbackStatements, values), secrets };
+    return { username: request.username, statements: creation, customRollback: renderFor('rollback', request.rollbackStatements, values), templates: request.creationStatements, secrets };
   }
 
   async newUser(request: NewUserRequest): Promise<void> {
@@ -156,6 +159,9 @@ export class PostgresEngine implements Engine {
     // The transaction is rolled back; the rollback statements are for what a
     // transaction can't undo. The default only touches a role we may have made.
     await this.#bestEffortRollback(pool, request.username, customRollback, existedBefore ? null : { owner: settings.revocationOwner }, secrets);
+    // At a database limit (an object's ACL row is full): explained, and "nothing created" once that is checked.
+    const limit = aclLimitError(failure, request.creationStatements, secrets);
+    if (limit && !(await this.#roleExists(pool, request.username, secrets).catch(() => true))) throw limit;
     throw dbError('creating the user failed', failure, secrets);
   }
 
@@ -217,7 +223,10 @@ export class PostgresEngine implements Engine {
         continue;
       }
       await this.#bestEffortRollback(pool, p.username, p.customRollback, { owner: settings.revocationOwner }, p.secrets);
-      outcomes[i] = dbError('creating the user failed', err, p.secrets);
+      // At a database limit (an object's ACL row is full): explained, and "nothing created" once that is checked (see newUser).
+      const limit = aclLimitError(err, p.templates, p.secrets);
+      if (limit && !(await this.#roleExists(pool, p.username, p.secrets).catch(() => true))) outcomes[i] = limit;
+      else outcomes[i] = dbError('creating the user failed', err, p.secrets);
     }
     return outcomes;
   }

@@ -1,6 +1,7 @@
 // PostgreSQL engine: `postgresql-database-plugin`.
 
 import { EngineInputError, type EngineFactory, type StatementKind, type Statements } from '../../src/engine/engine.ts';
+import { creationWarnings } from './acl-limit.ts';
 import { splitStatements, validateSqlStatements } from '../sql-common/statements.ts';
 import { DEFAULT_ROOT_ROTATION, placeholdersFor, postgresDialect } from './dialect.ts';
 import { POSTGRES_TYPE, PostgresEngine } from './engine.ts';
@@ -25,6 +26,7 @@ const postgresEngine: EngineFactory = {
   // Vault's default (v-<display 8>-<role 8>-<random 20>-<unix time>) is the broker's DEFAULT_USERNAME_TEMPLATE.
   poolSettings: ['max_idle_connections', 'max_connection_lifetime'],
   validateStatements,
+  creationWarnings,
   create: () => new PostgresEngine(),
 };
 

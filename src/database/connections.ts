@@ -322,9 +322,10 @@ export class Connections {
  * Engine errors are recognised by name, not only by class: a third-party
  * engine may import its own copy of engine.ts, whose classes differ from ours.
  */
-function engineErrorKind(err: unknown): 'input' | 'connection' | undefined {
+function engineErrorKind(err: unknown): 'input' | 'connection' | 'limit' | undefined {
   const name = typeof err === 'object' && err !== null ? (err as { name?: unknown }).name : undefined;
   if (name === 'EngineInputError') return 'input';
+  if (name === 'EngineLimitError') return 'limit';
   if (name === 'EngineConnectionError') return 'connection';
   return undefined;
 }
@@ -338,6 +339,8 @@ export function mapEngineError(connection: string, err: unknown, secrets: Array<
       return errors.ENGINE_INPUT(message);
     case 'connection':
       return errors.ENGINE_CONNECTION(connection, message);
+    case 'limit':
+      return errors.ENGINE_LIMIT(connection, message);
     default:
       return errors.ENGINE_FAILED(connection, message);
   }

@@ -402,8 +402,12 @@ export class DatabaseBackend {
     if (role.maxTtl > mountMax) throw errors.BAD_FIELD('max_ttl', `must not exceed the mount's max_lease_ttl (${mountMax}s)`);
     if (role.defaultTtl > mountMax) throw errors.BAD_FIELD('default_ttl', `must not exceed the mount's max_lease_ttl (${mountMax}s)`);
     checkUsernameTemplate(effectiveTemplate(role, conn, factory), factory.maxUsernameLength, roleName);
+    // Valid statements that will hurt at scale (PostgreSQL's ACL row limit): saved, with Vault's warnings (200).
+    const warnings = factory.creationWarnings?.(role.creationStatements) ?? [];
     await this.broker.writeEntry(this.roleEntry(roleName), role);
-    return undefined;
+    if (warnings.length === 0) return undefined;
+    this.broker.logger.warn({ mount: this.mount, role: roleName, warnings }, 'role written with warnings');
+    return { warnings };
   }
 
   private async creds(ctx: RequestContext) {

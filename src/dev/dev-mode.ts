@@ -14,6 +14,9 @@ import { closeOnSignals, startServer } from '../server.ts';
 import { generatePassword } from '../util/random.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres.ts';
 
+/** The group role that holds the demo table's privileges; the demo role's users are made members of it. */
+export const DEMO_GROUP = 'dbroker_demo_read';
+
 export interface DevOptions {
   listen?: string;
   rootToken: string;
@@ -49,7 +52,8 @@ async function api(app: FastifyInstance, token: string | undefined, method: 'GET
 
 /**
  * Initialise and unseal, make `rootToken` the root token, create the demo
- * table and the `demo` connection and `readonly` role. Returns the unseal key.
+ * table, the DEMO_GROUP role that may read it, and the `demo` connection and
+ * `readonly` role (whose users become DEMO_GROUP members). Returns the unseal key.
  */
 async function devSetup(app: FastifyInstance, rootToken: string, pgUrl: string): Promise<string> {
   const init = await api(app, undefined, 'PUT', 'sys/init', { secret_shares: 1, secret_threshold: 1 });
@@ -64,6 +68,13 @@ async function devSetup(app: FastifyInstance, rootToken: string, pgUrl: string):
   try {
     await demo.query('CREATE TABLE IF NOT EXISTS demo_items (id serial PRIMARY KEY, name text NOT NULL)');
     await demo.query(`INSERT INTO demo_items (name) SELECT n FROM unnest(ARRAY['apple','banana','cherry']) AS n WHERE NOT EXISTS (SELECT 1 FROM demo_items)`);
+    // The group-role pattern (README "PostgreSQL: grant a group role, not each user"): the table's
+    // privileges go to one group role, each dynamic user only becomes a member. Roles are server-wide,
+    // so with --dev-pg-url the group may exist already (or be created by another dev broker right now).
+    await demo.query(
+      `DO $$ BEGIN CREATE ROLE ${DEMO_GROUP} NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$`,
+    );
+    await demo.query(`GRANT SELECT ON demo_items TO ${DEMO_GROUP}`);
   } finally {
     await demo.end();
   }
@@ -78,7 +89,7 @@ async function devSetup(app: FastifyInstance, rootToken: string, pgUrl: string):
   });
   await api(app, rootToken, 'PUT', 'database/roles/readonly', {
     db_name: 'demo',
-    creation_statements: [`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'; GRANT SELECT ON demo_items TO "{{name}}";`],
+    creation_statements: [`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'; GRANT ${DEMO_GROUP} TO "{{name}}";`],
     default_ttl: '1h',
     max_ttl: '24h',
   });

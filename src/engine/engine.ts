@@ -190,6 +190,18 @@ export class EngineInputError extends Error {
   override name = 'EngineInputError';
 }
 
+/**
+ * The database refused the work at one of its own limits, and nothing of it
+ * was done (the transaction rolled back, and the engine checked that no user
+ * exists), e.g. PostgreSQL's "row is too big" (SQLSTATE 54000) when an
+ * object's ACL is full. The message says what happened and what to do. The
+ * broker answers 409 (DBR_ERR_DB_LIMIT) and, at creds, forgets the lease as
+ * for an EngineInputError.
+ */
+export class EngineLimitError extends Error {
+  override name = 'EngineLimitError';
+}
+
 /** The database could not be reached or refused the admin login. */
 export class EngineConnectionError extends Error {
   override name = 'EngineConnectionError';

@@ -154,7 +154,8 @@ export class LeaseManager {
 
   /**
    * After newUser failed. An input error (a bad template, a username that is
-   * taken) means nothing was created: forget the lease, so the loop never
+   * taken) or a limit error (the database refused at one of its limits and
+   * rolled back) means nothing was created: forget the lease, so the loop never
    * drops a role this lease does not own. Anything else may have left a user
    * (a rollback that failed, a commit whose answer was lost): the pending row
    * makes the loop drop it, now, or after the pending grace when the database
@@ -162,7 +163,7 @@ export class LeaseManager {
    */
   private async settleFailedIssue(id: string, err: unknown): Promise<void> {
     const code = isBrokerError(err) ? err.code : undefined;
-    if (code === errors.ENGINE_INPUT.code && !this.revokeWhenIssued.has(id)) {
+    if ((code === errors.ENGINE_INPUT.code || code === errors.ENGINE_LIMIT.code) && !this.revokeWhenIssued.has(id)) {
       await this.storage.deleteLease(id);
       return;
     }

@@ -265,9 +265,16 @@ test('npm run dbroker -- server --dev: ready with the chosen root token, creds w
   await login.connect();
   try {
     assert.equal((await login.query('SELECT count(*)::int AS n FROM demo_items')).rows[0].n, 3);
+    // The group-role pattern: the user reads through its membership, the table's ACL has no entry for it.
+    assert.deepEqual((await login.query("SELECT pg_has_role(CURRENT_USER, 'dbroker_demo_read', 'MEMBER') AS member")).rows, [{ member: true }]);
+    const acl = await login.query("SELECT coalesce(relacl::text, '') AS acl FROM pg_class WHERE relname = 'demo_items'");
+    assert.ok(!String(acl.rows[0].acl).includes(username), acl.rows[0].acl);
   } finally {
     await login.end();
   }
+  const role = await fetch(`${base}/database/roles/readonly`, { headers });
+  const roleBody = (await role.json()) as { data: { creation_statements: string[] } };
+  assert.match(roleBody.data.creation_statements.join(';'), /GRANT dbroker_demo_read TO "\{\{name\}\}"/);
   const revoke = await fetch(`${base}/sys/leases/revoke`, { method: 'PUT', headers, body: JSON.stringify({ lease_id: body.lease_id }) });
   assert.equal(revoke.status, 204);
   assert.equal((await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [username])).rowCount, 0, 'the revoked user is gone');
