@@ -5,6 +5,9 @@
 // *before* the database user is created, and activates it afterwards. A
 // crash in between leaves a pending row that the loop revokes (deleteUser is
 // idempotent), so no database user ever exists without a lease that tracks it.
+// Users are created and dropped by the connection's DdlBatcher, maybe in one
+// engine call with others; a batch that fails as a whole counts as a failed
+// creation (or revocation) for each of its leases.
 // A revocation that reaches a lease while this process is still issuing it
 // (revoke-prefix, a token revoked) is deferred until the issuance ends, so
 // the user is never dropped before it is created.
@@ -13,6 +16,7 @@ import type { Token } from '../auth/token-store.ts';
 import type { Broker } from '../broker.ts';
 import type { ConnectionRecord } from '../database/connections.ts';
 import type { RoleRecord } from '../database/database-backend.ts';
+import { BATCH_LIMIT } from '../engine/engine.ts';
 import { errors, isBrokerError, messageOf } from '../errors.ts';
 import type { LeaseRow } from '../storage/storage.ts';
 import { fault } from '../util/faults.ts';
@@ -28,8 +32,11 @@ export const CLAIM_MS = 120_000;
 export const IRREVOCABLE_AFTER = 5;
 const BACKOFF_BASE_MS = 1_000;
 const BACKOFF_CAP_MS = 3_600_000;
-/** How many leases a synchronous revoke-prefix revokes at once. */
-const PREFIX_CONCURRENCY = 4;
+/**
+ * How many leases a synchronous revoke-prefix revokes at once: a full batch,
+ * so the connection's batcher can drop them in one engine call.
+ */
+const PREFIX_CONCURRENCY = BATCH_LIMIT;
 const PREFIX_PAGE = 256;
 
 interface LeaseContext {
@@ -126,17 +133,16 @@ export class LeaseManager {
       fault('issue.after_pending');
       // HA: a node deposed while it wrote the pending row creates no user (the new active revokes the row).
       if (!this.broker.cluster.canAct()) throw errors.NOT_ACTIVE('leadership moved during issuance');
-      const connections = this.backend(req.mount).connections;
+      // The connection's batcher may create this user together with others waiting for the same connection.
+      const batcher = this.backend(req.mount).connections.batcher(req.connection.name);
       try {
-        await connections.run(req.connection.name, [password], (engine) =>
-          engine.newUser({
-            username: req.username,
-            password,
-            expiration: new Date(expireTime + EXPIRY_GRACE_MS),
-            creationStatements: req.role.creationStatements,
-            rollbackStatements: req.role.rollbackStatements,
-          }),
-        );
+        await batcher.create({
+          username: req.username,
+          password,
+          expiration: new Date(expireTime + EXPIRY_GRACE_MS),
+          creationStatements: req.role.creationStatements,
+          rollbackStatements: req.role.rollbackStatements,
+        });
       } catch (err) {
         await this.settleFailedIssue(id, err);
         throw err;
@@ -245,9 +251,8 @@ export class LeaseManager {
     if (!this.broker.cluster.canAct()) throw errors.NOT_ACTIVE('the lease is left to the active node');
     try {
       const ctx = this.context(row);
-      const result = await this.backend(row.mount).connections.run(row.connection, [], (engine) =>
-        engine.deleteUser({ username: ctx.username, statements: ctx.revocationStatements }),
-      );
+      // Resolves once the drop is committed (possibly in one batch with other leases of the connection).
+      const result = await this.backend(row.mount).connections.batcher(row.connection).drop({ username: ctx.username, statements: ctx.revocationStatements });
       fault('revoke.after_delete_user');
       await this.storage.deleteLease(row.id);
       this.broker.metrics.revocation({ mount: row.mount, connection: row.connection }, true);
