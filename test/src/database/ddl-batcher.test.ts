@@ -13,7 +13,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mapEngineError } from '../../../src/database/connections.ts';
-import { BATCHES_IN_FLIGHT, DdlBatcher, type BatcherConnection, type ConnectionShape } from '../../../src/database/ddl-batcher.ts';
+import { DdlBatcher, slotsPerKind, type BatcherConnection, type ConnectionShape } from '../../../src/database/ddl-batcher.ts';
 import { BATCH_LIMIT, type Engine, type NewUserRequest } from '../../../src/engine/engine.ts';
 import { BrokerError, errors } from '../../../src/errors.ts';
 import { BatchCountingEngine } from '../../support/batch-counting-engine.ts';
@@ -76,13 +76,14 @@ test('concurrent creations and drops are coalesced: the first requests go at onc
   const reqs = Array.from({ length: 40 }, () => request('c'));
   await Promise.all(reqs.map((r) => batcher.create(r)));
   const creates = engine.calls.filter((c) => c.kind === 'create');
-  // Two slots: the first two requests went alone, the 38 that waited went in one batch.
+  // Three slots (a pool of 4 less one for revocations): the first three requests went alone, the 37 that waited in one batch.
+  assert.equal(slotsPerKind(batching.maxOpen), 3);
   assert.deepEqual(
     creates.map((c) => c.usernames.length),
-    [1, 1, 38],
+    [1, 1, 1, 37],
   );
   assert.deepEqual(creates.flatMap((c) => c.usernames).sort(), reqs.map((r) => r.username).sort());
-  assert.ok(engine.maxRunning <= BATCHES_IN_FLIGHT);
+  assert.ok(engine.maxRunning <= 3);
   assert.deepEqual(await rolesWithPrefix(server, `${prefix}c`), reqs.map((r) => r.username).sort());
 
   engine.calls.length = 0;
@@ -91,9 +92,27 @@ test('concurrent creations and drops are coalesced: the first requests go at onc
   const drops = engine.calls.filter((c) => c.kind === 'drop');
   assert.deepEqual(
     drops.map((c) => c.usernames.length),
-    [1, 1, 38],
+    [1, 1, 1, 37],
   );
   assert.deepEqual(await rolesWithPrefix(server, `${prefix}c`), []);
+});
+
+test('revocations in flight leave a connection for creations: a creation goes at once while drops wait; the pool is never oversubscribed', async () => {
+  const batcher = new DdlBatcher(connectionOf(engine, batching));
+  const users = Array.from({ length: 10 }, () => request('r'));
+  await Promise.all(users.map((r) => batcher.create(r)));
+  engine.calls.length = 0;
+  // Engine calls start synchronously: right after the calls below, `calls` shows what went out.
+  const drops = users.map((r) => batcher.drop({ username: r.username, statements: [] }));
+  assert.deepEqual(engine.calls.map((c) => `${c.kind}:${c.usernames.length}`), ['drop:1', 'drop:1', 'drop:1']);
+  const fresh = [request('r'), request('r')];
+  const creates = fresh.map((r) => batcher.create(r));
+  // One creation goes on the fourth connection; the second waits, as do seven drops.
+  assert.deepEqual(engine.calls.map((c) => `${c.kind}:${c.usernames.length}`), ['drop:1', 'drop:1', 'drop:1', 'create:1']);
+  assert.deepEqual(batcher.load, { waiting: 8, inFlight: 4 });
+  await Promise.all([...drops, ...creates]);
+  await Promise.all(fresh.map((r) => batcher.drop({ username: r.username, statements: [] })));
+  assert.deepEqual(await rolesWithPrefix(server, `${prefix}r`), []);
 });
 
 test('more waiting requests than BATCH_LIMIT go in batches of at most BATCH_LIMIT', async () => {
@@ -114,8 +133,8 @@ test('one user whose creation fails at runtime fails alone in its batch: the oth
   const batcher = new DdlBatcher(connectionOf(engine, batching));
   engine.calls.length = 0;
   const bad = [LOGIN_ROLE, `GRANT SELECT ON ${MISSING_TABLE} TO "{{name}}"`];
-  // The first two go at once; the other seven, good and bad mixed, wait and go together.
-  const reqs = [request('g'), request('g'), request('g'), request('b', bad), request('g'), request('b', bad), request('g'), request('b', bad), request('g')];
+  // The first three go at once; the other six, good and bad mixed, wait and go together.
+  const reqs = [request('g'), request('g'), request('g'), request('g'), request('b', bad), request('g'), request('b', bad), request('g'), request('b', bad), request('g')];
   const outcomes = await Promise.allSettled(reqs.map((r) => batcher.create(r)));
   const mixed = engine.calls.find((c) => c.usernames.length > 1);
   assert.ok(mixed, 'no batch');
@@ -163,8 +182,8 @@ test('one user whose drop fails fails alone in its batch; the others are dropped
   assert.deepEqual(await rolesWithPrefix(server, `${prefix}d`), []);
 });
 
-test('an engine without batch methods gets one call per request, at most max_open_connections at once', async () => {
-  const batcher = new DdlBatcher(connectionOf(engine, { maxOpen: 2, newUsers: false, deleteUsers: false }));
+test('an engine without batch methods gets one call per request, at most max_open_connections less one at once', async () => {
+  const batcher = new DdlBatcher(connectionOf(engine, { maxOpen: 3, newUsers: false, deleteUsers: false }));
   engine.calls.length = 0;
   engine.maxRunning = 0;
   const reqs = Array.from({ length: 12 }, () => request('s'));
@@ -172,7 +191,7 @@ test('an engine without batch methods gets one call per request, at most max_ope
   await Promise.all(reqs.map((r) => batcher.drop({ username: r.username, statements: [] })));
   assert.equal(engine.calls.length, 24);
   assert.ok(engine.calls.every((c) => c.single && c.usernames.length === 1));
-  assert.ok(engine.maxRunning <= 2, `${engine.maxRunning} calls at once`);
+  assert.ok(engine.maxRunning <= slotsPerKind(3), `${engine.maxRunning} calls at once`);
   assert.deepEqual(await rolesWithPrefix(server, `${prefix}s`), []);
 });
 
