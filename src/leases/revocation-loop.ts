@@ -31,7 +31,7 @@ class ConnectionQueue {
 
   constructor(
     private readonly work: (row: LeaseRow) => Promise<void>,
-    /** Called when the count went down to PER_CONNECTION_REFILL (from the cap) or to 0. */
+    /** Called when the count went down to PER_CONNECTION_REFILL or to 0: more of its leases may be claimed. */
     private readonly onRoom: (empty: boolean) => void,
   ) {}
 
