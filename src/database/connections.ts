@@ -130,6 +130,7 @@ export class Connections {
         name,
         run: (secrets, op) => this.run(name, secrets, op),
         mapError: (err, secrets) => mapEngineError(name, err, secrets),
+        mayAct: () => this.broker.cluster.canAct(),
         shape: () => {
           const live = this.live.get(name);
           const engine = live && !live.retired ? live.engine : undefined;

@@ -48,6 +48,13 @@ export interface BatcherConnection {
   mapError(err: unknown, secrets: Array<string | undefined>): BrokerError;
   /** The connection's pool size and what its open engine batches (false while none is open). */
   shape(): ConnectionShape;
+  /**
+   * HA: whether this node may still change databases (Cluster.canAct),
+   * checked as each call goes out, since a request may wait meanwhile.
+   * When it may not, the call's requests fail with NOT_ACTIVE (503) and
+   * nothing reaches the database.
+   */
+  mayAct(): boolean;
 }
 
 export interface ConnectionShape {
@@ -162,8 +169,16 @@ export class DdlBatcher {
     return out;
   }
 
+  /** False (and every job rejected with NOT_ACTIVE) when this node may no longer act. */
+  private active(jobs: Array<CreateJob | DropJob>): boolean {
+    if (this.connection.mayAct()) return true;
+    const err = errors.NOT_ACTIVE('the database work is left to the active node');
+    for (const job of jobs) job.reject(err);
+    return false;
+  }
+
   private async createBatch(jobs: CreateJob[]): Promise<void> {
-    if (jobs.length === 0) return;
+    if (jobs.length === 0 || !this.active(jobs)) return;
     const secrets = jobs.flatMap((j) => j.secrets);
     let outcomes: Array<Error | undefined>;
     try {
@@ -192,7 +207,7 @@ export class DdlBatcher {
   }
 
   private async dropBatch(jobs: DropJob[]): Promise<void> {
-    if (jobs.length === 0) return;
+    if (jobs.length === 0 || !this.active(jobs)) return;
     let outcomes: Array<DeleteUserResult | void | Error>;
     try {
       outcomes = await this.connection.run([], async (engine) => {

@@ -55,6 +55,7 @@ export interface IssueRequest {
 }
 
 const identity = (id: string): string => `lease/${id}`;
+const isNotActive = (err: unknown): boolean => isBrokerError(err) && err.code === errors.NOT_ACTIVE.code;
 
 /** Exponential backoff with jitter (50–100 % of the step), capped. */
 export function backoffMs(attempts: number): number {
@@ -144,7 +145,8 @@ export class LeaseManager {
           rollbackStatements: req.role.rollbackStatements,
         });
       } catch (err) {
-        await this.settleFailedIssue(id, err);
+        // Deposed while the request waited: nothing was created, the new active settles the pending row.
+        if (!isNotActive(err)) await this.settleFailedIssue(id, err);
         throw err;
       }
       fault('issue.after_create_user');
@@ -267,6 +269,8 @@ export class LeaseManager {
       }
       return undefined;
     } catch (err) {
+      // Deposed while the drop waited: nothing was dropped; the lease stays claimed for the active node.
+      if (isNotActive(err)) throw err;
       this.broker.metrics.revocation({ mount: row.mount, connection: row.connection }, false);
       const message = messageOf(err);
       const attempts = row.attempts + 1;

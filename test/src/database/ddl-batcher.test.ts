@@ -27,7 +27,7 @@ let server: TestPostgres;
 let engine: BatchCountingEngine;
 
 /** What Connections gives a batcher, minus the broker: the engine call with its errors mapped. */
-function connectionOf(e: Engine, shape: ConnectionShape): BatcherConnection {
+function connectionOf(e: Engine, shape: ConnectionShape, mayAct = () => true): BatcherConnection {
   return {
     name: 'main',
     run: async (secrets, op) => {
@@ -39,6 +39,7 @@ function connectionOf(e: Engine, shape: ConnectionShape): BatcherConnection {
     },
     mapError: (err, secrets) => mapEngineError('main', err, secrets),
     shape: () => shape,
+    mayAct,
   };
 }
 
@@ -214,4 +215,28 @@ test('a database that cannot be reached fails every request of a batch with a co
   } finally {
     await down.close();
   }
+});
+
+test('a node that may no longer act (HA: deposed) sends nothing to the database: waiting requests fail with a 503', async () => {
+  let active = true;
+  const batcher = new DdlBatcher(connectionOf(engine, batching, () => active));
+  engine.calls.length = 0;
+  const reqs = Array.from({ length: 6 }, () => request('h'));
+  const outcomes = Promise.allSettled(reqs.map((r) => batcher.create(r)));
+  // Three went out at once; the other three wait, and the node loses its leadership meanwhile.
+  assert.equal(engine.calls.length, 3);
+  active = false;
+  const settled = await outcomes;
+  assert.equal(engine.calls.length, 3, 'nothing went out after the node was deposed');
+  settled.forEach((o, i) => {
+    if (i < 3) return assert.equal(o.status, 'fulfilled');
+    assert.equal(o.status, 'rejected');
+    const err = (o as PromiseRejectedResult).reason as BrokerError;
+    assert.equal(err.code, errors.NOT_ACTIVE.code);
+    assert.equal(err.statusCode, 503);
+  });
+  assert.deepEqual(await rolesWithPrefix(server, `${prefix}h`), reqs.slice(0, 3).map((r) => r.username).sort());
+  active = true;
+  await Promise.all(reqs.slice(0, 3).map((r) => batcher.drop({ username: r.username, statements: [] })));
+  assert.deepEqual(await rolesWithPrefix(server, `${prefix}h`), []);
 });
