@@ -4,7 +4,10 @@
 // Natural batching, no timers: a request goes to the database at once when a
 // slot is free on its connection (slotsPerKind); otherwise it waits, and the
 // next slot that frees takes every waiting request of one kind (up to
-// BATCH_LIMIT) in one engine call (Engine.newUsers / deleteUsers). So under
+// BATCH_LIMIT) in one engine call (Engine.newUsers / deleteUsers). A slot is
+// held until the caller has settled each request of its call (the lease
+// written), so a crash repeats at most the work of the slots in flight, and
+// the database never runs ahead of the lease store. So under
 // no load a request costs what it did before, and under load the database
 // sees few large transactions instead of many small ones. Engines without the
 // batch methods get one call per request, as many at once as slots allow.
@@ -67,13 +70,21 @@ export interface ConnectionShape {
 
 type Kind = 'create' | 'drop';
 
-interface Job<R, O> {
+/** What became of one request: its value, or the (coded) error. */
+export type Outcome<V> = { ok: true; value: V } | { ok: false; error: unknown };
+
+/** A settle step that only passes the outcome on: resolves with the value, rejects with the error. */
+export function unwrap<V>(outcome: Outcome<V>): Promise<V> {
+  return outcome.ok ? Promise.resolve(outcome.value) : Promise.reject(outcome.error);
+}
+
+interface Job<R, V> {
   request: R;
   /** Secrets to scrub from errors about this request. */
   secrets: string[];
   queuedAt: number;
-  resolve(outcome: O): void;
-  reject(err: unknown): void;
+  /** The caller's settle step; never rejects (its result goes to the caller's promise). */
+  settle(outcome: Outcome<V>): Promise<void>;
 }
 
 type CreateJob = Job<NewUserRequest, void>;
@@ -89,26 +100,31 @@ export class DdlBatcher {
   constructor(private readonly connection: BatcherConnection) {}
 
   /**
-   * Create the user of `req`. Resolves once the user exists and that is
-   * committed. Rejects with a coded BrokerError: ENGINE_INPUT (400) when
-   * nothing was created because of the input, otherwise (ENGINE_FAILED,
-   * ENGINE_CONNECTION) the user may be half made and must be revoked.
+   * Create the user of `req`, then run `settle` with the outcome (the
+   * caller's lease bookkeeping) before the slot is given to other requests,
+   * so a slot covers a request until its lease is settled. Resolves or
+   * rejects as `settle` does (`unwrap` passes the outcome on). The outcome is
+   * ok once the user exists and that is committed; otherwise its error is a
+   * coded BrokerError: ENGINE_INPUT (400) when nothing was created because of
+   * the input; ENGINE_FAILED, ENGINE_CONNECTION when the user may be half
+   * made and must be revoked; NOT_ACTIVE (HA) when nothing was sent.
    */
-  create(req: NewUserRequest): Promise<void> {
+  create<T>(req: NewUserRequest, settle: (outcome: Outcome<void>) => Promise<T>): Promise<T> {
     return new Promise((resolve, reject) => {
-      this.creates.push({ request: req, secrets: [req.password], queuedAt: Date.now(), resolve, reject });
+      this.creates.push({ request: req, secrets: [req.password], queuedAt: Date.now(), settle: (o) => settle(o).then(resolve, reject) });
       this.pump();
     });
   }
 
   /**
-   * Drop the user of `req` (idempotent; Engine.deleteUser's contract).
-   * Resolves once the drop is committed, with the engine's warnings; rejects
-   * with a coded BrokerError when the user may still exist.
+   * Drop the user of `req` (idempotent; Engine.deleteUser's contract), then
+   * run `settle` with the outcome before the slot is freed, as `create`.
+   * The outcome is ok, with the engine's warnings, once the drop is
+   * committed; otherwise its error (coded) means the user may still exist.
    */
-  drop(req: DeleteUserRequest): Promise<DeleteUserResult | void> {
+  drop<T>(req: DeleteUserRequest, settle: (outcome: Outcome<DeleteUserResult | void>) => Promise<T>): Promise<T> {
     return new Promise((resolve, reject) => {
-      this.drops.push({ request: req, secrets: [], queuedAt: Date.now(), resolve, reject });
+      this.drops.push({ request: req, secrets: [], queuedAt: Date.now(), settle: (o) => settle(o).then(resolve, reject) });
       this.pump();
     });
   }
@@ -163,22 +179,20 @@ export class DdlBatcher {
     const out: J[] = [];
     while (out.length < size && queue.length > 0) {
       const job = queue.shift()!;
-      if (now - job.queuedAt > QUEUE_WAIT_MS) job.reject(errors.ENGINE_CONNECTION(this.connection.name, `the request waited ${Math.round((now - job.queuedAt) / 1000)}s for the database to take it`));
-      else out.push(job);
+      if (now - job.queuedAt <= QUEUE_WAIT_MS) out.push(job);
+      else void job.settle({ ok: false, error: errors.ENGINE_CONNECTION(this.connection.name, `the request waited ${Math.round((now - job.queuedAt) / 1000)}s for the database to take it`) });
     }
     return out;
   }
 
-  /** False (and every job rejected with NOT_ACTIVE) when this node may no longer act. */
-  private active(jobs: Array<CreateJob | DropJob>): boolean {
-    if (this.connection.mayAct()) return true;
-    const err = errors.NOT_ACTIVE('the database work is left to the active node');
-    for (const job of jobs) job.reject(err);
-    return false;
+  /** Settle every job with the same failure. */
+  private async failAll(jobs: Array<CreateJob | DropJob>, error: unknown): Promise<void> {
+    await Promise.all(jobs.map((job) => job.settle({ ok: false, error })));
   }
 
   private async createBatch(jobs: CreateJob[]): Promise<void> {
-    if (jobs.length === 0 || !this.active(jobs)) return;
+    if (jobs.length === 0) return;
+    if (!this.connection.mayAct()) return this.failAll(jobs, errors.NOT_ACTIVE('the database work is left to the active node'));
     const secrets = jobs.flatMap((j) => j.secrets);
     let outcomes: Array<Error | undefined>;
     try {
@@ -194,20 +208,21 @@ export class DdlBatcher {
       // A batch that failed as a whole leaves every user unknown (Engine.newUsers), even
       // when the engine calls it an input error: the leases must revoke whatever exists.
       const unknown = jobs.length > 1 && isBrokerError(err) && err.code === errors.ENGINE_INPUT.code ? errors.ENGINE_FAILED(this.connection.name, err.message) : err;
-      for (const job of jobs) job.reject(unknown);
-      return;
+      return this.failAll(jobs, unknown);
     }
     // Every user of the batch that succeeded is committed; no lease knows it yet.
     fault('issue.after_batch_commit');
-    jobs.forEach((job, i) => {
-      const outcome = i < outcomes.length ? outcomes[i] : new Error('the engine returned no outcome for this user');
-      if (outcome === undefined) job.resolve();
-      else job.reject(this.connection.mapError(outcome, secrets));
-    });
+    await Promise.all(
+      jobs.map((job, i) => {
+        const outcome = i < outcomes.length ? outcomes[i] : new Error('the engine returned no outcome for this user');
+        return job.settle(outcome === undefined ? { ok: true, value: undefined } : { ok: false, error: this.connection.mapError(outcome, secrets) });
+      }),
+    );
   }
 
   private async dropBatch(jobs: DropJob[]): Promise<void> {
-    if (jobs.length === 0 || !this.active(jobs)) return;
+    if (jobs.length === 0) return;
+    if (!this.connection.mayAct()) return this.failAll(jobs, errors.NOT_ACTIVE('the database work is left to the active node'));
     let outcomes: Array<DeleteUserResult | void | Error>;
     try {
       outcomes = await this.connection.run([], async (engine) => {
@@ -216,14 +231,14 @@ export class DdlBatcher {
         return inTurn(jobs, async (j) => (await engine.deleteUser(j.request)) ?? {});
       });
     } catch (err) {
-      for (const job of jobs) job.reject(err);
-      return;
+      return this.failAll(jobs, err);
     }
-    jobs.forEach((job, i) => {
-      const outcome = i < outcomes.length ? outcomes[i] : new Error('the engine returned no outcome for this user');
-      if (outcome instanceof Error) job.reject(this.connection.mapError(outcome, []));
-      else job.resolve(outcome);
-    });
+    await Promise.all(
+      jobs.map((job, i) => {
+        const outcome = i < outcomes.length ? outcomes[i] : new Error('the engine returned no outcome for this user');
+        return job.settle(outcome instanceof Error ? { ok: false, error: this.connection.mapError(outcome, []) } : { ok: true, value: outcome });
+      }),
+    );
   }
 }
 
