@@ -9,11 +9,16 @@
 // crash, or when an engine call fails to log in), `settle` tries the current
 // and then the pending password and keeps whichever logs in. Changes of the
 // root credential are serialised per connection with `exclusive`.
+//
+// Creating and dropping dynamic users goes through the connection's
+// DdlBatcher (`batcher`), the only issuer of that DDL per connection in this
+// process; it batches waiting requests into one engine call.
 
 import type { Broker } from '../broker.ts';
 import { EngineConnectionError, scrubSecrets, type ConnectionConfig, type Engine, type EngineFactory, type StatementKind } from '../engine/engine.ts';
 import { BrokerError, errors } from '../errors.ts';
 import { checkDatabaseTexts } from './database-text.ts';
+import { DdlBatcher } from './ddl-batcher.ts';
 import { KeyedLock } from './keyed-lock.ts';
 
 export interface ConnectionRecord {
@@ -71,6 +76,9 @@ export type SettledOn = 'current' | 'pending' | 'none';
 export class Connections {
   private readonly live = new Map<string, Live>();
   private readonly locks = new KeyedLock();
+  private readonly batchers = new Map<string, DdlBatcher>();
+  /** max_open_connections of each connection, as last read or written. */
+  private readonly poolSizes = new Map<string, number>();
 
   constructor(
     private readonly broker: Broker,
@@ -82,7 +90,9 @@ export class Connections {
   }
 
   async read(name: string): Promise<ConnectionRecord | undefined> {
-    return this.broker.readEntry<ConnectionRecord>(this.entryPath(name));
+    const rec = await this.broker.readEntry<ConnectionRecord>(this.entryPath(name));
+    if (rec) this.poolSizes.set(name, rec.maxOpenConnections);
+    return rec;
   }
 
   async mustRead(name: string): Promise<ConnectionRecord> {
@@ -93,6 +103,7 @@ export class Connections {
 
   async write(rec: ConnectionRecord): Promise<void> {
     await this.broker.writeEntry(this.entryPath(rec.name), rec);
+    this.poolSizes.set(rec.name, rec.maxOpenConnections);
   }
 
   async names(): Promise<string[]> {
@@ -103,6 +114,32 @@ export class Connections {
   async remove(name: string): Promise<void> {
     await this.drop(name);
     await this.broker.storage.deleteEntry(this.entryPath(name));
+    this.poolSizes.delete(name);
+    this.batchers.delete(name);
+  }
+
+  /**
+   * The batcher that creates and drops the dynamic users of connection
+   * `name` (created on first use; see ddl-batcher.ts). Its engine calls go
+   * through `run`, and the errors it reports per user are mapped like run's.
+   */
+  batcher(name: string): DdlBatcher {
+    let batcher = this.batchers.get(name);
+    if (!batcher) {
+      batcher = new DdlBatcher({
+        name,
+        run: (secrets, op) => this.run(name, secrets, op),
+        mapError: (err, secrets) => mapEngineError(name, err, secrets),
+        mayAct: () => this.broker.cluster.canAct(),
+        shape: () => {
+          const live = this.live.get(name);
+          const engine = live && !live.retired ? live.engine : undefined;
+          return { maxOpen: this.poolSizes.get(name) ?? 1, newUsers: typeof engine?.newUsers === 'function', deleteUsers: typeof engine?.deleteUsers === 'function' };
+        },
+      });
+      this.batchers.set(name, batcher);
+    }
+    return batcher;
   }
 
   factory(rec: ConnectionRecord): Promise<EngineFactory> {

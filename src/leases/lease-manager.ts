@@ -5,6 +5,9 @@
 // *before* the database user is created, and activates it afterwards. A
 // crash in between leaves a pending row that the loop revokes (deleteUser is
 // idempotent), so no database user ever exists without a lease that tracks it.
+// Users are created and dropped by the connection's DdlBatcher, maybe in one
+// engine call with others; a batch that fails as a whole counts as a failed
+// creation (or revocation) for each of its leases.
 // A revocation that reaches a lease while this process is still issuing it
 // (revoke-prefix, a token revoked) is deferred until the issuance ends, so
 // the user is never dropped before it is created.
@@ -12,7 +15,9 @@
 import type { Token } from '../auth/token-store.ts';
 import type { Broker } from '../broker.ts';
 import type { ConnectionRecord } from '../database/connections.ts';
+import type { DdlBatcher } from '../database/ddl-batcher.ts';
 import type { RoleRecord } from '../database/database-backend.ts';
+import { BATCH_LIMIT } from '../engine/engine.ts';
 import { errors, isBrokerError, messageOf } from '../errors.ts';
 import type { LeaseRow } from '../storage/storage.ts';
 import { fault } from '../util/faults.ts';
@@ -28,8 +33,11 @@ export const CLAIM_MS = 120_000;
 export const IRREVOCABLE_AFTER = 5;
 const BACKOFF_BASE_MS = 1_000;
 const BACKOFF_CAP_MS = 3_600_000;
-/** How many leases a synchronous revoke-prefix revokes at once. */
-const PREFIX_CONCURRENCY = 4;
+/**
+ * How many leases a synchronous revoke-prefix revokes at once: a full batch,
+ * so the connection's batcher can drop them in one engine call.
+ */
+const PREFIX_CONCURRENCY = BATCH_LIMIT;
 const PREFIX_PAGE = 256;
 
 interface LeaseContext {
@@ -48,6 +56,7 @@ export interface IssueRequest {
 }
 
 const identity = (id: string): string => `lease/${id}`;
+const isNotActive = (err: unknown): boolean => isBrokerError(err) && err.code === errors.NOT_ACTIVE.code;
 
 /** Exponential backoff with jitter (50–100 % of the step), capped. */
 export function backoffMs(attempts: number): number {
@@ -126,25 +135,27 @@ export class LeaseManager {
       fault('issue.after_pending');
       // HA: a node deposed while it wrote the pending row creates no user (the new active revokes the row).
       if (!this.broker.cluster.canAct()) throw errors.NOT_ACTIVE('leadership moved during issuance');
-      const connections = this.backend(req.mount).connections;
-      try {
-        await connections.run(req.connection.name, [password], (engine) =>
-          engine.newUser({
-            username: req.username,
-            password,
-            expiration: new Date(expireTime + EXPIRY_GRACE_MS),
-            creationStatements: req.role.creationStatements,
-            rollbackStatements: req.role.rollbackStatements,
-          }),
-        );
-      } catch (err) {
-        await this.settleFailedIssue(id, err);
-        throw err;
-      }
-      fault('issue.after_create_user');
-      const revokeNow = this.revokeWhenIssued.has(id);
-      await this.storage.updateLease(id, { state: 'active', dueAt: revokeNow ? Date.now() : expireTime });
-      if (revokeNow) this.broker.wakeRevocation();
+      // The connection's batcher may create this user together with others waiting for the same
+      // connection; the lease is settled here, after the batch committed.
+      const batcher = this.backend(req.mount).connections.batcher(req.connection.name);
+      const request = {
+        username: req.username,
+        password,
+        expiration: new Date(expireTime + EXPIRY_GRACE_MS),
+        creationStatements: req.role.creationStatements,
+        rollbackStatements: req.role.rollbackStatements,
+      };
+      await batcher.create(request, async (outcome) => {
+        if (!outcome.ok) {
+          // NOT_ACTIVE: deposed while the request waited; nothing was created, the new active settles the pending row.
+          if (!isNotActive(outcome.error)) await this.settleFailedIssue(id, outcome.error);
+          throw outcome.error;
+        }
+        fault('issue.after_create_user');
+        const revokeNow = this.revokeWhenIssued.has(id);
+        await this.storage.updateLease(id, { state: 'active', dueAt: revokeNow ? Date.now() : expireTime });
+        if (revokeNow) this.broker.wakeRevocation();
+      });
     } finally {
       this.issuing.delete(id);
       this.revokeWhenIssued.delete(id);
@@ -244,15 +255,29 @@ export class LeaseManager {
     if (this.deferIfIssuing(row)) return undefined;
     // HA: a deposed node leaves the lease to the active one (it stays claimed in the store).
     if (!this.broker.cluster.canAct()) throw errors.NOT_ACTIVE('the lease is left to the active node');
+    let ctx: LeaseContext;
+    let batcher: DdlBatcher;
     try {
-      const ctx = this.context(row);
-      const result = await this.backend(row.mount).connections.run(row.connection, [], (engine) =>
-        engine.deleteUser({ username: ctx.username, statements: ctx.revocationStatements }),
-      );
-      fault('revoke.after_delete_user');
-      await this.storage.deleteLease(row.id);
+      ctx = this.context(row);
+      batcher = this.backend(row.mount).connections.batcher(row.connection);
+    } catch (err) {
+      return this.revocationFailed(row, err);
+    }
+    // The outcome comes once the drop is committed (possibly in one batch with other leases of the connection).
+    return batcher.drop({ username: ctx.username, statements: ctx.revocationStatements }, async (outcome) => {
+      if (!outcome.ok) {
+        // Deposed while the drop waited: nothing was dropped; the lease stays claimed for the active node.
+        if (isNotActive(outcome.error)) throw outcome.error;
+        return this.revocationFailed(row, outcome.error);
+      }
+      try {
+        fault('revoke.after_delete_user');
+        await this.storage.deleteLease(row.id);
+      } catch (err) {
+        return this.revocationFailed(row, err);
+      }
       this.broker.metrics.revocation({ mount: row.mount, connection: row.connection }, true);
-      const notes = result?.warnings ?? [];
+      const notes = outcome.value?.warnings ?? [];
       if (notes.length > 0) {
         this.revokedWithWarnings++;
         this.broker.logger.warn(
@@ -262,16 +287,19 @@ export class LeaseManager {
         warnings?.push(...notes);
       }
       return undefined;
-    } catch (err) {
-      this.broker.metrics.revocation({ mount: row.mount, connection: row.connection }, false);
-      const message = messageOf(err);
-      const attempts = row.attempts + 1;
-      await this.storage.updateLease(row.id, { attempts, lastError: message, dueAt: Date.now() + backoffMs(attempts) });
-      const log = { leaseId: row.id, connection: row.connection, attempts, error: message };
-      if (attempts === IRREVOCABLE_AFTER) this.broker.logger.error(log, 'lease is now irrevocable; still retrying');
-      else this.broker.logger.warn(log, 'lease revocation failed; will retry');
-      return message;
-    }
+    });
+  }
+
+  /** Record a failed revocation on its lease (error, attempts, next retry with backoff); returns the message. */
+  private async revocationFailed(row: LeaseRow, err: unknown): Promise<string> {
+    this.broker.metrics.revocation({ mount: row.mount, connection: row.connection }, false);
+    const message = messageOf(err);
+    const attempts = row.attempts + 1;
+    await this.storage.updateLease(row.id, { attempts, lastError: message, dueAt: Date.now() + backoffMs(attempts) });
+    const log = { leaseId: row.id, connection: row.connection, attempts, error: message };
+    if (attempts === IRREVOCABLE_AFTER) this.broker.logger.error(log, 'lease is now irrevocable; still retrying');
+    else this.broker.logger.warn(log, 'lease revocation failed; will retry');
+    return message;
   }
 
   /**

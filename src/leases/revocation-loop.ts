@@ -1,11 +1,13 @@
 // The revocation loop. Every interval it claims due leases through the
-// due_at index, a batch at a time, and hands each to a queue per database
-// connection with bounded concurrency. Claims are not awaited as a whole, so
-// a slow or failing connection only ever delays its own leases. The number of
-// leases in flight is capped, so memory does not grow with the lease count;
-// so is each connection's share of it: while a connection's queue is full (a
-// database that hangs rather than refuses) its leases are not claimed, so
-// they cannot take the room other connections' leases need.
+// due_at index, a batch at a time, and hands each to the lease manager at
+// once, which hands the drop to its connection's DdlBatcher: the batcher
+// bounds the database work per connection and drops the waiting users in
+// batches. Claims are not awaited as a whole, so a slow or failing connection
+// only ever delays its own leases. The number of leases in flight is capped,
+// so memory does not grow with the lease count; so is each connection's share
+// of it: while a connection holds its cap (a database that hangs rather than
+// refuses) its leases are not claimed, so they cannot take the room other
+// connections' leases need.
 
 import type { Logger } from 'pino';
 import { messageOf } from '../errors.ts';
@@ -14,42 +16,36 @@ import { CLAIM_MS, type LeaseManager } from './lease-manager.ts';
 
 const BATCH = 256;
 const MAX_IN_FLIGHT = 2048;
-const PER_CONNECTION = 4;
 /** From this many leases held (waiting or being revoked), a connection's leases are not claimed. */
 const PER_CONNECTION_QUEUE = 256;
+/** A connection that held its cap and went down to this many gets more claimed at once. */
+const PER_CONNECTION_REFILL = PER_CONNECTION_QUEUE / 2;
 
 interface RevocationStore {
   claimDueLeases(now: number, claimUntil: number, limit: number, skip?: ConnectionKey[]): Promise<LeaseRow[]>;
 }
 
+/** The leases one connection holds: counted, each revoked as soon as it comes. */
 class ConnectionQueue {
-  private readonly waiting: LeaseRow[] = [];
-  private active = 0;
+  private held = 0;
 
   constructor(
     private readonly work: (row: LeaseRow) => Promise<void>,
-    private readonly onIdle: () => void,
+    /** Called when the count went down to PER_CONNECTION_REFILL or to 0: more of its leases may be claimed. */
+    private readonly onRoom: (empty: boolean) => void,
   ) {}
 
   push(row: LeaseRow): void {
-    this.waiting.push(row);
-    this.pump();
+    this.held++;
+    void this.work(row).finally(() => {
+      this.held--;
+      if (this.held === 0) this.onRoom(true);
+      else if (this.held === PER_CONNECTION_REFILL) this.onRoom(false);
+    });
   }
 
   get size(): number {
-    return this.waiting.length + this.active;
-  }
-
-  private pump(): void {
-    while (this.active < PER_CONNECTION && this.waiting.length > 0) {
-      const row = this.waiting.shift()!;
-      this.active++;
-      void this.work(row).finally(() => {
-        this.active--;
-        this.pump();
-        if (this.size === 0) this.onIdle();
-      });
-    }
+    return this.held;
   }
 }
 
@@ -136,14 +132,15 @@ export class RevocationLoop {
     const key = `${row.mount}\u0000${row.connection}`;
     let queue = this.queues.get(key);
     if (!queue) {
-      queue = new ConnectionQueue(
+      const created: ConnectionQueue = new ConnectionQueue(
         (r) => this.revokeOne(r),
-        () => {
-          this.queues.delete(key);
+        (empty) => {
+          if (empty && this.queues.get(key) === created) this.queues.delete(key);
           // It may have been full, with more of its leases due: claim them now.
           this.wake();
         },
       );
+      queue = created;
       this.queues.set(key, queue);
     }
     this.inFlight++;

@@ -7,6 +7,8 @@ const enabled = new Set((process.env.DBROKER_FAULTS ?? '').split(',').map((s) =>
 export type FaultPoint =
   | 'issue.after_pending'
   | 'issue.after_create_user'
+  /** The batcher: the engine's creation batch returned (its users committed), no lease updated yet. */
+  | 'issue.after_batch_commit'
   | 'revoke.after_delete_user'
   | 'rotate.after_pending'
   | 'rotate.after_db_change'

@@ -15,13 +15,17 @@ import { healthOf, startHaCluster, type HaCluster } from '../../support/ha-clust
 import { configureConnection, createRole, dropRolesWithPrefix, prefixTemplate, rolesWithPrefix, tag, type PgBroker } from '../../support/pg-broker.ts';
 import { trustPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
 import { COUNTING_TYPE, readDeleteLog } from '../../support/counting-engine.ts';
+import { slotsPerKind } from '../../../src/database/ddl-batcher.ts';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 const BURST = Number(process.env.DBROKER_TEST_HA_BURST ?? 1000);
-/** At most this many revocations run at once per connection (revocation-loop.ts PER_CONNECTION). */
-const PER_CONNECTION = 4;
+/**
+ * At most this many revocation calls run at once on the connection (max_open_connections 8, see
+ * ddl-batcher.ts); the counting engine has no deleteUsers, so each call drops one user.
+ */
+const PER_CONNECTION = slotsPerKind(8);
 const logDir = mkdtempSync(join(tmpdir(), 'dbroker-ha-deletes-'));
 /**
  * A cluster whose engine logs every deleteUser call (test/support/counting-engine.ts),
