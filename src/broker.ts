@@ -189,6 +189,7 @@ export class Broker implements Dispatcher {
     this.auths.close();
     this.audit.close();
     this.policyCache.clear();
+    this.tokens.forget();
     this.seal.seal();
   }
 

@@ -74,14 +74,32 @@ export interface CreateTokenRequest {
 
 const identity = (idHash: string): string => `token/${idHash}`;
 
+/** Cached details are shared by every Token built from them: freeze them (and their lists) so none is changed in place. */
+function freeze(details: TokenDetails): TokenDetails {
+  Object.freeze(details.policies);
+  Object.freeze(details.meta);
+  if (details.boundCidrs) Object.freeze(details.boundCidrs);
+  return Object.freeze(details);
+}
+
 /**
  * Asked before a login token is renewed (Vault asks the auth method): a
  * reason to refuse (the role or user is gone, its policies changed), or undefined.
  */
 export type RenewCheck = (token: Token) => Promise<string | undefined>;
 
+/** How many tokens' decrypted details are kept (a few hundred bytes each). */
+export const TOKEN_DETAILS_CACHE_SIZE = 4096;
+
 export class TokenStore {
   private renewCheck: RenewCheck | undefined;
+  /**
+   * Decrypted details by token hash, least recently used first, each with the
+   * ciphertext it came from. Only the decryption is saved: every lookup still
+   * reads the token's row, so revocation, expiry and remaining uses are as
+   * stored, and a row whose ciphertext changed is decrypted again.
+   */
+  private readonly detailsCache = new Map<string, { sealed: Buffer; details: TokenDetails }>();
 
   /** Set by the auth table: checks login tokens before renewal. */
   setRenewCheck(check: RenewCheck): void {
@@ -94,8 +112,28 @@ export class TokenStore {
   ) {}
 
   private async load(row: TokenRow): Promise<Token> {
-    const details = this.keys().decryptJSON<TokenDetails>(identity(row.idHash), row.sealed);
+    const details = this.details(row);
     return { ...details, idHash: row.idHash, expiresAt: row.expiresAt, usesLeft: row.usesLeft, parentHash: row.parentHash, authMount: row.authMount ?? null };
+  }
+
+  /** The row's sealed details, decrypted (or from the cache when the row holds the same ciphertext). Callers copy, never mutate. */
+  private details(row: TokenRow): TokenDetails {
+    const cached = this.detailsCache.get(row.idHash);
+    if (cached && cached.sealed.equals(row.sealed)) {
+      this.detailsCache.delete(row.idHash);
+      this.detailsCache.set(row.idHash, cached);
+      return cached.details;
+    }
+    const details = freeze(this.keys().decryptJSON<TokenDetails>(identity(row.idHash), row.sealed));
+    this.detailsCache.delete(row.idHash);
+    this.detailsCache.set(row.idHash, { sealed: Buffer.from(row.sealed), details });
+    if (this.detailsCache.size > TOKEN_DETAILS_CACHE_SIZE) this.detailsCache.delete(this.detailsCache.keys().next().value!);
+    return details;
+  }
+
+  /** Drop every cached detail (at seal: nothing decrypted outlives the keys). */
+  forget(): void {
+    this.detailsCache.clear();
   }
 
   /** Create a token; returns the secret once, plus its stored view (and warnings about capped TTLs). */
@@ -226,6 +264,7 @@ export class TokenStore {
       const current = stack.pop()!;
       stack.push(...(await this.storage.childTokens(current)));
       await this.storage.deleteToken(current);
+      this.detailsCache.delete(current);
       revoked.push(current);
     }
     return revoked;
