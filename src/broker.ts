@@ -161,8 +161,9 @@ export class Broker implements Dispatcher {
   }
 
   private async startDuties(): Promise<void> {
-    // Another node may have changed mounts, policies or audit devices while this one was a standby.
+    // Another node may have changed mounts, policies, tokens or audit devices while this one was a standby.
     this.policyCache.clear();
+    this.tokens.forget();
     await this.audit.load();
     await this.mounts.load();
     await this.auths.load();

@@ -88,18 +88,28 @@ function freeze(details: TokenDetails): TokenDetails {
  */
 export type RenewCheck = (token: Token) => Promise<string | undefined>;
 
-/** How many tokens' decrypted details are kept (a few hundred bytes each). */
-export const TOKEN_DETAILS_CACHE_SIZE = 4096;
+/** How many tokens are kept in memory (row and decrypted details, under a kilobyte each). */
+export const TOKEN_CACHE_SIZE = 4096;
+
+interface CachedToken {
+  row: TokenRow;
+  details: TokenDetails;
+}
 
 export class TokenStore {
   private renewCheck: RenewCheck | undefined;
   /**
-   * Decrypted details by token hash, least recently used first, each with the
-   * ciphertext it came from. Only the decryption is saved: every lookup still
-   * reads the token's row, so revocation, expiry and remaining uses are as
-   * stored, and a row whose ciphertext changed is decrypted again.
+   * Recently used tokens by hash (least recently used first): the stored row
+   * and its decrypted details, so a lookup reads nothing and decrypts
+   * nothing. Exact because every write to a token goes through this class
+   * and drops the entry, before and after the write, and bumps `generation`
+   * so that a read in flight across a write never fills the cache with what
+   * it read (see `changing`). Expiry is checked against the clock on each
+   * lookup; remaining uses are taken in the store (`use`). Cleared at seal
+   * and when this node becomes active (HA).
    */
-  private readonly detailsCache = new Map<string, { sealed: Buffer; details: TokenDetails }>();
+  private readonly cache = new Map<string, CachedToken>();
+  private generation = 0;
 
   /** Set by the auth table: checks login tokens before renewal. */
   setRenewCheck(check: RenewCheck): void {
@@ -111,29 +121,60 @@ export class TokenStore {
     private readonly keys: () => Barrier,
   ) {}
 
-  private async load(row: TokenRow): Promise<Token> {
-    const details = this.details(row);
+  private build(row: TokenRow, details: TokenDetails): Token {
     return { ...details, idHash: row.idHash, expiresAt: row.expiresAt, usesLeft: row.usesLeft, parentHash: row.parentHash, authMount: row.authMount ?? null };
   }
 
-  /** The row's sealed details, decrypted (or from the cache when the row holds the same ciphertext). Callers copy, never mutate. */
-  private details(row: TokenRow): TokenDetails {
-    const cached = this.detailsCache.get(row.idHash);
-    if (cached && cached.sealed.equals(row.sealed)) {
-      this.detailsCache.delete(row.idHash);
-      this.detailsCache.set(row.idHash, cached);
-      return cached.details;
-    }
-    const details = freeze(this.keys().decryptJSON<TokenDetails>(identity(row.idHash), row.sealed));
-    this.detailsCache.delete(row.idHash);
-    this.detailsCache.set(row.idHash, { sealed: Buffer.from(row.sealed), details });
-    if (this.detailsCache.size > TOKEN_DETAILS_CACHE_SIZE) this.detailsCache.delete(this.detailsCache.keys().next().value!);
-    return details;
+  /** A row read outside the cache: its details from the cache when the ciphertext is the same, else decrypted. */
+  private async load(row: TokenRow): Promise<Token> {
+    const cached = this.cache.get(row.idHash);
+    const details = cached && cached.row.sealed.equals(row.sealed) ? cached.details : this.decrypt(row);
+    return this.build(row, details);
   }
 
-  /** Drop every cached detail (at seal: nothing decrypted outlives the keys). */
+  private decrypt(row: TokenRow): TokenDetails {
+    return freeze(this.keys().decryptJSON<TokenDetails>(identity(row.idHash), row.sealed));
+  }
+
+  /** The stored row of `idHash` (from the cache, else read and cached), or undefined. */
+  private async cachedRow(idHash: string): Promise<CachedToken | undefined> {
+    const hit = this.cache.get(idHash);
+    if (hit) {
+      this.cache.delete(idHash);
+      this.cache.set(idHash, hit);
+      return hit;
+    }
+    const generation = this.generation;
+    const row = await this.storage.getToken(idHash);
+    if (!row) return undefined;
+    const entry = { row, details: this.decrypt(row) };
+    // A write began while the row was read: what was read may be stale, so it is not kept.
+    if (generation === this.generation) {
+      this.cache.set(idHash, entry);
+      if (this.cache.size > TOKEN_CACHE_SIZE) this.cache.delete(this.cache.keys().next().value!);
+    }
+    return entry;
+  }
+
+  /** Run a write to the tokens in `hashes` (undefined: possibly any token) with their cache entries dropped before and after. */
+  private async changing<T>(hashes: string[] | undefined, write: () => Promise<T>): Promise<T> {
+    const drop = () => {
+      this.generation++;
+      if (hashes === undefined) this.cache.clear();
+      else for (const h of hashes) this.cache.delete(h);
+    };
+    drop();
+    try {
+      return await write();
+    } finally {
+      drop();
+    }
+  }
+
+  /** Drop every cached token (at seal: nothing decrypted outlives the keys; on becoming active: another node may have written). */
   forget(): void {
-    this.detailsCache.clear();
+    this.generation++;
+    this.cache.clear();
   }
 
   /** Create a token; returns the secret once, plus its stored view (and warnings about capped TTLs). */
@@ -186,7 +227,7 @@ export class TokenStore {
       sealed: barrier.encryptJSON(identity(idHash), details),
       authMount: req.authMount ?? null,
     };
-    await this.storage.insertToken(row);
+    await this.changing([idHash], () => this.storage.insertToken(row));
     return { secret, token: { ...details, idHash, expiresAt, usesLeft: row.usesLeft, parentHash: row.parentHash, authMount: req.authMount ?? null }, warnings };
   }
 
@@ -194,11 +235,12 @@ export class TokenStore {
   async lookup(secret: string): Promise<Token | undefined> {
     if (secret.length === 0 || secret.length > 512) return undefined;
     const idHash = this.keys().hmac(secret);
-    const row = await this.storage.getToken(idHash);
+    const entry = await this.cachedRow(idHash);
+    const row = entry?.row;
     if (!row || !timingSafeEqual(Buffer.from(row.idHash), Buffer.from(idHash))) return undefined;
     if (row.expiresAt !== null && row.expiresAt <= Date.now()) return undefined;
     if (row.usesLeft !== null && row.usesLeft <= 0) return undefined;
-    return this.load(row);
+    return this.build(row, entry.details);
   }
 
   /** A live token by its stored hash (LIST accessors); undefined when gone or expired. */
@@ -224,7 +266,7 @@ export class TokenStore {
   async use(token: Token): Promise<{ ok: boolean; exhausted: boolean }> {
     if (token.usesLeft === null) return { ok: true, exhausted: false };
     // The count left comes from the store, so concurrent requests agree on which was the last use.
-    const { ok, left } = await this.storage.useToken(token.idHash);
+    const { ok, left } = await this.changing([token.idHash], () => this.storage.useToken(token.idHash));
     return { ok, exhausted: ok && left === 0 };
   }
 
@@ -252,7 +294,7 @@ export class TokenStore {
       }
     }
     const expiresAt = now + ttl * 1000;
-    await this.storage.updateToken(token.idHash, { expiresAt });
+    await this.changing([token.idHash], () => this.storage.updateToken(token.idHash, { expiresAt }));
     return { token: { ...token, expiresAt }, warnings };
   }
 
@@ -263,11 +305,15 @@ export class TokenStore {
     while (stack.length > 0) {
       const current = stack.pop()!;
       stack.push(...(await this.storage.childTokens(current)));
-      await this.storage.deleteToken(current);
-      this.detailsCache.delete(current);
+      await this.changing([current], () => this.storage.deleteToken(current));
       revoked.push(current);
     }
     return revoked;
+  }
+
+  /** Make the children of `parentHash` orphans (revoke-orphan); returns how many. */
+  async orphanChildren(parentHash: string): Promise<number> {
+    return this.changing(undefined, () => this.storage.orphanChildren(parentHash));
   }
 
   /** Hashes of tokens that expired by now (for the cleanup pass). */
