@@ -10,7 +10,7 @@ import type { BrokerConfig } from './config.ts';
 import { EngineRegistry } from './engine/registry.ts';
 import { errors, isBrokerError } from './errors.ts';
 import type { Dispatcher } from './http/server.ts';
-import { compilePattern, matchPattern, type Method, type Reply, type RequestContext, type Route } from './http/route.ts';
+import { compilePattern, matchParts, type Method, type Reply, type RequestContext, type Route } from './http/route.ts';
 import { compile, object, unknownFieldsWarning } from './http/schema.ts';
 import { TokenExpiry } from './auth/token-expiry.ts';
 import { readSealedEntry, writeSealedEntry } from './storage/sealed-entry.ts';
@@ -65,8 +65,9 @@ export function compileRoutes(routes: Route[]): CompiledRoute[] {
  */
 function findRoute(routes: CompiledRoute[], path: string, method: Method): { compiled: CompiledRoute; params: Record<string, string> } | undefined {
   let first: { compiled: CompiledRoute; params: Record<string, string> } | undefined;
+  const parts = path.split('/');
   for (const compiled of routes) {
-    const params = matchPattern(compiled.pattern, path);
+    const params = matchParts(compiled.pattern, parts);
     if (!params) continue;
     const methods = compiled.route.methods;
     if (methods.includes(method) || (method === 'HEAD' && methods.includes('GET'))) return { compiled, params };
@@ -161,8 +162,9 @@ export class Broker implements Dispatcher {
   }
 
   private async startDuties(): Promise<void> {
-    // Another node may have changed mounts, policies or audit devices while this one was a standby.
+    // Another node may have changed mounts, policies, tokens or audit devices while this one was a standby.
     this.policyCache.clear();
+    this.tokens.forget();
     await this.audit.load();
     await this.mounts.load();
     await this.auths.load();
@@ -189,6 +191,7 @@ export class Broker implements Dispatcher {
     this.auths.close();
     this.audit.close();
     this.policyCache.clear();
+    this.tokens.forget();
     this.seal.seal();
   }
 

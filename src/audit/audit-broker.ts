@@ -13,7 +13,7 @@ import { readSealedEntry, writeSealedEntry } from '../storage/sealed-entry.ts';
 import type { Barrier } from '../seal/barrier.ts';
 import { requestEntry, responseEntry, type AuditSubject } from './audit-entry.ts';
 import { FileDevice, parseFileOptions } from './file-device.ts';
-import { hmacString } from './hash.ts';
+import { AuditHasher, hmacString } from './hash.ts';
 
 export interface AuditDeviceEntry {
   path: string;
@@ -66,7 +66,7 @@ export class AuditBroker {
 
   /** At unseal: reopen every stored device. One that cannot open stays enabled (requests fail closed until it is fixed). */
   async load(): Promise<void> {
-    this.devices.clear();
+    this.close();
     for (const key of await this.storage.listEntries(PREFIX)) {
       const entry = await readSealedEntry<AuditDeviceEntry>(this.storage, this.keys(), key);
       if (!entry) continue;
@@ -82,6 +82,7 @@ export class AuditBroker {
 
   /** At seal. Requests in flight keep the devices they started with, so their response entries are still written. */
   close(): void {
+    for (const d of this.devices.values()) d.device.close();
     this.devices.clear();
   }
 
@@ -116,7 +117,12 @@ export class AuditBroker {
       hmacKey: randomBytes(32).toString('base64'),
       createdAt: Date.now(),
     };
-    await writeSealedEntry(this.storage, this.keys(), PREFIX + path, entry);
+    try {
+      await writeSealedEntry(this.storage, this.keys(), PREFIX + path, entry);
+    } catch (err) {
+      device.close();
+      throw err;
+    }
     this.devices.set(path, { entry, device, key: Buffer.from(entry.hmacKey, 'base64') });
     this.logger.info({ device: path, type: entry.type }, 'audit device enabled');
   }
@@ -126,6 +132,7 @@ export class AuditBroker {
     const path = normalizeDevicePath(rawPath);
     if (!this.devices.has(path)) return;
     await this.storage.deleteEntry(PREFIX + path);
+    this.devices.get(path)?.device.close();
     this.devices.delete(path);
     this.logger.info({ device: path }, 'audit device disabled');
   }
@@ -147,6 +154,8 @@ export class AuditBroker {
 /** One request's audit trail: the request entry before handling, the response entry after. */
 export class AuditRecord {
   private requestWritten = false;
+  /** Per device (by its key): the hashes already computed for this request. */
+  private readonly hashers = new Map<Buffer, AuditHasher>();
 
   constructor(
     private readonly devices: Enabled[],
@@ -179,12 +188,14 @@ export class AuditRecord {
     this.fanOut((key) => responseEntry(key, this.subject, undefined, message));
   }
 
-  private fanOut(build: (key: Buffer) => Record<string, unknown>): void {
+  private fanOut(build: (hasher: AuditHasher) => Record<string, unknown>): void {
     if (this.devices.length === 0) return;
     let written = 0;
     for (const d of this.devices) {
       try {
-        d.device.write(JSON.stringify(build(d.key)));
+        let hasher = this.hashers.get(d.key);
+        if (!hasher) this.hashers.set(d.key, (hasher = new AuditHasher(d.key)));
+        d.device.write(JSON.stringify(build(hasher)));
         written++;
       } catch (err) {
         this.logger.error({ device: d.entry.path, requestId: this.subject.req.requestId, error: errorCode(err) }, 'audit device failed to write an entry');

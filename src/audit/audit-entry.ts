@@ -10,7 +10,7 @@
 
 import type { Token } from '../auth/token-store.ts';
 import type { Reply, RequestContext } from '../http/route.ts';
-import { hashValues, hmacString } from './hash.ts';
+import { hashValues, type AuditHasher } from './hash.ts';
 
 export interface AuditSubject {
   req: Omit<RequestContext, 'params'>;
@@ -34,14 +34,14 @@ function mountType(s: AuditSubject): string {
   return '';
 }
 
-function authView(key: Buffer, s: AuditSubject): Record<string, unknown> {
+function authView(key: AuditHasher, s: AuditSubject): Record<string, unknown> {
   const t = s.token;
   const out: Record<string, unknown> = {};
-  if (s.tokenSecret !== undefined) out.client_token = hmacString(key, s.tokenSecret);
+  if (s.tokenSecret !== undefined) out.client_token = key.hash(s.tokenSecret);
   if (!t) return out;
   return {
     ...out,
-    accessor: hmacString(key, t.accessor),
+    accessor: key.hash(t.accessor),
     display_name: t.displayName,
     policies: t.policies,
     token_policies: t.policies,
@@ -60,14 +60,14 @@ function requestData(req: AuditSubject['req']): Record<string, unknown> | null {
   return Object.keys(data).length > 0 ? data : null;
 }
 
-function requestView(key: Buffer, s: AuditSubject): Record<string, unknown> {
+function requestView(key: AuditHasher, s: AuditSubject): Record<string, unknown> {
   return {
     id: s.req.requestId,
     operation: OPERATIONS[s.req.method] ?? s.req.method.toLowerCase(),
     mount_type: mountType(s),
     ...(s.mount !== undefined ? { mount_point: s.mount } : {}),
-    ...(s.tokenSecret !== undefined ? { client_token: hmacString(key, s.tokenSecret) } : {}),
-    ...(s.token ? { client_token_accessor: hmacString(key, s.token.accessor) } : {}),
+    ...(s.tokenSecret !== undefined ? { client_token: key.hash(s.tokenSecret) } : {}),
+    ...(s.token ? { client_token_accessor: key.hash(s.token.accessor) } : {}),
     namespace: { id: 'root' },
     path: s.req.path,
     data: hashValues(key, requestData(s.req)),
@@ -75,7 +75,7 @@ function requestView(key: Buffer, s: AuditSubject): Record<string, unknown> {
   };
 }
 
-function responseView(key: Buffer, s: AuditSubject, reply: Reply | undefined): Record<string, unknown> {
+function responseView(key: AuditHasher, s: AuditSubject, reply: Reply | undefined): Record<string, unknown> {
   const base = { mount_type: mountType(s) };
   if (!reply) return { ...base, data: null };
   if (reply.raw !== undefined) return { ...base, data: hashValues(key, reply.raw) };
@@ -88,11 +88,11 @@ function responseView(key: Buffer, s: AuditSubject, reply: Reply | undefined): R
   };
 }
 
-export function requestEntry(key: Buffer, s: AuditSubject, error?: string): Record<string, unknown> {
+export function requestEntry(key: AuditHasher, s: AuditSubject, error?: string): Record<string, unknown> {
   return { time: new Date().toISOString(), type: 'request', auth: authView(key, s), request: requestView(key, s), ...(error !== undefined ? { error } : {}) };
 }
 
-export function responseEntry(key: Buffer, s: AuditSubject, reply: Reply | undefined, error?: string): Record<string, unknown> {
+export function responseEntry(key: AuditHasher, s: AuditSubject, reply: Reply | undefined, error?: string): Record<string, unknown> {
   return {
     time: new Date().toISOString(),
     type: 'response',

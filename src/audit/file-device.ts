@@ -1,11 +1,15 @@
 // The `file` audit device: one JSON object per line, appended synchronously
-// with appendFileSync (open, write, close per entry). Synchronous on purpose:
-// the entry is in the file (the OS page cache) before the request goes on, a
-// failure is seen at once (so the request can fail closed), lines from
-// concurrent requests never interleave, and a log rotated away by logrotate is
-// simply created again on the next write (no reopen signal needed).
+// to a descriptor kept open (O_APPEND). Synchronous on purpose: the entry is
+// in the file (the OS page cache) before the request goes on, a failure is
+// seen at once (so the request can fail closed), and lines from concurrent
+// requests never interleave. Before each line, the path is checked to still
+// name the file held open (one stat instead of an open and a close per
+// line): a log rotated away by logrotate, or removed, is created again at
+// once (no reopen signal needed), and a path that can no longer be written
+// fails the write (fail closed) rather than feeding a deleted file. A write
+// that fails drops the descriptor, so the next one opens the file again.
 
-import { appendFileSync, chmodSync, writeSync } from 'node:fs';
+import { appendFileSync, chmodSync, closeSync, fstatSync, openSync, statSync, writeSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { errors } from '../errors.ts';
 
@@ -46,13 +50,41 @@ export function parseFileOptions(options: Record<string, unknown>): FileDeviceOp
 }
 
 export class FileDevice {
+  private fd: number | undefined;
+  private held: { dev: number; ino: number } | undefined;
+  /** After close(): writes (of requests still in flight) open, append and close each time, as nothing would close a kept descriptor. */
+  private closed = false;
+
   constructor(private readonly opts: FileDeviceOptions) {}
+
+  private get createMode(): number {
+    return this.opts.mode === 0 ? 0o600 : this.opts.mode;
+  }
 
   /** Create the file if needed and set its mode; throws the fs error when it cannot be appended to. */
   open(): void {
     if (this.opts.filePath === 'stdout') return;
-    appendFileSync(this.opts.filePath, '', { mode: this.opts.mode === 0 ? 0o600 : this.opts.mode });
+    this.reopen();
     if (this.opts.mode !== 0) chmodSync(this.opts.filePath, this.opts.mode);
+  }
+
+  private reopen(): void {
+    const fd = openSync(this.opts.filePath, 'a', this.createMode);
+    const st = fstatSync(fd);
+    this.drop();
+    this.fd = fd;
+    this.held = { dev: st.dev, ino: st.ino };
+  }
+
+  private drop(): void {
+    if (this.fd === undefined) return;
+    const fd = this.fd;
+    this.fd = undefined;
+    try {
+      closeSync(fd);
+    } catch {
+      // Already unusable: nothing more to release.
+    }
   }
 
   /** Append one line; throws when it could not be written. */
@@ -61,7 +93,24 @@ export class FileDevice {
       writeAllSync(1, Buffer.from(line + '\n', 'utf8'));
       return;
     }
-    appendFileSync(this.opts.filePath, line + '\n', { mode: this.opts.mode === 0 ? 0o600 : this.opts.mode });
+    if (this.closed) {
+      appendFileSync(this.opts.filePath, line + '\n', { mode: this.createMode });
+      return;
+    }
+    try {
+      const st = this.fd === undefined ? undefined : statSync(this.opts.filePath, { throwIfNoEntry: false });
+      if (!st || st.ino !== this.held?.ino || st.dev !== this.held?.dev) this.reopen();
+      writeAllSync(this.fd!, Buffer.from(line + '\n', 'utf8'));
+    } catch (err) {
+      this.drop();
+      throw err;
+    }
+  }
+
+  /** Let the descriptor go (device disabled, broker sealed). */
+  close(): void {
+    this.closed = true;
+    this.drop();
   }
 }
 

@@ -11,14 +11,36 @@ export function hmacString(key: Buffer, value: string): string {
 }
 
 /**
+ * One device's key for one request's entries: a value (the client token, its
+ * accessor, a path) is hashed once however many times the request and
+ * response entries show it. Lives as long as the request's audit record.
+ */
+export class AuditHasher {
+  private readonly memo = new Map<string, string>();
+
+  constructor(readonly key: Buffer) {}
+
+  /** `hmac-sha256:<hex>` of `value` under the device's key. */
+  hash(value: string): string {
+    let hashed = this.memo.get(value);
+    if (hashed === undefined) {
+      hashed = hmacString(this.key, value);
+      // Bounded: a large body's many strings are hashed without being kept.
+      if (this.memo.size < 32) this.memo.set(value, hashed);
+    }
+    return hashed;
+  }
+}
+
+/**
  * A copy of `value` with every string (at any depth) hashed, except the values
  * under the top-level keys in `clear`. Iterative, so no input is deep enough
  * to overflow the stack (request bodies are depth-limited at parse time, but
  * responses and stored data reach here too).
  */
-export function hashValues(key: Buffer, value: unknown, clear: ReadonlySet<string> = new Set()): unknown {
+export function hashValues(hasher: AuditHasher, value: unknown, clear: ReadonlySet<string> = new Set()): unknown {
   const copy = (v: unknown): unknown => {
-    if (typeof v === 'string') return hmacString(key, v);
+    if (typeof v === 'string') return hasher.hash(v);
     if (Array.isArray(v)) return new Array<unknown>(v.length);
     if (v !== null && typeof v === 'object') return Object.create(null) as Record<string, unknown>; // a "__proto__" key stays a plain key
     return v;

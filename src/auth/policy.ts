@@ -83,11 +83,29 @@ function rule(path: string, caps: unknown): PathRule {
   return { path, capabilities: caps as Capability[] };
 }
 
-/** Does one rule's path (with `*` at the end and `+` per segment) match? */
-function matches(rulePath: string, path: string): boolean {
-  const glob = rulePath.endsWith('*');
-  const ruleParts = (glob ? rulePath.slice(0, -1) : rulePath).split('/');
-  const parts = path.split('/');
+interface CompiledRulePath {
+  glob: boolean;
+  parts: string[];
+}
+
+/** Rule paths split once (rules live as long as their cached policy; see Broker.policiesOf). */
+const compiledPaths = new Map<string, CompiledRulePath>();
+const COMPILED_PATHS_MAX = 10_000;
+
+function compileRulePath(rulePath: string): CompiledRulePath {
+  let c = compiledPaths.get(rulePath);
+  if (!c) {
+    const glob = rulePath.endsWith('*');
+    c = { glob, parts: (glob ? rulePath.slice(0, -1) : rulePath).split('/') };
+    if (compiledPaths.size >= COMPILED_PATHS_MAX) compiledPaths.clear();
+    compiledPaths.set(rulePath, c);
+  }
+  return c;
+}
+
+/** Does one rule's path (with `*` at the end and `+` per segment) match the request path, split on "/"? */
+function matches(rulePath: string, parts: string[]): boolean {
+  const { glob, parts: ruleParts } = compileRulePath(rulePath);
   const prefixLen = ruleParts.length;
   if (!glob && parts.length !== prefixLen) return false;
   if (glob && parts.length < prefixLen) return false;
@@ -152,8 +170,9 @@ function morePrecise(a: string, b: string): boolean {
  */
 export function capabilitiesOn(policies: PathRule[][], path: string): Set<Capability> {
   let best: string | undefined;
+  const parts = path.split('/');
   for (const rules of policies) {
-    for (const r of rules) if (matches(r.path, path) && (best === undefined || morePrecise(r.path, best))) best = r.path;
+    for (const r of rules) if (matches(r.path, parts) && (best === undefined || morePrecise(r.path, best))) best = r.path;
   }
   const caps = new Set<Capability>();
   if (best === undefined) return caps;

@@ -74,14 +74,42 @@ export interface CreateTokenRequest {
 
 const identity = (idHash: string): string => `token/${idHash}`;
 
+/** Cached details are shared by every Token built from them: freeze them (and their lists) so none is changed in place. */
+function freeze(details: TokenDetails): TokenDetails {
+  Object.freeze(details.policies);
+  Object.freeze(details.meta);
+  if (details.boundCidrs) Object.freeze(details.boundCidrs);
+  return Object.freeze(details);
+}
+
 /**
  * Asked before a login token is renewed (Vault asks the auth method): a
  * reason to refuse (the role or user is gone, its policies changed), or undefined.
  */
 export type RenewCheck = (token: Token) => Promise<string | undefined>;
 
+/** How many tokens are kept in memory (row and decrypted details, under a kilobyte each). */
+export const TOKEN_CACHE_SIZE = 4096;
+
+interface CachedToken {
+  row: TokenRow;
+  details: TokenDetails;
+}
+
 export class TokenStore {
   private renewCheck: RenewCheck | undefined;
+  /**
+   * Recently used tokens by hash (least recently used first): the stored row
+   * and its decrypted details, so a lookup reads nothing and decrypts
+   * nothing. Exact because every write to a token goes through this class
+   * and drops the entry, before and after the write, and bumps `generation`
+   * so that a read in flight across a write never fills the cache with what
+   * it read (see `changing`). Expiry is checked against the clock on each
+   * lookup; remaining uses are taken in the store (`use`). Cleared at seal
+   * and when this node becomes active (HA).
+   */
+  private readonly cache = new Map<string, CachedToken>();
+  private generation = 0;
 
   /** Set by the auth table: checks login tokens before renewal. */
   setRenewCheck(check: RenewCheck): void {
@@ -93,9 +121,60 @@ export class TokenStore {
     private readonly keys: () => Barrier,
   ) {}
 
-  private async load(row: TokenRow): Promise<Token> {
-    const details = this.keys().decryptJSON<TokenDetails>(identity(row.idHash), row.sealed);
+  private build(row: TokenRow, details: TokenDetails): Token {
     return { ...details, idHash: row.idHash, expiresAt: row.expiresAt, usesLeft: row.usesLeft, parentHash: row.parentHash, authMount: row.authMount ?? null };
+  }
+
+  /** A row read outside the cache: its details from the cache when the ciphertext is the same, else decrypted. */
+  private async load(row: TokenRow): Promise<Token> {
+    const cached = this.cache.get(row.idHash);
+    const details = cached && cached.row.sealed.equals(row.sealed) ? cached.details : this.decrypt(row);
+    return this.build(row, details);
+  }
+
+  private decrypt(row: TokenRow): TokenDetails {
+    return freeze(this.keys().decryptJSON<TokenDetails>(identity(row.idHash), row.sealed));
+  }
+
+  /** The stored row of `idHash` (from the cache, else read and cached), or undefined. */
+  private async cachedRow(idHash: string): Promise<CachedToken | undefined> {
+    const hit = this.cache.get(idHash);
+    if (hit) {
+      this.cache.delete(idHash);
+      this.cache.set(idHash, hit);
+      return hit;
+    }
+    const generation = this.generation;
+    const row = await this.storage.getToken(idHash);
+    if (!row) return undefined;
+    const entry = { row, details: this.decrypt(row) };
+    // A write began while the row was read: what was read may be stale, so it is not kept.
+    if (generation === this.generation) {
+      this.cache.set(idHash, entry);
+      if (this.cache.size > TOKEN_CACHE_SIZE) this.cache.delete(this.cache.keys().next().value!);
+    }
+    return entry;
+  }
+
+  /** Run a write to the tokens in `hashes` (undefined: possibly any token) with their cache entries dropped before and after. */
+  private async changing<T>(hashes: string[] | undefined, write: () => Promise<T>): Promise<T> {
+    const drop = () => {
+      this.generation++;
+      if (hashes === undefined) this.cache.clear();
+      else for (const h of hashes) this.cache.delete(h);
+    };
+    drop();
+    try {
+      return await write();
+    } finally {
+      drop();
+    }
+  }
+
+  /** Drop every cached token (at seal: nothing decrypted outlives the keys; on becoming active: another node may have written). */
+  forget(): void {
+    this.generation++;
+    this.cache.clear();
   }
 
   /** Create a token; returns the secret once, plus its stored view (and warnings about capped TTLs). */
@@ -148,7 +227,7 @@ export class TokenStore {
       sealed: barrier.encryptJSON(identity(idHash), details),
       authMount: req.authMount ?? null,
     };
-    await this.storage.insertToken(row);
+    await this.changing([idHash], () => this.storage.insertToken(row));
     return { secret, token: { ...details, idHash, expiresAt, usesLeft: row.usesLeft, parentHash: row.parentHash, authMount: req.authMount ?? null }, warnings };
   }
 
@@ -156,11 +235,12 @@ export class TokenStore {
   async lookup(secret: string): Promise<Token | undefined> {
     if (secret.length === 0 || secret.length > 512) return undefined;
     const idHash = this.keys().hmac(secret);
-    const row = await this.storage.getToken(idHash);
+    const entry = await this.cachedRow(idHash);
+    const row = entry?.row;
     if (!row || !timingSafeEqual(Buffer.from(row.idHash), Buffer.from(idHash))) return undefined;
     if (row.expiresAt !== null && row.expiresAt <= Date.now()) return undefined;
     if (row.usesLeft !== null && row.usesLeft <= 0) return undefined;
-    return this.load(row);
+    return this.build(row, entry.details);
   }
 
   /** A live token by its stored hash (LIST accessors); undefined when gone or expired. */
@@ -186,7 +266,7 @@ export class TokenStore {
   async use(token: Token): Promise<{ ok: boolean; exhausted: boolean }> {
     if (token.usesLeft === null) return { ok: true, exhausted: false };
     // The count left comes from the store, so concurrent requests agree on which was the last use.
-    const { ok, left } = await this.storage.useToken(token.idHash);
+    const { ok, left } = await this.changing([token.idHash], () => this.storage.useToken(token.idHash));
     return { ok, exhausted: ok && left === 0 };
   }
 
@@ -214,7 +294,7 @@ export class TokenStore {
       }
     }
     const expiresAt = now + ttl * 1000;
-    await this.storage.updateToken(token.idHash, { expiresAt });
+    await this.changing([token.idHash], () => this.storage.updateToken(token.idHash, { expiresAt }));
     return { token: { ...token, expiresAt }, warnings };
   }
 
@@ -225,10 +305,15 @@ export class TokenStore {
     while (stack.length > 0) {
       const current = stack.pop()!;
       stack.push(...(await this.storage.childTokens(current)));
-      await this.storage.deleteToken(current);
+      await this.changing([current], () => this.storage.deleteToken(current));
       revoked.push(current);
     }
     return revoked;
+  }
+
+  /** Make the children of `parentHash` orphans (revoke-orphan); returns how many. */
+  async orphanChildren(parentHash: string): Promise<number> {
+    return this.changing(undefined, () => this.storage.orphanChildren(parentHash));
   }
 
   /** Hashes of tokens that expired by now (for the cleanup pass). */

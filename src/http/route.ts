@@ -73,7 +73,11 @@ export function compilePattern(pattern: string): CompiledPattern {
 
 /** Match `path` against a compiled pattern, returning the params or undefined. */
 export function matchPattern(p: CompiledPattern, path: string): Record<string, string> | undefined {
-  const parts = path.split('/');
+  return matchParts(p, path.split('/'));
+}
+
+/** matchPattern for a path already split on "/" (to split it once for many patterns). */
+export function matchParts(p: CompiledPattern, parts: string[]): Record<string, string> | undefined {
   if (p.rest === undefined ? parts.length !== p.segments.length : parts.length < p.segments.length) return undefined;
   const params: Record<string, string> = {};
   for (let i = 0; i < p.segments.length; i++) {

@@ -87,6 +87,8 @@ export class BrokerMetrics implements MetricsRecorder {
   readonly registry = new Registry();
   private readonly requests: Counter<'method' | 'route' | 'status'>;
   private readonly latency: Histogram<'method' | 'route' | 'status'>;
+  /** Bounded: route patterns and statuses are finite (unmatched paths share one label). */
+  private readonly requestChildren = new Map<string, { count: Counter.Internal; latency: Histogram.Internal<'method' | 'route' | 'status'> }>();
   private readonly credsIssued: Counter<'mount' | 'role' | 'connection'>;
   private readonly credsFailed: Counter<'mount' | 'role' | 'connection'>;
   private readonly revocations: Counter<'mount' | 'connection' | 'outcome'>;
@@ -209,9 +211,16 @@ export class BrokerMetrics implements MetricsRecorder {
   }
 
   request(method: string, route: string, status: number, seconds: number): void {
-    const labels = { method, route, status: String(status) };
-    this.requests.inc(labels);
-    this.latency.observe(labels, seconds);
+    // One labelled child per (method, route pattern, status), found once: prom-client hashes the labels on every call otherwise.
+    const key = `${method} ${status} ${route}`;
+    let child = this.requestChildren.get(key);
+    if (!child) {
+      const labels = { method, route, status: String(status) };
+      child = { count: this.requests.labels(labels), latency: this.latency.labels(labels) };
+      this.requestChildren.set(key, child);
+    }
+    child.count.inc();
+    child.latency.observe(seconds);
   }
 
   creds(labels: { mount: string; role: string; connection: string }, ok: boolean): void {

@@ -229,7 +229,7 @@ export function tokenRoleRoutes(host: TokenRoleHost): Route[] {
         const token = await host.tokens.lookup(ctx.body.token as string);
         if (!token) return undefined;
         // The children live on as orphans; only this token and its own leases go.
-        await host.storage.orphanChildren(token.idHash);
+        await host.tokens.orphanChildren(token.idHash);
         const revoked = await host.tokens.revokeTree(token.idHash);
         let leases = 0;
         for (const hash of revoked) leases += await host.storage.expediteLeases({ tokenHash: hash }, Date.now());

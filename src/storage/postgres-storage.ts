@@ -172,6 +172,16 @@ export class PostgresStorage implements Storage, CopyableStore {
     return this.track(async () => (await this.pool.query<R>(sql, values)).rows);
   }
 
+  /**
+   * A hot point read as a named prepared statement: each pooled session
+   * parses and plans it once, then only binds and executes (PostgreSQL
+   * manual, "Extended Query" protocol). `name` is unique per statement text
+   * within this store (the table prefix is part of the text, one pool per store).
+   */
+  private readPrepared<R extends QueryResultRow>(name: string, sql: string, values: unknown[]): Promise<R[]> {
+    return this.track(async () => (await this.pool.query<R>({ name: `dbroker_${name}`, text: sql, values })).rows);
+  }
+
   /** Run a write, checked against the fencing number when one is set. */
   private write<T>(work: (db: Runner) => Promise<T>, opts: { transaction?: boolean } = {}): Promise<T> {
     return this.track(() => this.writeNow(work, opts.transaction === true));
@@ -215,7 +225,7 @@ export class PostgresStorage implements Storage, CopyableStore {
   }
 
   async getEntry(path: string): Promise<Buffer | undefined> {
-    return (await this.read<{ sealed: Buffer }>(`SELECT sealed FROM ${this.t('entries')} WHERE path = $1`, [path]))[0]?.sealed;
+    return (await this.readPrepared<{ sealed: Buffer }>('get_entry', `SELECT sealed FROM ${this.t('entries')} WHERE path = $1`, [path]))[0]?.sealed;
   }
 
   async putEntry(path: string, sealed: Buffer): Promise<void> {
@@ -246,7 +256,7 @@ export class PostgresStorage implements Storage, CopyableStore {
   }
 
   async getToken(idHash: string): Promise<TokenRow | undefined> {
-    const r = (await this.read<TokenRecord>(`SELECT * FROM ${this.t('tokens')} WHERE id_hash = $1`, [idHash]))[0];
+    const r = (await this.readPrepared<TokenRecord>('get_token', `SELECT * FROM ${this.t('tokens')} WHERE id_hash = $1`, [idHash]))[0];
     return r && toToken(r);
   }
 
@@ -392,7 +402,7 @@ export class PostgresStorage implements Storage, CopyableStore {
   }
 
   async getLease(id: string): Promise<LeaseRow | undefined> {
-    const r = (await this.read<LeaseRecord>(`SELECT * FROM ${this.t('leases')} WHERE id = $1`, [id]))[0];
+    const r = (await this.readPrepared<LeaseRecord>('get_lease', `SELECT * FROM ${this.t('leases')} WHERE id = $1`, [id]))[0];
     return r && toLease(r);
   }
 

@@ -5,7 +5,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eventually } from '../../support/broker.ts';
@@ -236,6 +236,16 @@ test('a disabled device is no longer written; devices survive a restart with the
   pairOf(auditFile, list.body.request_id);
   assertNoSecrets(auditFile);
   assert.equal(readFileSync(pb.broker.storagePath).indexOf(Buffer.from(auditFile)), -1, 'the device config is stored sealed');
+});
+
+test('a log rotated away (renamed, as logrotate does) is created again at the next entry', async () => {
+  const rotated = `${auditFile}.1`;
+  renameSync(auditFile, rotated);
+  const r = await pb.api('GET', 'sys/key-status');
+  assert.equal(r.status, 200, r.text);
+  pairOf(auditFile, r.body.request_id);
+  assert.equal(entries(rotated).some((e) => e.request.id === r.body.request_id), false, 'nothing more goes to the rotated file');
+  assertNoSecrets(rotated);
 });
 
 test('fail closed: with no device able to write, requests get a 500 until it is fixed', async () => {

@@ -112,3 +112,53 @@ test('storage prefix queries are literal string prefixes: "%", "_" and "\\" are 
   assert.deepEqual(await store.listLeaseIds('db/creds/app', 100), ['db/creds/app-admin/1']);
   await store.close();
 });
+
+test('group commit: concurrent writes of every kind are each on disk when they settle; a failing one fails alone', async () => {
+  const path = join(dir, 'mixed.db');
+  const store = new SqliteStorage(path);
+  const token = (i: number) => ({ idHash: `t${i}`, accessorHash: `a${i}`, parentHash: null, expiresAt: null, usesLeft: 3, sealed: Buffer.from('s') });
+  await store.insertToken(token(0));
+  const other = new Database(path, { readonly: true });
+  try {
+    const seen: string[] = [];
+    // Each write, once settled, is read back through another connection at once.
+    const check = (what: string, sql: string, ...args: unknown[]) => () => {
+      assert.ok(other.prepare(sql).get(...args), `${what} visible when its promise settled`);
+      seen.push(what);
+    };
+    const writes: Array<Promise<unknown>> = [];
+    for (let i = 1; i <= 40; i++) {
+      writes.push(store.insertToken(token(i)).then(check(`token ${i}`, 'SELECT 1 FROM tokens WHERE id_hash = ?', `t${i}`)));
+      writes.push(store.putEntry(`core/e${i}`, Buffer.from('x')).then(check(`entry ${i}`, 'SELECT 1 FROM entries WHERE path = ?', `core/e${i}`)));
+      writes.push(store.insertLease(lease(`database/creds/r/${i}`, i)).then(check(`lease ${i}`, 'SELECT 1 FROM leases WHERE id = ?', `database/creds/r/${i}`)));
+    }
+    const used = store.useToken('t0');
+    const duplicate = store.insertToken(token(0));
+    const results = await Promise.allSettled([...writes, used, duplicate]);
+    assert.equal(results.filter((r) => r.status === 'rejected').length, 1, 'only the duplicate fails');
+    assert.match(String((results.at(-1) as PromiseRejectedResult).reason), /UNIQUE/);
+    assert.deepEqual(await used, { ok: true, left: 2 });
+    assert.equal((other.prepare('SELECT uses_left FROM tokens WHERE id_hash = ?').get('t0') as { uses_left: number }).uses_left, 2);
+    assert.equal(seen.length, 120);
+  } finally {
+    other.close();
+  }
+  await store.close();
+});
+
+test('a write that settled survives a crash of the process right after', async () => {
+  const path = join(dir, 'crash.db');
+  const script = `
+    import { SqliteStorage } from ${JSON.stringify(join(import.meta.dirname, '../../../src/storage/sqlite-storage.ts'))};
+    const store = new SqliteStorage(${JSON.stringify(path)});
+    await Promise.all(Array.from({ length: 25 }, (_, i) => store.putEntry('core/k' + i, Buffer.from('v' + i))));
+    process.kill(process.pid, 'SIGKILL');
+  `;
+  const { spawnSync } = await import('node:child_process');
+  const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(run.signal, 'SIGKILL', run.stderr);
+  const store = new SqliteStorage(path);
+  assert.equal((await store.listEntries('core/')).length, 25);
+  assert.equal((await store.getEntry('core/k24'))?.toString(), 'v24');
+  await store.close();
+});
