@@ -35,6 +35,7 @@ import type { RouteGroup } from './openapi/openapi.ts';
 import { BrokerMetrics } from './metrics/metrics.ts';
 import { brokerMetricsSource } from './metrics/broker-source.ts';
 import { Seal } from './seal/seal.ts';
+import { preloadEngines } from './mounts/engine-warmup.ts';
 import type { Storage } from './storage/storage.ts';
 import { Standalone, type Cluster } from './ha/cluster.ts';
 
@@ -52,9 +53,17 @@ interface CompiledRoute {
 
 const NO_FIELDS = object({});
 
-/** Compile route patterns and body schemas once; a route without a schema declares no body fields. */
+/**
+ * Compile route patterns now and body schemas at their first use (a route
+ * without a schema declares no body fields). Compiling every schema of a
+ * mount takes tens of milliseconds, which the unseal that attaches the
+ * mounts must not pay (issue 11: unseal → first credential ≤ 100 ms).
+ */
 export function compileRoutes(routes: Route[]): CompiledRoute[] {
-  return routes.map((route) => ({ route, pattern: compilePattern(route.pattern), validate: compile(route.schema ?? NO_FIELDS) }));
+  return routes.map((route) => {
+    let validate: ((value: unknown) => string[]) | undefined;
+    return { route, pattern: compilePattern(route.pattern), validate: (value) => (validate ??= compile(route.schema ?? NO_FIELDS))(value) };
+  });
 }
 
 /**
@@ -138,6 +147,8 @@ export class Broker implements Dispatcher {
   async start(): Promise<void> {
     await this.engines.loadThirdParty();
     await this.seal.load();
+    // While sealed: load the engines the connections used last time, so the first credential does not wait for them.
+    if (this.seal.initialized) void preloadEngines(this.storage, this.engines, this.logger);
   }
 
   /** Set before start (HA, src/ha/ha-node.ts); without it the broker is always active. */
@@ -156,20 +167,43 @@ export class Broker implements Dispatcher {
    */
   async afterUnseal(): Promise<void> {
     await this.audit.load();
-    await this.clusterRole.unsealed({ start: () => this.startDuties(), stop: () => this.stopDuties() });
+    // Duties started within this call (always without HA) find the audit devices just loaded.
+    let auditFresh = true;
+    const start = (): Promise<void> => {
+      const reloadAudit = !auditFresh;
+      auditFresh = false;
+      return this.startDuties(reloadAudit);
+    };
+    try {
+      await this.clusterRole.unsealed({ start, stop: () => this.stopDuties() });
+    } finally {
+      auditFresh = false;
+    }
     for (const hook of this.unsealHooks) await hook();
   }
 
-  private async startDuties(): Promise<void> {
+  /**
+   * The active node's duties. The loads are independent reads of a handful
+   * of entries each, run side by side (the PostgreSQL store answers them on
+   * several connections); interrupted leases are found through the partial
+   * index of unsettled ones, never by reading every lease. Engines are warmed
+   * in the background.
+   */
+  private async startDuties(reloadAudit: boolean): Promise<void> {
     // Another node may have changed mounts, policies or audit devices while this one was a standby.
     this.policyCache.clear();
-    await this.audit.load();
-    await this.mounts.load();
-    await this.auths.load();
-    await this.leases.recoverInterrupted();
+    const loads = await Promise.allSettled([
+      reloadAudit ? this.audit.load() : Promise.resolve(),
+      this.mounts.load(),
+      this.auths.load(),
+      this.leases.recoverInterrupted(),
+    ]);
+    const failed = loads.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
     this.revocation.start();
     this.tokenExpiry.start();
     this.mounts.resumeRotations();
+    this.mounts.warmConnections();
   }
 
   private async stopDuties(): Promise<void> {

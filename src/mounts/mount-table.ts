@@ -8,6 +8,7 @@ import { DatabaseBackend } from '../database/database-backend.ts';
 import { errors } from '../errors.ts';
 import type { Barrier } from '../seal/barrier.ts';
 import { writeSealedEntry } from '../storage/sealed-entry.ts';
+import { warmConnections } from './engine-warmup.ts';
 import { applyMountConfig, DEFAULT_MOUNT_CONFIG, effectiveTtls, type MountConfig, type MountConfigChange } from './mount-config.ts';
 
 export interface MountEntry {
@@ -51,6 +52,8 @@ interface Mounted {
 
 export class MountTable {
   private mounts = new Map<string, Mounted>();
+  /** Counts closes, so background work started before one can tell. */
+  private generation = 0;
 
   constructor(private readonly broker: Broker) {}
 
@@ -82,6 +85,18 @@ export class MountTable {
     for (const m of this.mounts.values()) {
       void m.backend.rotation.resume().catch((err: unknown) => this.broker.logger.error({ mount: m.entry.path, err: String(err) }, 'resuming root rotations failed'));
     }
+  }
+
+  /** Open every mount's connections in the background (engine-warmup.ts); never fails or delays the caller. */
+  warmConnections(): void {
+    const generation = this.generation;
+    const mounts = [...this.mounts.values()].map((m) => ({ mount: m.entry.path, connections: m.backend.connections }));
+    void warmConnections(mounts, {
+      storage: this.broker.storage,
+      engines: this.broker.engines,
+      logger: this.broker.logger,
+      stillOpen: () => this.generation === generation && !this.broker.seal.sealed,
+    });
   }
 
   list(): MountEntry[] {
@@ -167,6 +182,7 @@ export class MountTable {
   }
 
   async close(): Promise<void> {
+    this.generation++;
     for (const m of this.mounts.values()) await m.backend.close();
     this.mounts.clear();
   }
