@@ -35,7 +35,6 @@ interface Filler {
 }
 
 const LEASE_COPY_COLUMNS = ['mount', 'role', 'connection', 'state', 'issue_time', 'last_renewal', 'attempts', 'last_error', 'token_hash', 'sealed'];
-const benchId = (i: number): string => `database/creds/app/bench${String(i).padStart(8, '0')}`;
 
 function sqliteFiller(path: string, templateId: string): Filler {
   return {
@@ -45,14 +44,13 @@ function sqliteFiller(path: string, templateId: string): Filler {
       try {
         db.pragma('journal_mode = WAL');
         const cols = LEASE_COPY_COLUMNS.join(', ');
+        // One statement per batch, the rows made inside SQLite (ids as the PostgreSQL filler makes them).
         const insert = db.prepare(
-          `INSERT INTO leases (id, ${cols}, expire_time, max_expire_time, due_at) SELECT ?, ${cols}, ?, ?, ? FROM leases WHERE id = ?`,
+          `WITH RECURSIVE n(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+           INSERT INTO leases (id, ${cols}, expire_time, max_expire_time, due_at)
+           SELECT 'database/creds/app/bench' || substr('0000000' || i, -8), ${cols}, ?, ?, ? FROM n, (SELECT * FROM leases WHERE id = ?)`,
         );
-        for (let start = from; start <= to; start += FILL_BATCH) {
-          db.transaction(() => {
-            for (let i = start; i <= Math.min(to, start + FILL_BATCH - 1); i++) insert.run(benchId(i), YEAR_AHEAD, YEAR_AHEAD, YEAR_AHEAD, templateId);
-          })();
-        }
+        for (let start = from; start <= to; start += FILL_BATCH) insert.run(start, Math.min(to, start + FILL_BATCH - 1), YEAR_AHEAD, YEAR_AHEAD, YEAR_AHEAD, templateId);
         db.exec('ANALYZE');
       } finally {
         db.close();

@@ -54,15 +54,18 @@ interface CompiledRoute {
 const NO_FIELDS = object({});
 
 /**
- * Compile route patterns now and body schemas at their first use (a route
- * without a schema declares no body fields). Compiling every schema of a
- * mount takes tens of milliseconds, which the unseal that attaches the
- * mounts must not pay (issue 11: unseal → first credential ≤ 100 ms).
+ * Compile route patterns, and body schemas `schemas` 'now' or at their
+ * 'first-use' (a route without a schema declares no body fields). Compiling
+ * every schema of a mount takes tens of milliseconds, which the unseal that
+ * attaches the mounts must not pay (issue 11: unseal → first credential
+ * ≤ 100 ms); the core routes compile now, at start, so that sys/unseal does
+ * not pay for the first compile either.
  */
-export function compileRoutes(routes: Route[]): CompiledRoute[] {
+export function compileRoutes(routes: Route[], schemas: 'now' | 'first-use' = 'first-use'): CompiledRoute[] {
   return routes.map((route) => {
-    let validate: ((value: unknown) => string[]) | undefined;
-    return { route, pattern: compilePattern(route.pattern), validate: (value) => (validate ??= compile(route.schema ?? NO_FIELDS))(value) };
+    const schema = route.schema ?? NO_FIELDS;
+    let validate = schemas === 'now' ? compile(schema) : undefined;
+    return { route, pattern: compilePattern(route.pattern), validate: (value) => (validate ??= compile(schema))(value) };
   });
 }
 
@@ -130,7 +133,7 @@ export class Broker implements Dispatcher {
       logger,
       config.revocationInterval * 1000,
     );
-    this.coreRoutes = compileRoutes([...sealRoutes(this), ...keyRoutes(this), ...mountRoutes(this), ...leaseRoutes(this), ...policyRoutes(this), ...tokenRoutes(this), ...capabilityRoutes(this), ...auditRoutes(this), ...sysAuthRoutes(this), ...tokenRoleRoutes(this), ...metricsRoutes(this.metrics, config.unauthenticatedMetricsAccess), ...openApiRoutes(this, VERSION)]);
+    this.coreRoutes = compileRoutes([...sealRoutes(this), ...keyRoutes(this), ...mountRoutes(this), ...leaseRoutes(this), ...policyRoutes(this), ...tokenRoutes(this), ...capabilityRoutes(this), ...auditRoutes(this), ...sysAuthRoutes(this), ...tokenRoleRoutes(this), ...metricsRoutes(this.metrics, config.unauthenticatedMetricsAccess), ...openApiRoutes(this, VERSION)], 'now');
   }
 
   /** The route table as dispatched now: core routes, then each mount's routes under its path (for the OpenAPI document). */
