@@ -6,22 +6,34 @@
 // broker's RSS after it. Nothing on the unseal path may grow with the lease
 // count. The store and the users made are dropped at the end.
 //
-//   node --import tsx bench/scale-bench.ts [--store sqlite|postgresql|both] [--max 1000000] [--rounds 5]
+//   node --import tsx bench/scale-bench.ts [--store sqlite|postgresql|both] [--max 1000000] [--rounds 5] [--compare ../other-checkout]
 
 import Database from 'better-sqlite3';
+import { readdirSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { initAndUnseal, pgStoreConfig, startBroker, unseal, type BrokerProcess } from '../test/support/broker.ts';
+import { initAndUnseal, pgStoreConfig, startBroker, unseal, type ApiResponse, type BrokerProcess } from '../test/support/broker.ts';
 import { createStoreDatabase, type StoreDatabase } from '../test/support/pg-store.ts';
 import { adminQuery, trustPostgres, type TestPostgres } from '../test/support/scram-postgres.ts';
 import { findPidByArgument, rssMiB } from './process-rss.ts';
 
 const { values } = parseArgs({
-  options: { store: { type: 'string', default: 'both' }, max: { type: 'string', default: '1000000' }, rounds: { type: 'string', default: '5' } },
+  options: {
+    store: { type: 'string', default: 'both' },
+    max: { type: 'string', default: '1000000' },
+    rounds: { type: 'string', default: '5' },
+    /** Another checkout of dbroker (a path): its broker is measured too, round by round interleaved with this one, on its own store. */
+    compare: { type: 'string' },
+  },
 });
 const MAX = Number(values.max);
 const ROUNDS = Number(values.rounds);
 const stores = values.store === 'both' ? ['sqlite', 'postgresql'] : [values.store!];
 const progress = (m: string): void => void process.stderr.write(`scale-bench: ${m}\n`);
+const compareStart: typeof startBroker | undefined = values.compare
+  ? ((await import(pathToFileURL(resolve(values.compare, 'test/support/broker.ts')).href)) as { startBroker: typeof startBroker }).startBroker
+  : undefined;
 const YEAR_AHEAD = Date.now() + 365 * 86_400_000;
 /** Rows per transaction while filling. */
 const FILL_BATCH = 50_000;
@@ -73,7 +85,8 @@ function pgFiller(db: StoreDatabase, templateId: string): Filler {
           [YEAR_AHEAD, start, Math.min(to, start + FILL_BATCH * 4 - 1), templateId],
         );
       }
-      await db.query('ANALYZE dbroker_leases');
+      // So that autovacuum has nothing left to do on the new rows while the unseals are timed.
+      await db.query('VACUUM (ANALYZE) dbroker_leases');
     },
     async close() {
       await db.drop();
@@ -81,15 +94,42 @@ function pgFiller(db: StoreDatabase, templateId: string): Filler {
   };
 }
 
+/**
+ * CPU time (ms) all threads of process `pid` have run so far, from
+ * /proc/<pid>/task/<tid>/schedstat (ns, Linux): unlike the wall time it
+ * hardly moves with the machine's load. NaN when unavailable.
+ */
+function cpuMs(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    let ns = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    return ns / 1e6;
+  } catch {
+    return NaN;
+  }
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
 }
 
-async function runStore(store: string, target: TestPostgres, prefix: string): Promise<void> {
+/** One broker under test: this checkout's, or the --compare one's, each on its own store. */
+interface Variant {
+  label: string;
+  broker: BrokerProcess;
+  keys: string[];
+  api: (method: string, path: string, body?: unknown) => Promise<ApiResponse>;
+  filler: Filler;
+  times: number[];
+  cpu: number[];
+  rss: number;
+}
+
+async function setUp(label: string, start: typeof startBroker, store: string, target: TestPostgres, prefix: string): Promise<Variant> {
   const pgDb = store === 'postgresql' ? await createStoreDatabase('scalebench') : undefined;
-  const broker: BrokerProcess = await startBroker(pgDb ? { config: pgStoreConfig(pgDb.url) } : {});
-  let filler: Filler | undefined;
+  const broker = await start(pgDb ? { config: pgStoreConfig(pgDb.url) } : {});
   try {
     const { rootToken, keys } = await initAndUnseal(broker);
     const api = (method: string, path: string, body?: unknown) => broker.api(method, path, { token: rootToken, ...(body !== undefined ? { body } : {}) });
@@ -112,41 +152,64 @@ async function runStore(store: string, target: TestPostgres, prefix: string): Pr
     const template = await api('GET', 'database/creds/app');
     if (template.status !== 200) throw new Error(template.text);
     const templateId = template.body.lease_id as string;
-    filler = pgDb ? pgFiller(pgDb, templateId) : sqliteFiller(broker.storagePath, templateId);
+    const filler = pgDb ? pgFiller(pgDb, templateId) : sqliteFiller(broker.storagePath, templateId);
+    return { label, broker, keys, api, filler, times: [], cpu: [], rss: NaN };
+  } catch (err) {
+    await broker.stop();
+    broker.remove();
+    await pgDb?.drop();
+    throw err;
+  }
+}
 
-    console.log(`\n${store} store: ${ROUNDS} restarts per size`);
-    console.log('leases in the store | unseal → first creds, median (min–max) ms | broker RSS after (MiB)');
+/** Restart, then time unseal → first served credential. */
+async function measure(v: Variant): Promise<void> {
+  await v.broker.restart();
+  const pid = findPidByArgument(v.broker.configPath);
+  const cpuBefore = cpuMs(pid);
+  const started = performance.now();
+  await unseal(v.broker, v.keys);
+  const creds = await v.api('GET', 'database/creds/app');
+  v.times.push(performance.now() - started);
+  v.cpu.push(cpuMs(pid) - cpuBefore);
+  if (creds.status !== 200) throw new Error(creds.text);
+  v.rss = rssMiB(pid);
+  await v.api('PUT', 'sys/leases/revoke', { lease_id: creds.body.lease_id });
+}
+
+async function runStore(store: string, target: TestPostgres, prefix: string): Promise<void> {
+  const variants: Variant[] = [];
+  try {
+    variants.push(await setUp('this', startBroker, store, target, prefix));
+    if (compareStart) variants.push(await setUp('compare', compareStart, store, target, prefix));
+    console.log(`\n${store} store: ${ROUNDS} restarts per size${compareStart ? `, interleaved with ${values.compare}` : ''}`);
+    console.log('leases in the store | broker  | unseal → first creds, median (min–max) ms | broker CPU in it, median ms | broker RSS after (MiB)');
     let rows = 1;
     for (const size of [1, 10_000, 100_000, MAX].filter((s, i, a) => s <= MAX && a.indexOf(s) === i)) {
       if (size > rows) {
-        progress(`${store}: adding leases up to ${size}`);
-        const started = performance.now();
-        if (filler.exclusive) await broker.stop();
-        await filler.fill(rows, size - 1);
-        if (filler.exclusive) await broker.start();
-        progress(`${store}: filled in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+        for (const v of variants) {
+          progress(`${store} (${v.label}): adding leases up to ${size}`);
+          const started = performance.now();
+          if (v.filler.exclusive) await v.broker.stop();
+          await v.filler.fill(rows, size - 1);
+          if (v.filler.exclusive) await v.broker.start();
+          progress(`${store} (${v.label}): filled in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+        }
         rows = size;
       }
-      const times: number[] = [];
-      let rss = NaN;
-      for (let round = 0; round < ROUNDS; round++) {
-        await broker.restart();
-        const started = performance.now();
-        await unseal(broker, keys);
-        const creds = await api('GET', 'database/creds/app');
-        times.push(performance.now() - started);
-        if (creds.status !== 200) throw new Error(creds.text);
-        rss = rssMiB(findPidByArgument(broker.configPath));
-        await api('PUT', 'sys/leases/revoke', { lease_id: creds.body.lease_id });
+      for (const v of variants) (v.times = []), (v.cpu = []);
+      for (let round = 0; round < ROUNDS; round++) for (const v of variants) await measure(v);
+      for (const v of variants) {
+        const spread = `${median(v.times).toFixed(0)} (${Math.min(...v.times).toFixed(0)}–${Math.max(...v.times).toFixed(0)})`;
+        console.log(`${String(size).padStart(19)} | ${v.label.padEnd(7)} | ${spread.padStart(41)} | ${median(v.cpu).toFixed(0).padStart(28)} | ${v.rss.toFixed(0).padStart(22)}`);
       }
-      const spread = `${median(times).toFixed(0)} (${Math.min(...times).toFixed(0)}–${Math.max(...times).toFixed(0)})`;
-      console.log(`${String(size).padStart(19)} | ${spread.padStart(41)} | ${rss.toFixed(0).padStart(22)}`);
     }
   } finally {
-    await broker.stop();
-    broker.remove();
-    await filler?.close();
-    if (!filler) await pgDb?.drop();
+    for (const v of variants) {
+      await v.broker.stop();
+      v.broker.remove();
+      await v.filler.close();
+    }
   }
 }
 
