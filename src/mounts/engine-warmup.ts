@@ -33,12 +33,17 @@ export interface WarmableConnections {
   drop(name: string): Promise<void>;
 }
 
+/** A mount to warm: its connections, and whether it is still mounted and unsealed (false once closed: seal, standby, unmount). */
+export interface WarmMount {
+  mount: string;
+  connections: WarmableConnections;
+  isOpen(): boolean;
+}
+
 export interface WarmDeps {
   storage: Pick<Storage, 'getMeta' | 'putMeta'>;
   engines: Pick<EngineRegistry, 'get'>;
   logger: Logger;
-  /** False once the mounts were closed (seal, standby) after the warm-up began. */
-  stillOpen(): boolean;
 }
 
 async function readHint(storage: Pick<Storage, 'getMeta'>): Promise<string[]> {
@@ -54,10 +59,19 @@ async function readHint(storage: Pick<Storage, 'getMeta'>): Promise<string[]> {
  * is loaded again, with its error reported, at its first use.
  */
 export async function preloadEngines(storage: Pick<Storage, 'getMeta'>, engines: Pick<EngineRegistry, 'get'>, logger: Logger): Promise<void> {
+  let names: string[];
   try {
-    for (const name of await readHint(storage)) await engines.get(name);
+    names = await readHint(storage);
   } catch (err) {
-    logger.debug({ error: messageOf(err) }, 'preloading engines failed; they load at first use');
+    logger.debug({ error: messageOf(err) }, 'reading the engines hint failed; engines load at first use');
+    return;
+  }
+  for (const name of names) {
+    try {
+      await engines.get(name);
+    } catch (err) {
+      logger.debug({ plugin: name, error: messageOf(err) }, 'preloading an engine failed; it loads at first use');
+    }
   }
 }
 
@@ -67,33 +81,35 @@ export async function preloadEngines(storage: Pick<Storage, 'getMeta'>, engines:
  * store the plugin names in use as the next start's hint when they changed.
  * Never rejects.
  */
-export async function warmConnections(mounts: Array<{ mount: string; connections: WarmableConnections }>, deps: WarmDeps): Promise<void> {
+export async function warmConnections(mounts: WarmMount[], deps: WarmDeps): Promise<void> {
   const { logger } = deps;
+  const allOpen = (): boolean => mounts.every((m) => m.isOpen());
   try {
-    const jobs: Array<{ mount: string; connections: WarmableConnections; name: string }> = [];
+    const jobs: Array<WarmMount & { name: string }> = [];
     for (const m of mounts) for (const name of await m.connections.names()) jobs.push({ ...m, name });
     const plugins = new Set<string>();
     const worker = async (): Promise<void> => {
-      for (let job = jobs.shift(); job && deps.stillOpen(); job = jobs.shift()) {
+      for (let job = jobs.shift(); job; job = jobs.shift()) {
+        if (!job.isOpen()) continue;
         try {
           const rec = await job.connections.read(job.name);
           if (!rec) continue;
           plugins.add(rec.pluginName);
           await deps.engines.get(rec.pluginName);
           await job.connections.warm(job.name);
-          // Sealed meanwhile: the mount's connections were closed before this engine opened.
-          if (!deps.stillOpen()) await job.connections.drop(job.name);
+          // Closed meanwhile: the mount's connections were closed before this engine opened.
+          if (!job.isOpen()) await job.connections.drop(job.name);
         } catch (err) {
-          if (deps.stillOpen()) logger.warn({ mount: job.mount, connection: job.name, error: messageOf(err) }, 'warming the connection failed; it opens at its first use');
+          if (job.isOpen()) logger.warn({ mount: job.mount, connection: job.name, error: messageOf(err) }, 'warming the connection failed; it opens at its first use');
         }
       }
     };
     await Promise.all(Array.from({ length: WARM_CONCURRENCY }, worker));
-    if (!deps.stillOpen()) return;
+    if (!allOpen()) return;
     const names = [...plugins].sort();
     const stored = await readHint(deps.storage).catch(() => []);
     if (JSON.stringify(stored) !== JSON.stringify(names)) await deps.storage.putMeta(ENGINES_HINT, Buffer.from(JSON.stringify(names)));
   } catch (err) {
-    if (deps.stillOpen()) logger.warn({ error: messageOf(err) }, 'warming the connections failed; they open at their first use');
+    if (allOpen()) logger.warn({ error: messageOf(err) }, 'warming the connections failed; they open at their first use');
   }
 }

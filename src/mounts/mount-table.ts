@@ -48,12 +48,12 @@ interface Mounted {
   entry: MountEntry;
   backend: DatabaseBackend;
   routes: ReturnType<typeof compileRoutes>;
+  /** Set when its backend starts closing (seal, standby, unmount): background work started before must not open anything on it. */
+  closing?: boolean;
 }
 
 export class MountTable {
   private mounts = new Map<string, Mounted>();
-  /** Counts closes, so background work started before one can tell. */
-  private generation = 0;
 
   constructor(private readonly broker: Broker) {}
 
@@ -89,14 +89,15 @@ export class MountTable {
 
   /** Open every mount's connections in the background (engine-warmup.ts); never fails or delays the caller. */
   warmConnections(): void {
-    const generation = this.generation;
-    const mounts = [...this.mounts.values()].map((m) => ({ mount: m.entry.path, connections: m.backend.connections }));
-    void warmConnections(mounts, {
-      storage: this.broker.storage,
-      engines: this.broker.engines,
-      logger: this.broker.logger,
-      stillOpen: () => this.generation === generation && !this.broker.seal.sealed,
-    });
+    const mounts = [...this.mounts.values()].map(({ entry, backend }) => ({
+      mount: entry.path,
+      connections: backend.connections,
+      isOpen: () => {
+        const now = this.mounts.get(entry.path);
+        return now?.backend === backend && !now.closing && !this.broker.seal.sealed;
+      },
+    }));
+    void warmConnections(mounts, { storage: this.broker.storage, engines: this.broker.engines, logger: this.broker.logger });
   }
 
   list(): MountEntry[] {
@@ -175,6 +176,7 @@ export class MountTable {
     const mounted = this.mounts.get(path);
     if (!mounted) return;
     await this.broker.leases.revokeMount(path);
+    mounted.closing = true;
     await mounted.backend.close();
     for (const key of await this.broker.storage.listEntries(`mounts/${path}`)) await this.broker.storage.deleteEntry(key);
     await this.broker.storage.deleteEntry(PREFIX + path);
@@ -182,7 +184,7 @@ export class MountTable {
   }
 
   async close(): Promise<void> {
-    this.generation++;
+    for (const m of this.mounts.values()) m.closing = true;
     for (const m of this.mounts.values()) await m.backend.close();
     this.mounts.clear();
   }
