@@ -35,6 +35,7 @@ import type { RouteGroup } from './openapi/openapi.ts';
 import { BrokerMetrics } from './metrics/metrics.ts';
 import { brokerMetricsSource } from './metrics/broker-source.ts';
 import { Seal } from './seal/seal.ts';
+import { preloadEngines } from './mounts/engine-warmup.ts';
 import type { Storage } from './storage/storage.ts';
 import { Standalone, type Cluster } from './ha/cluster.ts';
 
@@ -52,9 +53,20 @@ interface CompiledRoute {
 
 const NO_FIELDS = object({});
 
-/** Compile route patterns and body schemas once; a route without a schema declares no body fields. */
-export function compileRoutes(routes: Route[]): CompiledRoute[] {
-  return routes.map((route) => ({ route, pattern: compilePattern(route.pattern), validate: compile(route.schema ?? NO_FIELDS) }));
+/**
+ * Compile route patterns, and body schemas `schemas` 'now' or at their
+ * 'first-use' (a route without a schema declares no body fields). Compiling
+ * every schema of a mount takes tens of milliseconds, which the unseal that
+ * attaches the mounts must not pay (issue 11: unseal → first credential
+ * ≤ 100 ms); the core routes compile now, at start, so that sys/unseal does
+ * not pay for the first compile either.
+ */
+export function compileRoutes(routes: Route[], schemas: 'now' | 'first-use' = 'first-use'): CompiledRoute[] {
+  return routes.map((route) => {
+    const schema = route.schema ?? NO_FIELDS;
+    let validate = schemas === 'now' ? compile(schema) : undefined;
+    return { route, pattern: compilePattern(route.pattern), validate: (value) => (validate ??= compile(schema))(value) };
+  });
 }
 
 /**
@@ -122,7 +134,7 @@ export class Broker implements Dispatcher {
       logger,
       config.revocationInterval * 1000,
     );
-    this.coreRoutes = compileRoutes([...sealRoutes(this), ...keyRoutes(this), ...mountRoutes(this), ...leaseRoutes(this), ...policyRoutes(this), ...tokenRoutes(this), ...capabilityRoutes(this), ...auditRoutes(this), ...sysAuthRoutes(this), ...tokenRoleRoutes(this), ...metricsRoutes(this.metrics, config.unauthenticatedMetricsAccess), ...openApiRoutes(this, VERSION)]);
+    this.coreRoutes = compileRoutes([...sealRoutes(this), ...keyRoutes(this), ...mountRoutes(this), ...leaseRoutes(this), ...policyRoutes(this), ...tokenRoutes(this), ...capabilityRoutes(this), ...auditRoutes(this), ...sysAuthRoutes(this), ...tokenRoleRoutes(this), ...metricsRoutes(this.metrics, config.unauthenticatedMetricsAccess), ...openApiRoutes(this, VERSION)], 'now');
   }
 
   /** The route table as dispatched now: core routes, then each mount's routes under its path (for the OpenAPI document). */
@@ -139,6 +151,8 @@ export class Broker implements Dispatcher {
   async start(): Promise<void> {
     await this.engines.loadThirdParty();
     await this.seal.load();
+    // While sealed: load the engines the connections used last time, so the first credential does not wait for them.
+    if (this.seal.initialized) void preloadEngines(this.storage, this.engines, this.logger);
   }
 
   /** Set before start (HA, src/ha/ha-node.ts); without it the broker is always active. */
@@ -157,21 +171,44 @@ export class Broker implements Dispatcher {
    */
   async afterUnseal(): Promise<void> {
     await this.audit.load();
-    await this.clusterRole.unsealed({ start: () => this.startDuties(), stop: () => this.stopDuties() });
+    // Duties started within this call (always without HA) find the audit devices just loaded.
+    let auditFresh = true;
+    const start = (): Promise<void> => {
+      const reloadAudit = !auditFresh;
+      auditFresh = false;
+      return this.startDuties(reloadAudit);
+    };
+    try {
+      await this.clusterRole.unsealed({ start, stop: () => this.stopDuties() });
+    } finally {
+      auditFresh = false;
+    }
     for (const hook of this.unsealHooks) await hook();
   }
 
-  private async startDuties(): Promise<void> {
+  /**
+   * The active node's duties. The loads are independent reads of a handful
+   * of entries each, run side by side (the PostgreSQL store answers them on
+   * several connections); interrupted leases are found through the partial
+   * index of unsettled ones, never by reading every lease. Engines are warmed
+   * in the background.
+   */
+  private async startDuties(reloadAudit: boolean): Promise<void> {
     // Another node may have changed mounts, policies, tokens or audit devices while this one was a standby.
     this.policyCache.clear();
     this.tokens.forget();
-    await this.audit.load();
-    await this.mounts.load();
-    await this.auths.load();
-    await this.leases.recoverInterrupted();
+    const loads = await Promise.allSettled([
+      reloadAudit ? this.audit.load() : Promise.resolve(),
+      this.mounts.load(),
+      this.auths.load(),
+      this.leases.recoverInterrupted(),
+    ]);
+    const failed = loads.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
     this.revocation.start();
     this.tokenExpiry.start();
     this.mounts.resumeRotations();
+    this.mounts.warmConnections();
   }
 
   private async stopDuties(): Promise<void> {

@@ -171,7 +171,17 @@ export class Connections {
     return (await this.liveOf(name)).engine;
   }
 
-  private async liveOf(name: string): Promise<Live> {
+  /**
+   * Open the connection's engine now, proving its login (a logged-in session
+   * stays in the pool), unless it is open already: warming at unseal
+   * (src/mounts/engine-warmup.ts). Rejects as `run` would; a failed warm-up
+   * leaves nothing open.
+   */
+  async warm(name: string): Promise<void> {
+    await this.liveOf(name, true);
+  }
+
+  private async liveOf(name: string, verify = false): Promise<Live> {
     let live = this.live.get(name);
     if (!live) {
       const rec = await this.mustRead(name);
@@ -183,7 +193,7 @@ export class Connections {
         return raced;
       }
       const engine = factory.create();
-      const ready = this.initialize(engine, rec, rec.password, false);
+      const ready = this.initialize(engine, rec, rec.password, verify);
       const opened = liveEntry(engine, ready, rec.password);
       live = opened;
       this.live.set(name, opened);

@@ -8,6 +8,7 @@ import { DatabaseBackend } from '../database/database-backend.ts';
 import { errors } from '../errors.ts';
 import type { Barrier } from '../seal/barrier.ts';
 import { writeSealedEntry } from '../storage/sealed-entry.ts';
+import { warmConnections } from './engine-warmup.ts';
 import { applyMountConfig, DEFAULT_MOUNT_CONFIG, effectiveTtls, type MountConfig, type MountConfigChange } from './mount-config.ts';
 
 export interface MountEntry {
@@ -47,6 +48,8 @@ interface Mounted {
   entry: MountEntry;
   backend: DatabaseBackend;
   routes: ReturnType<typeof compileRoutes>;
+  /** Set when its backend starts closing (seal, standby, unmount): background work started before must not open anything on it. */
+  closing?: boolean;
 }
 
 export class MountTable {
@@ -82,6 +85,19 @@ export class MountTable {
     for (const m of this.mounts.values()) {
       void m.backend.rotation.resume().catch((err: unknown) => this.broker.logger.error({ mount: m.entry.path, err: String(err) }, 'resuming root rotations failed'));
     }
+  }
+
+  /** Open every mount's connections in the background (engine-warmup.ts); never fails or delays the caller. */
+  warmConnections(): void {
+    const mounts = [...this.mounts.values()].map(({ entry, backend }) => ({
+      mount: entry.path,
+      connections: backend.connections,
+      isOpen: () => {
+        const now = this.mounts.get(entry.path);
+        return now?.backend === backend && !now.closing && !this.broker.seal.sealed;
+      },
+    }));
+    void warmConnections(mounts, { storage: this.broker.storage, engines: this.broker.engines, logger: this.broker.logger });
   }
 
   list(): MountEntry[] {
@@ -160,6 +176,7 @@ export class MountTable {
     const mounted = this.mounts.get(path);
     if (!mounted) return;
     await this.broker.leases.revokeMount(path);
+    mounted.closing = true;
     await mounted.backend.close();
     for (const key of await this.broker.storage.listEntries(`mounts/${path}`)) await this.broker.storage.deleteEntry(key);
     await this.broker.storage.deleteEntry(PREFIX + path);
@@ -167,6 +184,7 @@ export class MountTable {
   }
 
   async close(): Promise<void> {
+    for (const m of this.mounts.values()) m.closing = true;
     for (const m of this.mounts.values()) await m.backend.close();
     this.mounts.clear();
   }

@@ -67,6 +67,14 @@ const types = {
 
 type Runner = { query: PoolClient['query'] };
 
+/**
+ * Sessions the pool keeps open while idle (pg-pool's `min`, the store lock's
+ * session included), opened at start: the reads of an unseal, run side by
+ * side, and the first requests after it find logged-in sessions instead of
+ * each waiting for a new one, however long the broker stayed sealed.
+ */
+const KEPT_SESSIONS = 4;
+
 export class PostgresStorage implements Storage, CopyableStore {
   readonly prefix: string;
   private fence: number | undefined;
@@ -95,9 +103,11 @@ export class PostgresStorage implements Storage, CopyableStore {
       tls && (tls.ca !== undefined || tls.cert !== undefined || tls.skipVerify !== undefined)
         ? { ...(tls.ca !== undefined ? { ca: tls.ca } : {}), ...(tls.cert !== undefined ? { cert: tls.cert, key: tls.key } : {}), ...(tls.skipVerify ? { rejectUnauthorized: false } : {}) }
         : undefined;
+    const max = opts.maxConnections ?? 8;
     const pool = new pg.Pool({
       connectionString: opts.connectionUrl,
-      max: opts.maxConnections ?? 8,
+      max,
+      min: Math.min(KEPT_SESSIONS, max),
       types,
       connectionTimeoutMillis: 10_000,
       application_name: opts.applicationName ?? 'dbroker',
@@ -133,6 +143,9 @@ export class PostgresStorage implements Storage, CopyableStore {
       await pool.end().catch(() => undefined);
       throw err;
     }
+    // A session that cannot be opened now is opened at its first use, as without this.
+    const opened = await Promise.allSettled(Array.from({ length: Math.max(0, Math.min(KEPT_SESSIONS, max) - pool.totalCount) }, () => pool.connect()));
+    for (const r of opened) if (r.status === 'fulfilled') r.value.release();
     return new PostgresStorage(pool, prefix, lockClient);
   }
 
