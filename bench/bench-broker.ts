@@ -5,7 +5,6 @@
 import { initAndUnseal, startBroker, type ApiResponse, type BrokerProcess } from '../test/support/broker.ts';
 import { HttpClient } from './http-client.ts';
 import { findPidByArgument, rssMiB } from './process-rss.ts';
-import { pause } from './abort.ts';
 import type { BenchTarget } from './targets/target.ts';
 
 export const CONNECTION = 'bench';
@@ -72,17 +71,6 @@ export class BenchBroker {
   async leaseCount(prefix?: string): Promise<number> {
     const res = await this.expect(200, 'GET', `sys/leases/count${prefix ? `?prefix=${encodeURIComponent(prefix)}` : ''}`);
     return Number(res.body.data.lease_count);
-  }
-
-  /** Revoke every lease of `role` and wait until none is left (at most `timeoutMs`). */
-  async revokeRole(role: string, timeoutMs = 600_000): Promise<void> {
-    const prefix = `database/creds/${role}/`;
-    await this.expect(204, 'PUT', `sys/leases/revoke-prefix/${prefix}`, undefined, 200);
-    const deadline = Date.now() + timeoutMs;
-    while ((await this.leaseCount(prefix)) > 0) {
-      if (Date.now() > deadline) throw new Error(`leases of role ${role} still present after ${timeoutMs} ms`);
-      await pause(100);
-    }
   }
 
   /** Resident memory of the broker process in MiB. */

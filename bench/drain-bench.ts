@@ -2,13 +2,17 @@
 // broker's revocation loop, against the same server dropping N users one
 // after another from one session; and how creds requests fare meanwhile.
 //
-// Issuing N credentials takes a while, so a plain short TTL would spread the
-// expiries over the issuing window. Instead the leases are issued with a long
-// TTL and then each is renewed with an increment that ends it at one shared
-// instant (to the second: renew increments are whole seconds). The clock runs
-// from that instant until `sys/leases/count` under the role's prefix reaches
-// zero. A side client (1 connection, its own role) reads creds in a loop
-// before the drain (unloaded) and during it.
+// Issuing N credentials takes a while, so a fixed short TTL would spread the
+// expiries over the issuing window. Instead the shared expiry instant T is
+// chosen first (1.3 times the issuing time expected from the broker's rate
+// measured before, plus 5 s), and while the leases are issued the role's
+// default_ttl is rewritten every 250 ms to the whole seconds left until T, so
+// every lease ends within about a second of T. (Renewing each lease to T
+// afterwards, as an earlier version did, costs another request per lease and
+// a database statement on PostgreSQL.) The clock runs from T until
+// `sys/leases/count` under the role's prefix reaches zero. A side client (1
+// connection, its own role) reads creds in a loop before the drain
+// (unloaded) and during it.
 
 import { generatePassword } from '../src/util/random.ts';
 import { pause } from './abort.ts';
@@ -22,6 +26,8 @@ export interface DrainOptions {
   clients: number;
   /** Length of the unloaded side-client measurement, in seconds. */
   seconds: number;
+  /** The broker's issuance rate with `clients` clients measured earlier (creds/s), or NaN to measure it here. */
+  expectedRate: number;
   /** Prefix of this engine run's users; this part uses `<run>d…`. */
   run: string;
   statements: string[];
@@ -30,9 +36,8 @@ export interface DrainOptions {
 
 export interface DrainFigures {
   issue: RunResult;
-  renew: RunResult;
-  /** Renewals were still running at the shared expiry (the figure is then pessimistic). */
-  renewOverran: boolean;
+  /** Issuing was still running at the shared expiry (the figures then mix issuing and draining). */
+  issueOverran: boolean;
   /** From the shared expiry to the first lease gone, and to the last. */
   firstGoneMs: number;
   allGoneMs: number;
@@ -64,21 +69,38 @@ export async function benchDrain(bench: BenchBroker, target: BenchTarget, opts: 
       await bench.issue(side, SIDE);
     });
 
-    opts.progress(`issuing ${opts.leases} leases with ${opts.clients} clients`);
-    const leaseIds: string[] = [];
-    const issue = await runConcurrent({ workers: opts.clients, total: opts.leases }, async () => {
-      leaseIds.push(await bench.issue(workers, ROLE));
-    });
-    // Renewals cost about what issuing did; leave room for them, plus a margin.
-    const expiresAt = Date.now() + Math.max(10_000, issue.elapsedMs * 1.5 + 5_000);
-    opts.progress(`renewing them all to expire at ${new Date(expiresAt).toISOString()}`);
-    const renew = await runConcurrent({ workers: opts.clients, total: leaseIds.length }, async (i) => {
-      // Late (overran) renewals still end within a second, so no lease is left out of the burst.
-      const increment = Math.max(1, Math.ceil((expiresAt - Date.now()) / 1000));
-      await workers.expect(200, 'PUT', '/v1/sys/leases/renew', { token: bench.token, body: { lease_id: leaseIds[i], increment } });
-    });
-    const renewOverran = Date.now() >= expiresAt;
+    let rate = opts.expectedRate;
+    if (!(rate > 0)) {
+      opts.progress(`measuring the issuance rate for ${opts.seconds} s`);
+      const pilot = await runConcurrent({ workers: opts.clients, total: Infinity, maxMs: opts.seconds * 1000 }, async () => {
+        await bench.issue(workers, SIDE);
+      });
+      rate = (pilot.completed * 1000) / pilot.elapsedMs;
+    }
+    const expiresAt = Date.now() + Math.min(3_600_000, Math.ceil((opts.leases / Math.max(rate, 1)) * 1000 * 1.3) + 5_000);
+    const setTtl = (): Promise<void> =>
+      bench.writeRole(ROLE, { statements: opts.statements, usernamePrefix: prefix, defaultTtl: Math.max(1, Math.ceil((expiresAt - Date.now()) / 1000)), maxTtl: 7200 });
+    await setTtl();
+    opts.progress(`issuing ${opts.leases} leases with ${opts.clients} clients, all to expire at ${new Date(expiresAt).toISOString()} (expected ${rate.toFixed(0)}/s)`);
+    // One update at a time; a tick that finds one still running is skipped.
+    let ttlUpdate: Promise<void> | undefined;
+    const ticker = setInterval(() => {
+      ttlUpdate ??= setTtl()
+        .catch((err: unknown) => opts.progress(`role TTL update failed: ${(err as Error).message}`))
+        .finally(() => (ttlUpdate = undefined));
+    }, 250);
+    let issue: RunResult;
+    try {
+      issue = await runConcurrent({ workers: opts.clients, total: opts.leases }, async () => {
+        await bench.issue(workers, ROLE);
+      });
+    } finally {
+      clearInterval(ticker);
+      await ttlUpdate;
+    }
+    const issueOverran = Date.now() >= expiresAt;
     const rssLoaded = bench.rss();
+    opts.progress(`issued ${issue.completed} in ${(issue.elapsedMs / 1000).toFixed(1)} s; waiting ${Math.max(0, (expiresAt - Date.now()) / 1000).toFixed(1)} s for their expiry`);
     await pause(expiresAt - Date.now());
 
     // The drain; the side client runs until it ends.
@@ -95,7 +117,7 @@ export async function benchDrain(bench: BenchBroker, target: BenchTarget, opts: 
         const n = await bench.leaseCount(`database/creds/${ROLE}/`);
         const sinceExpiry = Date.now() - expiresAt;
         rssPeak = Math.max(rssPeak, bench.rss());
-        if (n < leaseIds.length && Number.isNaN(firstGoneMs)) firstGoneMs = sinceExpiry;
+        if (n < issue.completed && Number.isNaN(firstGoneMs)) firstGoneMs = sinceExpiry;
         if (n === 0) {
           allGoneMs = sinceExpiry;
           break;
@@ -110,14 +132,13 @@ export async function benchDrain(bench: BenchBroker, target: BenchTarget, opts: 
     const drainLoad = loadNow();
     const usersLeft = await target.countUsers(prefix);
     const rssAfter = bench.rss();
-    await bench.revokeRole(SIDE);
 
-    opts.progress(`raw baseline: ${leaseIds.length} users made by ${opts.clients} sessions, then dropped by 1 session`);
-    const raw = await rawCreateThenDrop(target, opts, leaseIds.length);
+    // The side client's leases stay until the final sweep.
+    opts.progress(`raw baseline: ${issue.completed} users made by ${opts.clients} sessions, then dropped by 1 session`);
+    const raw = await rawCreateThenDrop(target, opts, issue.completed);
     return {
       issue,
-      renew,
-      renewOverran,
+      issueOverran,
       firstGoneMs,
       allGoneMs,
       usersLeft,

@@ -82,11 +82,11 @@ function drainTable(results: EngineResult[]): string {
     const n = d.issue.completed;
     const brokerRate = perSecond(n, d.allGoneMs);
     const rawRate = rate(d.rawDrop);
-    const failed = d.issue.failed + d.renew.failed + d.sideUnloaded.failed + d.sideDuring.failed + d.rawCreate.failed + d.rawDrop.failed;
+    const failed = d.issue.failed + d.sideUnloaded.failed + d.sideDuring.failed + d.rawCreate.failed + d.rawDrop.failed;
     return [
       r.label,
-      `${n}${d.renewOverran ? ' (renewals overran)' : ''}`,
-      fmt(d.allGoneMs / 1000, 1),
+      `${n}${d.issueOverran ? ' (issuing overran the expiry)' : ''}`,
+      `${fmt(d.firstGoneMs / 1000, 1)} / ${fmt(d.allGoneMs / 1000, 1)}`,
       fmt(brokerRate),
       fmt(rawRate),
       x(brokerRate / rawRate),
@@ -100,7 +100,7 @@ function drainTable(results: EngineResult[]): string {
     ];
   });
   return markdownTable(
-    ['engine', 'leases due at once', 'all revoked after (s)', 'broker users/s', 'raw serial DROP/s', 'broker ÷ raw', 'creds p99 unloaded (ms, n)', 'creds p99 during drain (ms, n)', 'during ÷ unloaded', 'failed', 'users left', 'broker RSS MiB before / loaded / peak / after', 'load drain / raw'],
+    ['engine', 'leases due at once', 'first / all revoked after (s)', 'broker users/s', 'raw serial DROP/s', 'broker ÷ raw', 'creds p99 unloaded (ms, n)', 'creds p99 during drain (ms, n)', 'during ÷ unloaded', 'failed', 'users left', 'broker RSS MiB before / loaded / peak / after', 'load drain / raw'],
     rows,
   );
 }
@@ -159,7 +159,6 @@ export function failures(r: EngineResult): string[] {
   });
   if (r.drain) {
     add('drain issue', r.drain.issue);
-    add('drain renew', r.drain.renew);
     add('drain side client unloaded', r.drain.sideUnloaded);
     add('drain side client during', r.drain.sideDuring);
     add('drain raw create', r.drain.rawCreate);
@@ -195,7 +194,7 @@ export function formatReport(results: EngineResult[], s: ReportSettings): string
     if (r.skipped) out.push(`- ${r.label}: skipped: ${r.skipped}`);
     if (r.failed) out.push(`- ${r.label}: **FAILED**: ${r.failed}`);
     for (const f of failures(r)) out.push(`- ${r.label}: ${f}`);
-    if (r.leftoversDropped) out.push(`- ${r.label}: the final sweep dropped ${r.leftoversDropped} users of this run`);
+    if (r.leftoversDropped) out.push(`- ${r.label}: the final sweep dropped the ${r.leftoversDropped} users of this run still there (issuance, side client, live users; the broker had been stopped)`);
   }
   out.push(`- load average (1/5/15 min) at start ${s.loadStart}, at end ${s.loadEnd}`);
   return out.join('\n');

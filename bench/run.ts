@@ -22,6 +22,7 @@ import { benchIssueRounds } from './issue-rounds.ts';
 import { benchLiveUsers } from './live-users-bench.ts';
 import { parseOptions, USAGE, type BenchOptions } from './options.ts';
 import { formatReport, type EngineResult } from './report.ts';
+import { median, perSecond } from './stats.ts';
 import type { BenchTarget } from './targets/target.ts';
 
 const progress = (message: string): void => void process.stderr.write(`bench ${new Date().toISOString().slice(11, 19)}: ${message}\n`);
@@ -51,11 +52,11 @@ async function benchEngine(target: BenchTarget, opts: BenchOptions, withApi: boo
       await bench.writeRole('lookup', { statements: setup.creationStatements, usernamePrefix: `${run}a`, defaultTtl: 3600, maxTtl: 7200 });
       const leaseId = await bench.issue(lease, 'lookup').finally(() => lease.close());
       result.api = await benchApi(bench, { rounds: opts.rounds, seconds: opts.seconds, clients: opts.clients, leaseId, progress: say });
-      await bench.revokeRole('lookup');
     }
     if (opts.parts.has('drain')) {
       say(`drain of ${opts.leases} leases; load ${load()}`);
-      result.drain = await benchDrain(bench, target, { leases: opts.leases, clients: opts.clients, seconds: opts.seconds, run, statements: setup.creationStatements, progress: say });
+      const expectedRate = median((result.issue ?? []).map((i) => perSecond(i.brokerN.completed, i.brokerN.elapsedMs)));
+      result.drain = await benchDrain(bench, target, { leases: opts.leases, clients: opts.clients, seconds: opts.seconds, expectedRate, run, statements: setup.creationStatements, progress: say });
     }
     if (opts.parts.has('live')) {
       if (setup.groupStatements) {
