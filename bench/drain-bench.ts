@@ -108,6 +108,8 @@ export async function benchDrain(bench: BenchBroker, target: BenchTarget, opts: 
     const during = runConcurrent({ workers: 1, total: Infinity, stop: () => drained }, async () => {
       await bench.issue(side, SIDE);
     });
+    // Awaited below; if the wait for the drain throws first, this rejection must not go unhandled.
+    during.catch(() => undefined);
     let firstGoneMs = NaN;
     let allGoneMs = NaN;
     let rssPeak = bench.rss();
