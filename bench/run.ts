@@ -109,11 +109,13 @@ async function main(): Promise<void> {
     apiDone ||= r.api !== undefined || r.skipped === undefined;
     results.push(r);
     if (interrupt.signal.aborted) {
-      progress(`stopped; cleanup dropped ${r.leftoversDropped ?? 0} users`);
-      process.exit(130);
+      progress(`stopped; cleanup dropped ${r.leftoversDropped ?? 0} users; the report below has the parts that finished`);
+      break;
     }
   }
-  console.log(formatReport(results, { clients: opts.clients, rounds: opts.rounds, seconds: opts.seconds, loadStart, loadEnd: load(), header: `${header}; took ${((Date.now() - started) / 60_000).toFixed(1)} min` }));
+  const took = `took ${((Date.now() - started) / 60_000).toFixed(1)} min${interrupt.signal.aborted ? ', INTERRUPTED' : ''}`;
+  console.log(formatReport(results, { clients: opts.clients, rounds: opts.rounds, seconds: opts.seconds, loadStart, loadEnd: load(), header: `${header}; ${took}` }));
+  if (interrupt.signal.aborted) process.exitCode = 130;
 }
 
 await main();
