@@ -100,7 +100,7 @@ async function main(): Promise<void> {
   });
   const loadStart = load();
   const started = Date.now();
-  const header = `dbroker bench ${new Date().toISOString().slice(0, 16)}Z: ${cpus().length} CPUs, node ${process.version}, ${opts.clients} clients; command: npm run bench -- ${process.argv.slice(2).join(' ')}`.trim();
+  const header = `dbroker bench ${new Date().toISOString().slice(0, 16)}Z: ${cpus().length} CPUs, node ${process.version}, ${opts.clients} clients; command: npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
   progress(`${header}; load ${loadStart}`);
   const results: EngineResult[] = [];
   let apiDone = !opts.parts.has('api');
