@@ -7,12 +7,14 @@
 // chosen first (1.3 times the issuing time expected from the broker's rate
 // measured before, plus 5 s), and while the leases are issued the role's
 // default_ttl is rewritten every 250 ms to the whole seconds left until T, so
-// every lease ends within about a second of T. (Renewing each lease to T
-// afterwards, as an earlier version did, costs another request per lease and
-// a database statement on PostgreSQL.) The clock runs from T until
-// `sys/leases/count` under the role's prefix reaches zero. A side client (1
-// connection, its own role) reads creds in a loop before the drain
-// (unloaded) and during it.
+// every lease ends within about a second of T. When a tenth of the leases is
+// issued, the rate seen so far re-aims T if the guess was more than 10 s off
+// (a machine shared with other work changes speed), and the leases issued
+// before that are renewed to the new T once all are issued. (Renewing every
+// lease, as an earlier version did, costs a request per lease and a database
+// statement on PostgreSQL.) The clock runs from T until `sys/leases/count`
+// under the role's prefix reaches zero. A side client (1 connection, its own
+// role) reads creds in a loop before the drain (unloaded) and during it.
 
 import { generatePassword } from '../src/util/random.ts';
 import { pause } from './abort.ts';
@@ -36,7 +38,9 @@ export interface DrainOptions {
 
 export interface DrainFigures {
   issue: RunResult;
-  /** Issuing was still running at the shared expiry (the figures then mix issuing and draining). */
+  /** The renewal of the leases issued before T was re-aimed (undefined when the first T held). */
+  renew: RunResult | undefined;
+  /** Issuing (or renewing) was still running at the shared expiry (the figures then mix issuing and draining). */
   issueOverran: boolean;
   /** From the shared expiry to the first lease gone, and to the last. */
   firstGoneMs: number;
@@ -77,7 +81,7 @@ export async function benchDrain(bench: BenchBroker, target: BenchTarget, opts: 
       });
       rate = (pilot.completed * 1000) / pilot.elapsedMs;
     }
-    const expiresAt = Date.now() + Math.min(3_600_000, Math.ceil((opts.leases / Math.max(rate, 1)) * 1000 * 1.3) + 5_000);
+    let expiresAt = Date.now() + Math.min(3_600_000, Math.ceil((opts.leases / Math.max(rate, 1)) * 1000 * 1.3) + 5_000);
     const setTtl = (): Promise<void> =>
       bench.writeRole(ROLE, { statements: opts.statements, usernamePrefix: prefix, defaultTtl: Math.max(1, Math.ceil((expiresAt - Date.now()) / 1000)), maxTtl: 7200 });
     await setTtl();
@@ -89,14 +93,42 @@ export async function benchDrain(bench: BenchBroker, target: BenchTarget, opts: 
         .catch((err: unknown) => opts.progress(`role TTL update failed: ${(err as Error).message}`))
         .finally(() => (ttlUpdate = undefined));
     }, 250);
+    // Once a tenth is issued, the rate seen so far re-aims T if the first guess is more than 10 s off;
+    // the leases issued before that (and those in flight then) are renewed to the new T afterwards.
+    const issueStarted = Date.now();
+    const issued: Array<{ id: string; at: number }> = [];
+    let reaimedAt: number | undefined;
+    let checked = false;
+    const reaim = (): void => {
+      if (checked || issued.length < Math.max(20, opts.leases / 10)) return;
+      checked = true;
+      const perMs = issued.length / Math.max(1, Date.now() - issueStarted);
+      const remainingMs = (opts.leases - issued.length) / perMs;
+      const renewMs = (issued.length + opts.clients) / perMs;
+      const aim = Date.now() + Math.ceil((remainingMs + renewMs) * 1.3) + 5_000;
+      if (Math.abs(aim - expiresAt) <= 10_000) return;
+      opts.progress(`${issued.length} issued at ${(perMs * 1000).toFixed(0)}/s: re-aiming the expiry from ${new Date(expiresAt).toISOString()} to ${new Date(aim).toISOString()}`);
+      expiresAt = aim;
+      reaimedAt = Date.now();
+    };
     let issue: RunResult;
     try {
       issue = await runConcurrent({ workers: opts.clients, total: opts.leases }, async () => {
-        await bench.issue(workers, ROLE);
+        issued.push({ id: await bench.issue(workers, ROLE), at: Date.now() });
+        reaim();
       });
     } finally {
       clearInterval(ticker);
       await ttlUpdate;
+    }
+    let renew: RunResult | undefined;
+    if (reaimedAt !== undefined) {
+      const early = issued.filter((l) => l.at < reaimedAt! + 1000);
+      opts.progress(`renewing the ${early.length} leases issued before the re-aim`);
+      renew = await runConcurrent({ workers: opts.clients, total: early.length }, async (i) => {
+        const increment = Math.max(1, Math.ceil((expiresAt - Date.now()) / 1000));
+        await workers.expect(200, 'PUT', '/v1/sys/leases/renew', { token: bench.token, body: { lease_id: early[i]!.id, increment } });
+      });
     }
     const issueOverran = Date.now() >= expiresAt;
     const rssLoaded = bench.rss();
@@ -140,6 +172,7 @@ export async function benchDrain(bench: BenchBroker, target: BenchTarget, opts: 
     const raw = await rawCreateThenDrop(target, opts, issue.completed);
     return {
       issue,
+      renew,
       issueOverran,
       firstGoneMs,
       allGoneMs,

@@ -82,10 +82,10 @@ function drainTable(results: EngineResult[]): string {
     const n = d.issue.completed;
     const brokerRate = perSecond(n, d.allGoneMs);
     const rawRate = rate(d.rawDrop);
-    const failed = d.issue.failed + d.sideUnloaded.failed + d.sideDuring.failed + d.rawCreate.failed + d.rawDrop.failed;
+    const failed = d.issue.failed + (d.renew?.failed ?? 0) + d.sideUnloaded.failed + d.sideDuring.failed + d.rawCreate.failed + d.rawDrop.failed;
     return [
       r.label,
-      `${n}${d.issueOverran ? ' (issuing overran the expiry)' : ''}`,
+      `${n}${d.renew ? ` (${d.renew.completed} renewed to re-aim)` : ''}${d.issueOverran ? ' (issuing overran the expiry)' : ''}`,
       `${fmt(d.firstGoneMs / 1000, 1)} / ${fmt(d.allGoneMs / 1000, 1)}`,
       fmt(brokerRate),
       fmt(rawRate),
@@ -159,6 +159,7 @@ export function failures(r: EngineResult): string[] {
   });
   if (r.drain) {
     add('drain issue', r.drain.issue);
+    add('drain renew (re-aimed expiry)', r.drain.renew);
     add('drain side client unloaded', r.drain.sideUnloaded);
     add('drain side client during', r.drain.sideDuring);
     add('drain raw create', r.drain.rawCreate);

@@ -40,6 +40,7 @@ test('drain: broker users/s from the time to the last lease gone, against raw se
     label: 'MariaDB',
     drain: {
       issue: run(1000, 10, 10),
+      renew: undefined,
       issueOverran: false,
       firstGoneMs: 500,
       allGoneMs: 4000,
