@@ -3,12 +3,15 @@
 // connection "bench".
 
 import { initAndUnseal, startBroker, type ApiResponse, type BrokerProcess } from '../test/support/broker.ts';
+import { HttpClient } from './http-client.ts';
 import { findPidByArgument, rssMiB } from './process-rss.ts';
 import type { BenchTarget } from './targets/target.ts';
 
 export const CONNECTION = 'bench';
 
 export interface RoleSettings {
+  /** Creation statements (broker templates). */
+  statements: string[];
   /** Every user of the role starts with this (letters and digits). */
   usernamePrefix: string;
   defaultTtl: number;
@@ -43,24 +46,30 @@ export class BenchBroker {
     return res;
   }
 
-  async writeRole(name: string, target: BenchTarget, settings: RoleSettings): Promise<void> {
+  async writeRole(name: string, settings: RoleSettings): Promise<void> {
     await this.expect(204, 'PUT', `database/roles/${name}`, {
       db_name: CONNECTION,
-      creation_statements: target.creationStatements,
+      creation_statements: settings.statements,
       default_ttl: settings.defaultTtl,
       max_ttl: settings.maxTtl,
       username_template: `${settings.usernamePrefix}{{random 12}}`,
     }, 200);
   }
 
-  /** Issue one credential; returns its lease id. */
-  async issue(role: string): Promise<string> {
-    const res = await this.expect(200, 'GET', `database/creds/${role}`);
-    return res.body.lease_id as string;
+  /** A keep-alive client for load, `sockets` connections at most; close it after use. */
+  client(sockets: number): HttpClient {
+    return new HttpClient(this.process.url, sockets);
   }
 
-  async leaseCount(): Promise<number> {
-    const res = await this.expect(200, 'GET', 'sys/leases/count');
+  /** Issue one credential through `client`; returns its lease id. */
+  async issue(client: HttpClient, role: string): Promise<string> {
+    const res = await client.expect(200, 'GET', `/v1/database/creds/${role}`, { token: this.token });
+    return (JSON.parse(res.text) as { lease_id: string }).lease_id;
+  }
+
+  /** Leases whose id starts with `prefix` (all leases without one). */
+  async leaseCount(prefix?: string): Promise<number> {
+    const res = await this.expect(200, 'GET', `sys/leases/count${prefix ? `?prefix=${encodeURIComponent(prefix)}` : ''}`);
     return Number(res.body.data.lease_count);
   }
 

@@ -7,15 +7,16 @@ import { interrupt, throwIfInterrupted } from './abort.ts';
 export interface RunResult {
   completed: number;
   failed: number;
-  /** The first few distinct error messages. */
+  /** The first few (at most 5) distinct error messages. */
   errors: string[];
   /** Latency of each successful operation, in milliseconds. */
   latenciesMs: number[];
   elapsedMs: number;
 }
 
+/** `total` may be Infinity (then `maxMs` bounds the run); `stop` ends it early when it returns true. */
 export async function runConcurrent(
-  opts: { workers: number; total: number; maxMs?: number },
+  opts: { workers: number; total: number; maxMs?: number; stop?: () => boolean },
   op: (index: number, worker: number) => Promise<void>,
 ): Promise<RunResult> {
   const result: RunResult = { completed: 0, failed: 0, errors: [], latenciesMs: [], elapsedMs: 0 };
@@ -23,7 +24,7 @@ export async function runConcurrent(
   const deadline = opts.maxMs === undefined ? Infinity : started + opts.maxMs;
   let next = 0;
   const worker = async (w: number): Promise<void> => {
-    while (next < opts.total && performance.now() < deadline && !interrupt.signal.aborted) {
+    while (next < opts.total && performance.now() < deadline && !interrupt.signal.aborted && !opts.stop?.()) {
       const index = next++;
       const t0 = performance.now();
       try {
@@ -33,7 +34,7 @@ export async function runConcurrent(
       } catch (err) {
         result.failed++;
         const message = err instanceof Error ? err.message : String(err);
-        if (result.errors.length < 3 && !result.errors.includes(message)) result.errors.push(message);
+        if (result.errors.length < 5 && !result.errors.includes(message)) result.errors.push(message);
       }
     }
   };

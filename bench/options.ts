@@ -1,23 +1,35 @@
-// Command line: `npm run bench -- [engine...] [--creds N] [--seconds S]
-// [--leases N] [--clients N]`. No engine = all of them.
+// Command line of `npm run bench` (see USAGE). No engine = all of them; the
+// default is the full run (about 10 minutes on 2 cores), --quick a short one
+// for checking that everything works. Explicit options override --quick.
 
 import { parseArgs } from 'node:util';
 import { TARGETS, targetNamed } from './targets/index.ts';
 import type { BenchTarget } from './targets/target.ts';
 
+/** The parts of a run, in the order they run for each engine. */
+export const PARTS = ['issue', 'api', 'drain', 'live'] as const;
+export type Part = (typeof PARTS)[number];
+
 export interface BenchOptions {
   targets: BenchTarget[];
-  /** Concurrent clients for issuing (and for the direct baseline). */
-  clients: number;
-  /** Figure 1 stops after this many credentials... */
-  creds: number;
-  /** ...or after this many seconds. */
+  parts: Set<Part>;
+  /** Interleaved rounds of the issuance and API parts. */
+  rounds: number;
+  /** Length of each timed phase, in seconds. */
   seconds: number;
-  /** Figure 2: leases that expire together. */
+  /** Concurrent clients (and raw sessions, and vault-benchmark-style workers). */
+  clients: number;
+  /** Leases due at once in the drain. */
   leases: number;
+  /** Live users the vault-benchmark-style run goes up to. */
+  live: number;
 }
 
-export const USAGE = `usage: npm run bench -- [postgres|mysql|mongodb ...] [--creds 500] [--seconds 10] [--leases 1000] [--clients 8]`;
+export const USAGE = `usage: npm run bench -- [postgres|mariadb|mongodb ...] [--engines pg,mariadb,mongo] [--only issue,api,drain,live]
+                     [--quick] [--rounds 3] [--seconds 3] [--clients 8] [--leases 5000] [--live 10000]`;
+
+const FULL = { rounds: 3, seconds: 3, clients: 8, leases: 5000, live: 10_000 };
+const QUICK = { rounds: 2, seconds: 2, clients: 8, leases: 300, live: 500 };
 
 function positive(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -26,27 +38,42 @@ function positive(name: string, value: string | undefined, fallback: number): nu
   return n;
 }
 
+function list(value: string | undefined): string[] {
+  return (value ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+/** Parse `argv` (without node and the script); throws with a message naming the bad option. */
 export function parseOptions(argv: string[]): BenchOptions {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
     options: {
-      creds: { type: 'string' },
+      engines: { type: 'string' },
+      only: { type: 'string' },
+      quick: { type: 'boolean' },
+      rounds: { type: 'string' },
       seconds: { type: 'string' },
-      leases: { type: 'string' },
       clients: { type: 'string' },
+      leases: { type: 'string' },
+      live: { type: 'string' },
     },
   });
-  const targets = positionals.length === 0 ? Object.values(TARGETS) : positionals.map((name) => {
+  const names = [...positionals, ...list(values.engines)];
+  const targets = names.length === 0 ? Object.values(TARGETS) : names.map((name) => {
     const target = targetNamed(name);
-    if (!target) throw new Error(`unknown engine "${name}" (known: ${Object.keys(TARGETS).join(', ')})`);
+    if (!target) throw new Error(`unknown engine "${name}" (known: ${Object.keys(TARGETS).join(', ')}; aliases pg, mariadb, mongo, ferretdb)`);
     return target;
   });
+  const only = list(values.only);
+  for (const p of only) if (!(PARTS as readonly string[]).includes(p)) throw new Error(`--only: unknown part "${p}" (known: ${PARTS.join(', ')})`);
+  const base = values.quick ? QUICK : FULL;
   return {
     targets: [...new Set(targets)],
-    clients: positive('clients', values.clients, 8),
-    creds: positive('creds', values.creds, 500),
-    seconds: positive('seconds', values.seconds, 10),
-    leases: positive('leases', values.leases, 1000),
+    parts: new Set(only.length === 0 ? PARTS : (only as Part[])),
+    rounds: positive('rounds', values.rounds, base.rounds),
+    seconds: positive('seconds', values.seconds, base.seconds),
+    clients: positive('clients', values.clients, base.clients),
+    leases: positive('leases', values.leases, base.leases),
+    live: positive('live', values.live, base.live),
   };
 }

@@ -1,54 +1,85 @@
-// dbroker benchmarks: `npm run bench -- [engine...]` (see options.ts).
+// dbroker benchmarks: `npm run bench -- [engine...] [options]` (options.ts).
 // For each engine: a real broker process with its own store, then
-//   1. credentials issued per second by concurrent clients, against the same
-//      statements run directly on the database;
-//   2. how fast N leases that expire together are revoked, and broker RSS.
-// Prints figures; never a test, never gates CI. Every database user the bench
-// creates is dropped at the end (the broker revokes its own; a final sweep by
-// name prefix catches anything left by a failure).
+//   issue: interleaved rounds of raw serial / broker 1 / raw N / broker N
+//          issuance (issue-rounds.ts);
+//   api:   (first engine only) sys/leases/lookup and auth/token/lookup-self
+//          against a fastify hello-world (api-bench.ts);
+//   drain: N leases due at once vs raw serial DROP (drain-bench.ts);
+//   live:  vault-benchmark style up to N live users on a role granting a
+//          group role (live-users-bench.ts), where the engine has roles.
+// Prints markdown tables; never a test, never gates CI. Every database user
+// the bench creates is dropped at the end (the broker revokes its own; a
+// final sweep by the run's name prefix drops the rest and anything a failure
+// left), and so is the group role.
 
 import { randomBytes } from 'node:crypto';
 import { cpus, loadavg } from 'node:os';
+import { benchApi } from './api-bench.ts';
 import { interrupt } from './abort.ts';
 import { BenchBroker } from './bench-broker.ts';
-import { benchExpiry } from './expiry-bench.ts';
-import { benchIssue } from './issue-bench.ts';
+import { benchDrain } from './drain-bench.ts';
+import { benchIssueRounds } from './issue-rounds.ts';
+import { benchLiveUsers } from './live-users-bench.ts';
 import { parseOptions, USAGE, type BenchOptions } from './options.ts';
-import { printReport, type EngineResult } from './report.ts';
-import { fmt, percentile, perSecond } from './stats.ts';
+import { formatReport, type EngineResult } from './report.ts';
+import { median, perSecond } from './stats.ts';
 import type { BenchTarget } from './targets/target.ts';
 
-/** The test harness configures the broker's revocation loop to wake every second. */
-const REVOCATION_INTERVAL_S = 1;
+const progress = (message: string): void => void process.stderr.write(`bench ${new Date().toISOString().slice(11, 19)}: ${message}\n`);
+const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' / ');
 
-const progress = (message: string): void => void process.stderr.write(`bench: ${message}\n`);
-const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' ');
-
-async function benchEngine(target: BenchTarget, opts: BenchOptions): Promise<EngineResult> {
+async function benchEngine(target: BenchTarget, opts: BenchOptions, withApi: boolean): Promise<EngineResult> {
   const skipped = await target.unavailable();
   if (skipped) return { label: target.label, skipped };
-  const result: EngineResult = { label: target.label };
-  const runPrefix = `dbrb${randomBytes(3).toString('hex')}`;
+  const result: EngineResult = { label: target.label, loadStart: load() };
+  const hex = randomBytes(3).toString('hex');
+  // Users start with `run`; the group role's name does not (hex has no "g").
+  const run = `dbrb${hex}`;
+  const group = `dbrbg${hex}`;
+  const say = (m: string): void => progress(`${target.label}: ${m}`);
   let bench: BenchBroker | undefined;
-  const cleanup = async (): Promise<void> => {
-    await bench?.close().catch(() => undefined);
-    bench = undefined;
-    result.leftoversDropped = await target.dropUsers(runPrefix);
-  };
   try {
+    const setup = await target.prepare(group);
+    result.describe = setup.describe;
     bench = await BenchBroker.start(target);
-    progress(`${target.label}: issuing up to ${opts.creds} credentials with ${opts.clients} clients (at most ${opts.seconds} s), then the direct baseline`);
-    result.issue = await benchIssue(bench, target, { workers: opts.clients, total: opts.creds, maxMs: opts.seconds * 1000, runPrefix });
-    const b = result.issue.broker;
-    progress(`${target.label}: broker ${fmt(perSecond(b.completed, b.elapsedMs), 1)} creds/s (p50 ${fmt(percentile(b.latenciesMs, 50), 1)} ms), direct ${fmt(perSecond(result.issue.direct.completed, result.issue.direct.elapsedMs), 1)}/s; load ${load()}`);
-    progress(`${target.label}: issuing ${opts.leases} leases, aligning their expiry, waiting for the revocation loop`);
-    result.expiry = await benchExpiry(bench, target, { workers: opts.clients, leases: opts.leases, runPrefix });
-    progress(`${target.label}: all ${result.expiry.issue.completed} revoked ${fmt(result.expiry.allGoneMs / 1000, 2)} s after expiry; load ${load()}`);
+    if (opts.parts.has('issue')) {
+      say(`issuance, ${opts.rounds} rounds of 4 × ${opts.seconds} s; load ${load()}`);
+      result.issue = await benchIssueRounds(bench, target, { rounds: opts.rounds, seconds: opts.seconds, clients: opts.clients, run, statements: setup.creationStatements, progress: say });
+    }
+    if (withApi) {
+      say(`non-database path, ${opts.rounds} rounds of 3 × ${opts.seconds} s; load ${load()}`);
+      const lease = bench.client(1);
+      await bench.writeRole('lookup', { statements: setup.creationStatements, usernamePrefix: `${run}a`, defaultTtl: 3600, maxTtl: 7200 });
+      const leaseId = await bench.issue(lease, 'lookup').finally(() => lease.close());
+      result.api = await benchApi(bench, { rounds: opts.rounds, seconds: opts.seconds, clients: opts.clients, leaseId, progress: say });
+    }
+    if (opts.parts.has('drain')) {
+      say(`drain of ${opts.leases} leases; load ${load()}`);
+      const expectedRate = median((result.issue ?? []).map((i) => perSecond(i.brokerN.completed, i.brokerN.elapsedMs)));
+      result.drain = await benchDrain(bench, target, { leases: opts.leases, clients: opts.clients, seconds: opts.seconds, expectedRate, run, statements: setup.creationStatements, progress: say });
+    }
+    if (opts.parts.has('live')) {
+      if (setup.groupStatements) {
+        say(`vault-benchmark style up to ${opts.live} live users; load ${load()}`);
+        result.live = await benchLiveUsers(bench, target, { live: opts.live, clients: opts.clients, run, statements: setup.groupStatements, progress: say });
+      } else {
+        say('no group roles on this engine: no vault-benchmark-style run');
+      }
+    }
   } catch (err) {
     result.failed = err instanceof Error ? err.message : String(err);
-    if (bench && !interrupt.signal.aborted) progress(`${target.label}: broker log tail:\n${bench.process.logs.split('\n').slice(-15).join('\n')}`);
+    if (bench && !interrupt.signal.aborted) say(`failed: ${result.failed}\nbroker log tail:\n${bench.process.logs.split('\n').slice(-15).join('\n')}`);
   } finally {
-    await cleanup().catch((err: unknown) => (result.failed = `${result.failed ?? ''} cleanup failed: ${(err as Error).message}`.trim()));
+    try {
+      // The broker goes first (its store with it): nothing may revoke behind the sweep's back.
+      await bench?.close().catch(() => undefined);
+      say('sweeping this run\'s users');
+      result.leftoversDropped = await target.dropUsers(run);
+      await target.teardown(group);
+    } catch (err) {
+      result.failed = `${result.failed ?? ''} cleanup failed: ${(err as Error).message}`.trim();
+    }
+    result.loadEnd = load();
   }
   return result;
 }
@@ -67,18 +98,24 @@ async function main(): Promise<void> {
     progress('interrupted: finishing the requests in flight, then dropping this run\'s users (Ctrl-C again to quit at once)');
     interrupt.abort();
   });
-  console.log(`dbroker bench: ${cpus().length} CPUs, node ${process.version}, load average at start ${load()}`);
+  const loadStart = load();
+  const started = Date.now();
+  const header = `dbroker bench ${new Date().toISOString().slice(0, 16)}Z: ${cpus().length} CPUs, node ${process.version}, ${opts.clients} clients; command: npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+  progress(`${header}; load ${loadStart}`);
   const results: EngineResult[] = [];
+  let apiDone = !opts.parts.has('api');
   for (const target of opts.targets) {
-    results.push(await benchEngine(target, opts));
+    const r = await benchEngine(target, opts, !apiDone);
+    apiDone ||= r.api !== undefined || r.skipped === undefined;
+    results.push(r);
     if (interrupt.signal.aborted) {
-      const dropped = results.at(-1)?.leftoversDropped ?? 0;
-      progress(`stopped; cleanup dropped ${dropped} users`);
-      process.exit(130);
+      progress(`stopped; cleanup dropped ${r.leftoversDropped ?? 0} users; the report below has the parts that finished`);
+      break;
     }
   }
-  printReport(results, { clients: opts.clients, revocationInterval: REVOCATION_INTERVAL_S });
-  console.log(`\nload average at end ${load()}`);
+  const took = `took ${((Date.now() - started) / 60_000).toFixed(1)} min${interrupt.signal.aborted ? ', INTERRUPTED' : ''}`;
+  console.log(formatReport(results, { clients: opts.clients, rounds: opts.rounds, seconds: opts.seconds, loadStart, loadEnd: load(), header: `${header}; ${took}` }));
+  if (interrupt.signal.aborted) process.exitCode = 130;
 }
 
 await main();

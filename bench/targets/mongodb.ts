@@ -52,7 +52,6 @@ export const mongodbTarget: BenchTarget = {
   get label() {
     return isFerret ? 'MongoDB (FerretDB)' : 'MongoDB';
   },
-  creationStatements: CREATION,
 
   async unavailable() {
     if (!existsSync(resolve(ROOT, 'plugins/mongodb/index.ts'))) return 'plugins/mongodb/index.ts does not exist yet';
@@ -87,11 +86,18 @@ export const mongodbTarget: BenchTarget = {
     };
   },
 
+  // FerretDB has no roles: nothing to prepare, and no group-role run.
+  async prepare() {
+    return { creationStatements: CREATION, groupStatements: undefined, describe: `createUser with roles [read on dbroker_bench]${isFerret ? ' (FerretDB: retried without roles)' : ''}` };
+  },
+
+  async teardown() {},
+
   async openDirect(): Promise<DirectSession> {
     const client = await connect();
     return {
-      async createUser(name, password) {
-        for (const t of CREATION) {
+      async createUser(name, password, statements) {
+        for (const t of statements) {
           const statement = JSON.parse(renderStatement(t, { name, password, expiration: new Date() })) as { db?: string; roles: unknown[] };
           const db = client.db(statement.db ?? 'admin');
           try {

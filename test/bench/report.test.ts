@@ -1,0 +1,70 @@
+// The bench's report (bench/report.ts): markdown tables whose ratios come
+// from the phases' own counts and times, and a note for every failure.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { RunResult } from '../../bench/concurrent.ts';
+import { formatReport, markdownTable, type EngineResult } from '../../bench/report.ts';
+
+/** `completed` operations in `seconds`, each taking `latencyMs`. */
+function run(completed: number, seconds: number, latencyMs: number, failed = 0, errors: string[] = []): RunResult {
+  return { completed, failed, errors, latenciesMs: Array.from({ length: completed }, () => latencyMs), elapsedMs: seconds * 1000 };
+}
+
+const settings = { clients: 8, rounds: 1, seconds: 2, loadStart: '1.00 / 1.00 / 1.00', loadEnd: '2.00 / 1.50 / 1.00', header: 'dbroker bench test' };
+
+/** The cells of the first table row whose first cell is `first`, under the heading that contains `heading`. */
+function rowOf(report: string, heading: string, first: string): string[] {
+  const section = report.slice(report.indexOf(heading));
+  const line = section.split('\n').find((l) => l.startsWith(`| ${first} |`));
+  assert.ok(line, `a row for ${first} under "${heading}" in:\n${report}`);
+  return line.slice(2, -2).split(' | ');
+}
+
+test('markdownTable: header, alignment row, one line per row, pipes escaped', () => {
+  assert.equal(markdownTable(['a', 'n'], [['x|y', '12']]), '| a | n |\n|---|---:|\n| x\\|y | 12 |');
+});
+
+test('issuance ratios and the per-credential overhead come from the rates and p50s', () => {
+  const result: EngineResult = {
+    label: 'PostgreSQL',
+    issue: [{ rawSerial: run(200, 2, 5), broker1: run(100, 2, 9), rawN: run(400, 2, 20), brokerN: run(300, 2, 50), load: [1, 2, 3, 1.5] }],
+  };
+  const cells = rowOf(formatReport([result], settings), '### Issuance', 'PostgreSQL');
+  // raw serial 100/s p50 5; raw 8 200/s; broker 1 50/s; broker 8 150/s.
+  assert.deepEqual(cells.slice(1), ['1', '100 (5.0)', '200', '50 (9.0 / 9.0)', '150 (50.0 / 50.0)', '0', '1.50×', '0.75×', '4.0', '3.00']);
+});
+
+test('drain: broker users/s from the time to the last lease gone, against raw serial DROP, and p99 during vs unloaded', () => {
+  const result: EngineResult = {
+    label: 'MariaDB',
+    drain: {
+      issue: run(1000, 10, 10),
+      renew: undefined,
+      issueOverran: false,
+      firstGoneMs: 500,
+      allGoneMs: 4000,
+      usersLeft: 0,
+      sideUnloaded: run(100, 2, 10),
+      sideDuring: run(50, 4, 25),
+      rawCreate: run(1000, 5, 8),
+      rawDrop: run(1000, 2, 2),
+      rss: { before: 100, loaded: 120, peak: 130, after: 110 },
+      load: { drain: 1.5, rawDrop: 1.25 },
+    },
+  };
+  const cells = rowOf(formatReport([result], settings), '### Drain', 'MariaDB');
+  assert.deepEqual(cells.slice(1, 11), ['1000', '0.5 / 4.0', '250', '500', '0.50×', '10.0 (100)', '25.0 (50)', '2.50×', '0', '0']);
+});
+
+test('every failure is counted and its messages are listed in the notes', () => {
+  const result: EngineResult = {
+    label: 'PostgreSQL',
+    live: { run: run(9990, 100, 40, 10, ['GET /v1/database/creds/live answered 500: row is too big']), usersInDb: 9990, leases: 9990, firstTenthRate: 110, lastTenthRate: 90, load: 2 },
+  };
+  const report = formatReport([result], settings);
+  const cells = rowOf(report, '### vault-benchmark style', 'PostgreSQL');
+  assert.deepEqual(cells.slice(2, 5), ['9990', '10', '99.90 %']);
+  assert.match(report, /- PostgreSQL: live users: 10 failed: GET \/v1\/database\/creds\/live answered 500: row is too big/);
+  assert.match(report, /load average \(1\/5\/15 min\) at start 1\.00 \/ 1\.00 \/ 1\.00, at end 2\.00 \/ 1\.50 \/ 1\.00/);
+});
