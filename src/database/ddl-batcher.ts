@@ -195,8 +195,17 @@ export class DdlBatcher {
     if (!this.connection.mayAct()) return this.failAll(jobs, errors.NOT_ACTIVE('the database work is left to the active node'));
     const secrets = jobs.flatMap((j) => j.secrets);
     let outcomes: Array<Error | undefined>;
+    // Connections.run calls the engine again after a connection failure that a
+    // settled root credential may cure; the first call may have committed
+    // users whose answer was lost, which the second then finds "already
+    // existing". Generated names are random (username-template.ts), so such a
+    // name is this lease's own user: after a second call an input error is
+    // unknown, and the pending lease revokes whatever exists.
+    let calls = 0;
+    const isInput = (err: unknown): boolean => isBrokerError(err) && err.code === errors.ENGINE_INPUT.code;
     try {
       outcomes = await this.connection.run(secrets, async (engine) => {
+        calls++;
         if (jobs.length === 1) {
           await engine.newUser(jobs[0]!.request);
           return [undefined];
@@ -207,7 +216,7 @@ export class DdlBatcher {
     } catch (err) {
       // A batch that failed as a whole leaves every user unknown (Engine.newUsers), even
       // when the engine calls it an input error: the leases must revoke whatever exists.
-      const unknown = jobs.length > 1 && isBrokerError(err) && err.code === errors.ENGINE_INPUT.code ? errors.ENGINE_FAILED(this.connection.name, err.message) : err;
+      const unknown = (jobs.length > 1 || calls > 1) && isInput(err) ? errors.ENGINE_FAILED(this.connection.name, err instanceof Error ? err.message : String(err)) : err;
       return this.failAll(jobs, unknown);
     }
     // Every user of the batch that succeeded is committed; no lease knows it yet.
@@ -215,7 +224,9 @@ export class DdlBatcher {
     await Promise.all(
       jobs.map((job, i) => {
         const outcome = i < outcomes.length ? outcomes[i] : new Error('the engine returned no outcome for this user');
-        return job.settle(outcome === undefined ? { ok: true, value: undefined } : { ok: false, error: this.connection.mapError(outcome, secrets) });
+        if (outcome === undefined) return job.settle({ ok: true, value: undefined });
+        const error = this.connection.mapError(outcome, secrets);
+        return job.settle({ ok: false, error: calls > 1 && isInput(error) ? errors.ENGINE_FAILED(this.connection.name, error.message) : error });
       }),
     );
   }

@@ -269,3 +269,32 @@ test('a node that may no longer act (HA: deposed) sends nothing to the database:
   await Promise.all(reqs.slice(0, 3).map((r) => batcher.drop({ username: r.username, statements: [] }, unwrap)));
   assert.deepEqual(await rolesWithPrefix(server, `${prefix}h`), []);
 });
+
+test('a creation call run again after a connection failure (Connections.run retries once the root credential is settled) never loses a committed user: "already exists" on the second call is unknown, not an input error', async () => {
+  // Connections.run's retry is reproduced here: the first call commits the
+  // users and then "loses its answer" (the connection failure), the second
+  // call finds them existing. The engine and database are real.
+  const rerun: BatcherConnection = {
+    ...connectionOf(engine, batching),
+    run: async (secrets, op) => {
+      await op(engine);
+      return op(engine).catch((err: unknown) => {
+        throw mapEngineError('main', err, secrets);
+      });
+    },
+  };
+  const batcher = new DdlBatcher(rerun);
+  for (const size of [1, 3]) {
+    const reqs = Array.from({ length: size }, () => request('r'));
+    const settled = await Promise.all(reqs.map((r) => batcher.create(r, async (o) => o)));
+    for (const o of settled) {
+      assert.equal(o.ok, false);
+      const code = (o as { error: BrokerError }).error.code;
+      // Not ENGINE_INPUT (which makes the broker forget the lease and leave the user behind).
+      assert.equal(code, errors.ENGINE_FAILED.code, `size ${size}: ${String((o as { error: Error }).error.message)}`);
+    }
+    // The users exist: the pending leases (kept on ENGINE_FAILED) revoke them.
+    const existing = new Set(await rolesWithPrefix(server, `${prefix}r`));
+    for (const r of reqs) assert.ok(existing.has(r.username), `${r.username} was committed by the first call`);
+  }
+});
