@@ -123,6 +123,12 @@ export function runConformance(target: ConformanceTarget): void {
       max_ttl: '1h',
       ...fields,
     });
+    // PostgreSQL warns (200) about direct table grants and the ACL row limit (issue 11); the role is saved.
+    if (res.status === 200) {
+      const warnings = res.body?.warnings as unknown;
+      assert.ok(Array.isArray(warnings) && warnings.length > 0 && warnings.every((w) => /access list \(ACL\)/.test(String(w))), `write role ${name}: only ACL warnings: ${res.text}`);
+      return;
+    }
     expectStatus(res, 204, `write role ${name}`);
   };
 
