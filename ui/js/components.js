@@ -2,7 +2,7 @@
 // confirmation dialog, copy buttons, time and duration formatting, and a
 // data-loading hook.
 
-import { html, useEffect, useReducer, useRef, useState } from './lib.js';
+import { html, useEffect, useLayoutEffect, useReducer, useRef, useState } from './lib.js';
 
 /** Errors are announced (aria-live) and shown where the action was. */
 export function ErrorMessage({ error, id }) {
@@ -43,7 +43,9 @@ export const describedBy = (id, hint, error) => [hint ? `${id}-hint` : '', error
  */
 export function Dialog({ title, onClose, children, wide }) {
   const ref = useRef(null);
-  useEffect(() => {
+  // A layout effect: the opener is read in the same task as the render that
+  // added the dialog, before anything else can move the focus.
+  useLayoutEffect(() => {
     const d = ref.current;
     const opener = document.activeElement;
     d.showModal();

@@ -5,4 +5,4 @@ import htm from 'htm';
 
 export const html = htm.bind(h);
 export { render };
-export { useEffect, useReducer, useRef, useState } from 'preact/hooks';
+export { useEffect, useLayoutEffect, useReducer, useRef, useState } from 'preact/hooks';
