@@ -267,10 +267,16 @@ export function runConformance(target: ConformanceTarget): void {
 
     conformanceCase('expiry: a 2 s lease removes the user with no API call', async () => {
       await writeRole('short', { default_ttl: 2, max_ttl: 2 });
+      const issuedAt = Date.now();
       const c = await issue('short');
       assert.equal(c.leaseDuration, 2);
-      assert.ok(await exists(c.username));
-      assert.equal(await server!.canLogin(c), true);
+      // On a loaded machine the 2 s can be over before a slow server (FerretDB) answers the
+      // checks: only a user missing, or refused, while its lease still lives is a failure.
+      const alive = (): boolean => Date.now() - issuedAt < 2000;
+      const existed = await exists(c.username);
+      assert.ok(existed || !alive(), 'the user exists while its lease lives');
+      const loggedIn = await server!.canLogin(c);
+      assert.ok(loggedIn || !alive(), 'the user logs in while its lease lives');
       await eventually(async () => !(await exists(c.username)), 20_000, 'the expired user to be dropped');
       assert.equal(await server!.canLogin(c), false);
       expectStatus(await api('PUT', 'sys/leases/lookup', { lease_id: c.leaseId }), 400, 'lookup of an expired lease');
