@@ -49,7 +49,7 @@
 // EngineFactory.creationWarnings.
 
 import { EngineLimitError, scrubSecrets, type Statements } from '../../src/engine/engine.ts';
-import { splitStatements } from '../sql-common/statements.ts';
+import { findBlockCommentEnd, splitStatements } from '../sql-common/statements.ts';
 import { postgresDialect } from './dialect.ts';
 
 /** Most grantees one object's ACL took on PostgreSQL 15 (plain table, sequence or view; see above). */
@@ -116,19 +116,8 @@ function tokenize(text: string, from = 0, to = text.length, out: Token[] = []): 
       const nl = text.indexOf('\n', i);
       i = nl === -1 || nl > to ? to : nl;
     } else if (text.startsWith('/*', i)) {
-      let depth = 0;
-      while (i < to) {
-        if (text.startsWith('/*', i)) {
-          depth++;
-          i += 2;
-        } else if (text.startsWith('*/', i)) {
-          depth--;
-          i += 2;
-          if (depth === 0) break;
-        } else {
-          i++;
-        }
-      }
+      const end = findBlockCommentEnd(text, i);
+      i = end === -1 || end > to ? to : end;
     } else if (text.startsWith('{{', i)) {
       const close = text.indexOf('}}', i);
       const end = close === -1 ? to : close + 2;

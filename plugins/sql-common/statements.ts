@@ -96,7 +96,7 @@ function findQuoteEnd(text: string, start: number, quote: string, backslash: boo
 }
 
 /** Index just past a (nested) block comment starting at `start`, or -1 if unterminated. */
-function findBlockCommentEnd(text: string, start: number): number {
+export function findBlockCommentEnd(text: string, start: number): number {
   let depth = 0;
   let i = start;
   while (i < text.length) {
