@@ -491,6 +491,8 @@ describe('scheduled rotation', () => {
       const failed = await config(conn);
       assert.ok(Date.parse(String(failed.next_root_rotation)) > Date.now() - 1_000, 'a retry is scheduled');
       assert.ok(!JSON.stringify(failed).includes('Aa1-'));
+      // The log line may reach the broker's stdout after the stored error is visible.
+      await eventually(async () => logLines().some((l) => l.connection === conn && l.msg === 'root credential rotation failed'), 10_000, 'the failure logged');
       const downFailures = logLines().filter((l) => l.connection === conn && l.msg === 'root credential rotation failed');
       assert.ok(downFailures.length >= 1 && typeof downFailures[0]!.retryAt === 'string', JSON.stringify(downFailures));
       const backAt = Date.now();
