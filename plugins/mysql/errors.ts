@@ -17,6 +17,8 @@ export function asMysqlError(err: unknown): MysqlError {
 }
 
 export const ER_NO_SUCH_THREAD = 1094;
+/** ER_CANNOT_USER: "Operation CREATE USER failed for …" (the account exists, or is a role). */
+export const ER_CANNOT_USER = 1396;
 
 // Server errors that mean "the admin could not log in / get a session".
 const LOGIN_ERRNOS = new Set([

@@ -103,7 +103,12 @@ function checkedStatements(template: string): string[] {
   return statements;
 }
 
+/** Split and check templates for MySQL: the statement templates, in order. Throws EngineInputError for bad templates. */
+export function checkMysql(templates: Statements): string[] {
+  return templates.flatMap(checkedStatements);
+}
+
 /** Split, check and render templates for MySQL. Throws EngineInputError for bad templates. */
 export function renderMysql(templates: Statements, values: TemplateValues): string[] {
-  return templates.flatMap(checkedStatements).map((statement) => renderStatement(statement, values, mysqlDialect));
+  return checkMysql(templates).map((statement) => renderStatement(statement, values, mysqlDialect));
 }

@@ -134,7 +134,12 @@ export class Connections {
         shape: () => {
           const live = this.live.get(name);
           const engine = live && !live.retired ? live.engine : undefined;
-          return { maxOpen: this.poolSizes.get(name) ?? 1, newUsers: typeof engine?.newUsers === 'function', deleteUsers: typeof engine?.deleteUsers === 'function' };
+          return {
+            maxOpen: this.poolSizes.get(name) ?? 1,
+            newUsers: typeof engine?.newUsers === 'function',
+            deleteUsers: typeof engine?.deleteUsers === 'function',
+            ...(engine?.createSlots !== undefined ? { createSlots: engine.createSlots } : {}),
+          };
         },
       });
       this.batchers.set(name, batcher);

@@ -66,6 +66,14 @@ export interface ConnectionShape {
   /** Whether the open engine has newUsers / deleteUsers. */
   newUsers: boolean;
   deleteUsers: boolean;
+  /** The open engine's own limit on creation calls at once (Engine.createSlots), if any. */
+  createSlots?: number;
+}
+
+/** Calls of `kind` that may be in flight at once on a connection of `shape`. */
+export function slotsFor(kind: 'create' | 'drop', shape: ConnectionShape): number {
+  const slots = slotsPerKind(shape.maxOpen);
+  return kind === 'create' && shape.createSlots !== undefined ? Math.max(1, Math.min(slots, shape.createSlots)) : slots;
 }
 
 type Kind = 'create' | 'drop';
@@ -166,7 +174,7 @@ export class DdlBatcher {
     const total = this.inFlight.create + this.inFlight.drop;
     for (const kind of order) {
       if ((kind === 'create' ? this.creates : this.drops).length === 0) continue;
-      if (this.inFlight[kind] >= slotsPerKind(shape.maxOpen)) continue;
+      if (this.inFlight[kind] >= slotsFor(kind, shape)) continue;
       if (total >= shape.maxOpen && this.inFlight[kind] > 0) continue;
       return kind;
     }

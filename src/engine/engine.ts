@@ -119,6 +119,15 @@ export interface Engine {
   newUsers?(requests: NewUserRequest[]): Promise<Array<Error | undefined>>;
 
   /**
+   * Optional: at most this many newUsers calls at once on this engine (the
+   * broker otherwise allows all but one of the pool's connections). For a
+   * server that runs account changes one at a time whatever the number of
+   * sessions (MySQL/MariaDB hold one privilege lock), fewer concurrent calls
+   * mean larger batches, and fewer statements, for the same requests.
+   */
+  readonly createSlots?: number;
+
+  /**
    * Optional batch form of deleteUser: drop every user of `requests` (e.g.
    * `DROP OWNED BY a, b; DROP ROLE a, b` in one transaction), falling back to
    * one user at a time when the batch fails, so one user that cannot be

@@ -174,3 +174,79 @@ test('deleteUsers with an admin that cannot end sessions: the user with an open 
   assert.deepEqual(again, [{}]);
   assert.deepEqual(await userHosts(admin, names[1]!), []);
 });
+
+test('newUsers: one role\'s batch shares each CREATE USER and GRANT; every user logs in with its own password only and has the grant', async () => {
+  const names = Array.from({ length: 20 }, (_, i) => `${P}m${String(i).padStart(2, '0')}`);
+  const passwords = names.map((_, i) => `Aa1-merged-'"\\-${i}-password`); // quotes and a backslash: escaped per account
+  const outcomes = await engine.newUsers!(names.map((n, i) => request(n, CREATE, passwords[i])));
+  assert.deepEqual(outcomes, names.map(() => undefined));
+  for (const [i, n] of names.entries()) {
+    assert.deepEqual(await userHosts(admin, n), ['%']);
+    const conn = await connectAs(n, passwords[i]!);
+    const [rows] = await conn.query(`SELECT id FROM ${TABLE}`);
+    assert.deepEqual(rows, [{ id: 1 }]);
+    await assert.rejects(conn.query(`CREATE TABLE ${DB}.${P}nope (id INT)`), /denied/);
+    await conn.end();
+    assert.equal(await canLogin(n, passwords[(i + 1) % names.length]!), false, 'another user\'s password does not open it');
+  }
+  assert.ok((await engine.deleteUsers!(names.map((username) => ({ username, statements: [] })))).every(isResult));
+});
+
+test('newUsers: a shared GRANT that fails fails each user alone, and each is rolled back', async () => {
+  const names = [0, 1, 2, 3].map((i) => `${P}g${i}`);
+  const outcomes = await engine.newUsers!(names.map((n) => request(n, [CREATE[0]!, `GRANT SELECT ON ${DB}.${P}missing TO '{{name}}'@'%'`])));
+  for (const [i, n] of names.entries()) {
+    const outcome = outcomes[i];
+    assert.ok(outcome instanceof Error && !(outcome instanceof EngineInputError), String(outcome));
+    assert.match(outcome.message, /creation statement 2 failed/);
+    assert.ok(!outcome.message.includes(PASSWORD), outcome.message);
+    assert.deepEqual(await userHosts(admin, n), [], `${n} was rolled back`);
+  }
+});
+
+test('newUsers: shared statements around one that runs per user (GRANT role, SET DEFAULT ROLE … FOR) in order', async () => {
+  const role = `${P}grp`;
+  await admin.query(`CREATE ROLE IF NOT EXISTS ${role}`);
+  await admin.query(`GRANT SELECT ON ${TABLE} TO ${role}`);
+  try {
+    const statements = [CREATE[0]!, `GRANT ${role} TO '{{name}}'@'%'`, `SET DEFAULT ROLE ${role} FOR '{{name}}'@'%'`];
+    const names = [0, 1, 2, 3, 4, 5].map((i) => `${P}r${i}`);
+    assert.deepEqual(await engine.newUsers!(names.map((n) => request(n, statements))), names.map(() => undefined));
+    for (const n of names) {
+      const conn = await connectAs(n, PASSWORD);
+      const [rows] = await conn.query(`SELECT id FROM ${TABLE}`); // through the default role, without SET ROLE
+      assert.deepEqual(rows, [{ id: 1 }]);
+      await conn.end();
+    }
+    assert.ok((await engine.deleteUsers!(names.map((username) => ({ username, statements: [] })))).every(isResult));
+  } finally {
+    await admin.query(`DROP ROLE IF EXISTS ${role}`);
+  }
+});
+
+test('newUsers: two batches racing for one name: one gets it, the other an input error for that name only; nothing is dropped or orphaned', async () => {
+  // Both lookups may pass before either CREATE USER runs; then the shared
+  // CREATE USER of the later batch fails for that name (ER_CANNOT_USER) while
+  // MariaDB makes the others, which must go on (not be left untracked).
+  for (let round = 0; round < 5; round++) {
+    const shared = `${P}race${round}`;
+    const a = [0, 1, 2].map((i) => `${P}ra${round}_${i}`);
+    const b = [0, 1, 2].map((i) => `${P}rb${round}_${i}`);
+    const pa = 'Aa1-race-password-of-batch-a';
+    const pb = 'Aa1-race-password-of-batch-b';
+    const [oa, ob] = await Promise.all([
+      engine.newUsers!([shared, ...a].map((n) => request(n, CREATE, pa))),
+      engine.newUsers!([...b.slice(0, 1), shared, ...b.slice(1)].map((n) => request(n, CREATE, pb))),
+    ]);
+    const sharedA = oa[0];
+    const sharedB = ob[1];
+    assert.ok((sharedA === undefined) !== (sharedB === undefined), `exactly one batch gets ${shared}: ${sharedA?.message} / ${sharedB?.message}`);
+    const loser = sharedA === undefined ? sharedB : sharedA;
+    assert.ok(loser instanceof EngineInputError && /already exists/.test(loser.message), String(loser));
+    assert.equal(await canLogin(shared, sharedA === undefined ? pa : pb), true, 'the winner\'s user is intact');
+    assert.deepEqual([...oa.slice(1), ob[0], ...ob.slice(2)], [undefined, undefined, undefined, undefined, undefined, undefined]);
+    for (const n of a) assert.equal(await canLogin(n, pa), true, n);
+    for (const n of b) assert.equal(await canLogin(n, pb), true, n);
+    assert.ok((await engine.deleteUsers!([shared, ...a, ...b].map((username) => ({ username, statements: [] })))).every(isResult));
+  }
+});

@@ -7,6 +7,7 @@ import mysql from '../../../plugins/mysql/index.ts';
 import { parseConnectionUrl, parseOptions, poolOptions } from '../../../plugins/mysql/config.ts';
 import { mysqlDialect } from '../../../plugins/mysql/dialect.ts';
 import { quotedTokens, renderMysql } from '../../../plugins/mysql/guard.ts';
+import { mergeShape, plainName, renderMerged } from '../../../plugins/mysql/merge.ts';
 import { EngineConnectionError, EngineInputError, type ConnectionConfig } from '../../../src/engine/engine.ts';
 import { mysqlConfig } from '../../support/mariadb.ts';
 
@@ -173,4 +174,34 @@ test('templates the shared scanner would misread as MySQL are refused', () => {
 test('quotedTokens reads quotes the way MySQL does', () => {
   assert.deepEqual(quotedTokens(`'a''b' "c\\"d" \`e\`\`f\` # 'g'\n -- 'h'\n /* 'i' */ 'j\\nk'`), ["a'b", 'c"d', 'e`f', 'j\nk']);
   assert.throws(() => quotedTokens(`"a\\"`), EngineInputError);
+});
+
+test('merge shapes: only a single-account CREATE USER … IDENTIFIED BY and GRANT … TO {{name}} are shared by a batch', () => {
+  const two = [{ name: 'a1', password: "p'1" }, { name: 'b2', password: 'p2\\' }];
+  const cases: Array<[string, string | undefined]> = [
+    ["CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'", "CREATE USER 'a1'@'%' IDENTIFIED BY 'p''1', 'b2'@'%' IDENTIFIED BY 'p2\\\\'"],
+    ['CREATE USER {{name}} IDENTIFIED BY {{password}}', "CREATE USER `a1` IDENTIFIED BY 'p''1', `b2` IDENTIFIED BY 'p2\\\\'"],
+    ["CREATE USER '{{name}}'@'%' IDENTIFIED WITH mysql_native_password BY '{{password}}'", "CREATE USER 'a1'@'%' IDENTIFIED WITH mysql_native_password BY 'p''1', 'b2'@'%' IDENTIFIED WITH mysql_native_password BY 'p2\\\\'"],
+    ["GRANT SELECT ON `test`.* TO '{{name}}'@'%'", "GRANT SELECT ON `test`.* TO 'a1'@'%', 'b2'@'%'"],
+    ["GRANT SELECT, INSERT ON `te'st`.* TO '{{name}}'@'localhost' WITH GRANT OPTION", "GRANT SELECT, INSERT ON `te'st`.* TO 'a1'@'localhost', 'b2'@'localhost' WITH GRANT OPTION"],
+    ["GRANT `grp` TO '{{name}}'@'%'", "GRANT `grp` TO 'a1'@'%', 'b2'@'%'"],
+    // Per user: options after the account, IF NOT EXISTS / OR REPLACE, other accounts, placeholders elsewhere, comments.
+    ["CREATE USER IF NOT EXISTS '{{name}}'@'%' IDENTIFIED BY '{{password}}'", undefined],
+    ["CREATE OR REPLACE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'", undefined],
+    ["CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}' PASSWORD EXPIRE", undefined],
+    ["CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}', 'x'@'%'", undefined],
+    ["SET DEFAULT ROLE `g` FOR '{{name}}'@'%'", undefined],
+    ["GRANT SELECT ON x.* TO '{{name}}'@'%', 'bob'@'%'", undefined],
+    ["GRANT SELECT ON `a{{name}}`.* TO '{{name}}'@'%'", undefined],
+    ["GRANT SELECT ON x.* TO '{{name}}'@'%' -- note", undefined],
+    ["GRANT SELECT ON x.* TO 'v_{{name}}'@'%'", undefined],
+  ];
+  for (const [template, merged] of cases) {
+    const shape = mergeShape(template);
+    assert.equal(shape === undefined ? undefined : renderMerged(shape, two), merged, template);
+  }
+  assert.equal(mergeShape("CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'")?.kind, 'create');
+  assert.equal(plainName('v-root-r-AbC123_x.y'), true);
+  assert.equal(plainName("o'brien"), false);
+  assert.equal(plainName('trailing '), false);
 });

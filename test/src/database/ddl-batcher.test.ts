@@ -14,7 +14,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mapEngineError } from '../../../src/database/connections.ts';
-import { DdlBatcher, slotsPerKind, unwrap, type BatcherConnection, type ConnectionShape } from '../../../src/database/ddl-batcher.ts';
+import { DdlBatcher, slotsFor, slotsPerKind, unwrap, type BatcherConnection, type ConnectionShape } from '../../../src/database/ddl-batcher.ts';
 import { BATCH_LIMIT, type Engine, type NewUserRequest } from '../../../src/engine/engine.ts';
 import { BrokerError, errors } from '../../../src/errors.ts';
 import { BatchCountingEngine } from '../../support/batch-counting-engine.ts';
@@ -98,6 +98,30 @@ test('concurrent creations and drops are coalesced: the first requests go at onc
     [1, 1, 1, 37],
   );
   assert.deepEqual(await rolesWithPrefix(server, `${prefix}c`), []);
+});
+
+test('an engine that caps its creation calls (Engine.createSlots, MySQL: 2) gets that many at once and larger batches; drops keep all but one connection', async () => {
+  const shape: ConnectionShape = { ...batching, createSlots: 2 };
+  assert.equal(slotsFor('create', shape), 2);
+  assert.equal(slotsFor('drop', shape), 3);
+  assert.equal(slotsFor('create', { ...batching, createSlots: 9 }), 3, 'never more than the pool allows');
+  const batcher = new DdlBatcher(connectionOf(engine, shape));
+  engine.calls.length = 0;
+  engine.maxRunning = 0;
+  const reqs = Array.from({ length: 40 }, () => request('s'));
+  await Promise.all(reqs.map((r) => batcher.create(r, unwrap)));
+  assert.deepEqual(
+    engine.calls.filter((c) => c.kind === 'create').map((c) => c.usernames.length),
+    [1, 1, 38],
+  );
+  assert.ok(engine.maxRunning <= 2, `at most 2 at once, saw ${engine.maxRunning}`);
+  engine.calls.length = 0;
+  await Promise.all(reqs.map((r) => batcher.drop({ username: r.username, statements: [] }, unwrap)));
+  assert.deepEqual(
+    engine.calls.filter((c) => c.kind === 'drop').map((c) => c.usernames.length),
+    [1, 1, 1, 37],
+  );
+  assert.deepEqual(await rolesWithPrefix(server, `${prefix}s`), []);
 });
 
 test('revocations in flight leave a connection for creations: a creation goes at once while drops wait; the pool is never oversubscribed', async () => {
