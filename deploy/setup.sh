@@ -31,7 +31,11 @@
 #      the memberships is the one that created the groups (PostgreSQL 16 wants
 #      ADMIN OPTION on a group from a non-superuser admin). Tables that
 #      another owner than $POSTGRES_USER creates later are not covered by the
-#      default privileges: run the script again to grant them too;
+#      default privileges: run the script again to grant them too.
+#      A connection that exists already keeps the admin password the broker
+#      has (the update does not send one): after ROTATE_ROOT=1 the password
+#      from the environment no longer works. To hand the broker a new one:
+#      PUT database/config/<name> with {"password": "..."} alone;
 #   5. with ROTATE_ROOT=1: rotates each connection's admin password, so only
 #      the broker knows it afterwards (the compose passwords then stop working
 #      for those admin accounts; MySQL's root@localhost keeps its password).
@@ -163,11 +167,32 @@ if [[ -z "$TOKEN" ]]; then
 fi
 
 # 4. Connections (compose service names; the broker logs in to check each one).
+# exists PATH: whether GET PATH answers 200 (404: it does not; anything else stops the script).
+exists() {
+  local code
+  code=$(curl -sS -o /dev/null -w '%{http_code}' -H @<(printf 'X-Vault-Token: %s\n' "$TOKEN") "$ADDR/v1/$1") || die "GET $1: cannot reach $ADDR"
+  case $code in
+    200) return 0 ;;
+    404) return 1 ;;
+    *) die "GET $1 answered $code" ;;
+  esac
+}
+# admin_password CONNECTION PASSWORD: the JSON member `"password": "…",` when
+# CONNECTION is new. An existing one is updated without it and keeps the
+# password the broker has: after ROTATE_ROOT=1 only the broker knows it, and
+# the one from the environment no longer logs in.
+admin_password() {
+  exists "database/config/$1" || printf '"password": %s,' "$(json_string "$2")"
+}
+# (Through variables, so set -e stops on a failed look-up.)
+pg_password=$(admin_password postgres "$POSTGRES_PASSWORD")
+mysql_password=$(admin_password mysql "$MYSQL_ROOT_PASSWORD")
+mongo_password=$(admin_password mongodb "$MONGO_ROOT_PASSWORD")
 api PUT database/config/postgres "{
   \"plugin_name\": \"postgresql-database-plugin\",
   \"connection_url\": \"postgresql://{{username}}:{{password}}@$POSTGRES_ADDR/$POSTGRES_DB?sslmode=disable\",
   \"username\": $(json_string "$POSTGRES_USER"),
-  \"password\": $(json_string "$POSTGRES_PASSWORD"),
+  $pg_password
   \"password_authentication\": \"scram-sha-256\",
   \"allowed_roles\": [\"postgres-readonly\", \"postgres-readwrite\", \"postgres-setup\"]
 }" >/dev/null
@@ -175,14 +200,14 @@ api PUT database/config/mysql "{
   \"plugin_name\": \"mysql-database-plugin\",
   \"connection_url\": \"{{username}}:{{password}}@tcp($MYSQL_ADDR)/\",
   \"username\": $(json_string "$MYSQL_ADMIN_USER"),
-  \"password\": $(json_string "$MYSQL_ROOT_PASSWORD"),
+  $mysql_password
   \"allowed_roles\": [\"mysql-readonly\"]
 }" >/dev/null
 api PUT database/config/mongodb "{
   \"plugin_name\": \"mongodb-database-plugin\",
   \"connection_url\": \"mongodb://{{username}}:{{password}}@$MONGO_ADDR/admin\",
   \"username\": $(json_string "$MONGO_ROOT_USER"),
-  \"password\": $(json_string "$MONGO_ROOT_PASSWORD"),
+  $mongo_password
   \"allowed_roles\": [\"mongodb-readonly\"]
 }" >/dev/null
 echo "setup.sh: connections postgres, mysql, mongodb configured"

@@ -7,7 +7,8 @@
 // role; the script creates the groups (idempotently, through the broker's
 // admin login) with the privileges on existing and later tables; the users
 // read and write through the membership, with no entry in any table's ACL;
-// a second run succeeds and leaves no setup role behind.
+// a second run succeeds, also after a root rotation (the admin password
+// from the environment is stale then), and leaves no setup role behind.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,7 +21,7 @@ import type { Connection } from 'mysql2/promise';
 import { startBroker, type ApiResponse, type BrokerProcess } from '../support/broker.ts';
 import { adminQuery, trustPostgres, type TestPostgres } from '../support/scram-postgres.ts';
 import { tag } from '../support/pg-broker.ts';
-import { adminConnection, createAdminUser, dropLeftovers, target as mysqlTarget } from '../support/mariadb.ts';
+import { adminConnection, canLogin, createAdminUser, dropLeftovers, target as mysqlTarget } from '../support/mariadb.ts';
 import { mongoTarget, type MongoTarget } from '../plugins/mongodb/helpers.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -183,9 +184,17 @@ test('setup.sh: PostgreSQL roles grant group roles it creates; users read and wr
   }
   assert.ok(acls.some((acl) => acl.includes(READ_GROUP)), 'the group holds the privileges');
 
-  // Idempotent: the groups exist now, and a second run goes through the same steps.
+  // Idempotent: the groups exist now, and a second run goes through the same steps. It also
+  // works after a root rotation (ROTATE_ROOT=1 does this; here only for the MySQL connection,
+  // whose admin is this test's own): an existing connection is updated without the password
+  // from the environment, which no longer logs in, and keeps the one the broker has.
+  assert.equal((await api('PUT', 'database/rotate-root/mysql')).status, 204);
+  assert.equal(await canLogin(MY_ADMIN, MY_ADMIN_PASSWORD), false, 'the rotation changed the MySQL admin password');
   const second = await setupScript();
   assert.equal(second.code, 0, second.output);
+  const mysqlUser = await api('GET', 'database/creds/mysql-readonly');
+  assert.equal(mysqlUser.status, 200, mysqlUser.text);
+  assert.equal(await canLogin(mysqlUser.body.data.username, mysqlUser.body.data.password), true);
   assert.equal((await api('GET', 'database/roles/postgres-setup')).status, 404);
   const again = await loginAs(await creds('postgres-readonly'));
   try {
