@@ -349,9 +349,11 @@ export class DatabaseBackend {
     // What the admin lacks for the whole job (ending revoked users' sessions): a warning, as Vault answers them.
     const warnings = rec.verifyConnection ? await this.adminWarnings(connName, engine, rec.password) : [];
     if (existing && existing.pluginName !== pluginName) {
+      const leases = await this.broker.storage.countLeases({ mount: this.mount, connection: connName });
       warnings.push(
-        `plugin_name changed from "${existing.pluginName}" to "${pluginName}": the roles, static roles and leases on this connection keep their statements, ` +
-          `written for the previous plugin, and the connection keeps the engine-specific fields it had (as Vault does)`,
+        `plugin_name changed from "${existing.pluginName}" to "${pluginName}" (Vault allows this): the roles and static roles on this connection ` +
+          `keep statements written for "${existing.pluginName}", the connection keeps its engine-specific fields, and its ${leases} active ` +
+          `lease(s) will be revoked through "${pluginName}"`,
       );
     }
     await this.connections.write(rec);

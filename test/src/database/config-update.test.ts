@@ -193,6 +193,7 @@ test('a different plugin_name switches the connection to that engine (Vault allo
   assert.equal(w.status, 200, w.text);
   assert.equal(w.body.warnings.length, 1, w.text);
   assert.match(w.body.warnings[0], /plugin_name changed from "postgresql-database-plugin" to "mysql-database-plugin"/);
+  assert.match(w.body.warnings[0], /its 0 active lease\(s\) will be revoked through "mysql-database-plugin"/);
   assert.ok(!w.text.includes(MY_ADMIN_PASSWORD) && !w.text.includes(server.adminPassword || '\u0000'), w.text);
   const data = await config('switch');
   assert.equal(data.plugin_name, 'mysql-database-plugin');
