@@ -26,10 +26,39 @@ export interface BenchOptions {
 }
 
 export const USAGE = `usage: npm run bench -- [postgres|mariadb|mongodb ...] [--engines pg,mariadb,mongo] [--only issue,api,drain,live]
-                     [--quick] [--rounds 3] [--seconds 3] [--clients 8] [--leases 5000] [--live 10000]`;
+                     [--quick] [--rounds 3] [--seconds 3] [--clients 8] [--leases 5000] [--live 10000] [--help]`;
 
 const FULL = { rounds: 3, seconds: 3, clients: 8, leases: 5000, live: 10_000 };
 const QUICK = { rounds: 2, seconds: 2, clients: 8, leases: 300, live: 500 };
+
+/** What `--help` / `-h` prints (on stdout, exit 0): USAGE, then each option with its full and --quick value. */
+export const HELP = `${USAGE}
+
+Benchmarks dbroker against real database servers and prints markdown tables
+(stdout; progress on stderr). It is a measurement, never a test. README
+"Benchmarks" has the details.
+
+  ENGINE ...          postgres, mysql, mongodb (aliases pg, postgresql, mariadb,
+                      mongo, ferretdb); none = every engine
+  --engines LIST      the same, comma-separated
+  --only PARTS        some of: ${PARTS.join(', ')} (default: all)
+  --quick             a short run, to check that everything works
+  --rounds N          interleaved rounds of issue and api (${FULL.rounds}; quick ${QUICK.rounds})
+  --seconds N         length of each timed phase, in seconds (${FULL.seconds}; quick ${QUICK.seconds})
+  --clients N         concurrent clients and raw sessions (${FULL.clients}; quick ${QUICK.clients})
+  --leases N          leases due at once in the drain (${FULL.leases}; quick ${QUICK.leases})
+  --live N            live users the live part goes up to (${FULL.live}; quick ${QUICK.live})
+  -h, --help          print this and exit`;
+
+/**
+ * Whether `argv` (without node and the script) asks for help: `--help` or
+ * `-h` anywhere before a `--` terminator, whatever else it holds (so
+ * `--help` next to a bad option still shows the usage).
+ */
+export function wantsHelp(argv: string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end === -1 ? argv : argv.slice(0, end)).some((a) => a === '--help' || a === '-h');
+}
 
 function positive(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -56,6 +85,8 @@ export function parseOptions(argv: string[]): BenchOptions {
       clients: { type: 'string' },
       leases: { type: 'string' },
       live: { type: 'string' },
+      // Handled before parsing (wantsHelp); declared so it is never an "unknown option".
+      help: { type: 'boolean', short: 'h' },
     },
   });
   const names = [...positionals, ...list(values.engines)];

@@ -20,7 +20,7 @@ import { BenchBroker } from './bench-broker.ts';
 import { benchDrain } from './drain-bench.ts';
 import { benchIssueRounds } from './issue-rounds.ts';
 import { benchLiveUsers } from './live-users-bench.ts';
-import { parseOptions, USAGE, type BenchOptions } from './options.ts';
+import { HELP, parseOptions, USAGE, wantsHelp, type BenchOptions } from './options.ts';
 import { formatReport, type EngineResult } from './report.ts';
 import { median, perSecond } from './stats.ts';
 import type { BenchTarget } from './targets/target.ts';
@@ -86,6 +86,10 @@ async function benchEngine(target: BenchTarget, opts: BenchOptions, withApi: boo
 
 async function main(): Promise<void> {
   let opts: BenchOptions;
+  if (wantsHelp(process.argv.slice(2))) {
+    console.log(HELP);
+    return;
+  }
   try {
     opts = parseOptions(process.argv.slice(2));
   } catch (err) {

@@ -17,7 +17,25 @@
 #      compose services, as their admin users) and the roles
 #      `postgres-readonly`, `postgres-readwrite`, `mysql-readonly` and
 #      `mongodb-readonly` (grants on the `app` database), TTL 1h, max 24h;
-#      running it again re-applies the same settings;
+#      running it again re-applies the same settings. On PostgreSQL the
+#      privileges go to two group roles, app_read and app_readwrite
+#      ($PG_READ_GROUP, $PG_READWRITE_GROUP), and each dynamic user only becomes a member
+#      (`GRANT app_read TO "{{name}}"`): a table's ACL takes only about 2,400
+#      direct grantees (SQLSTATE 54000), see README "PostgreSQL: grant a group
+#      role, not each user". The groups are created if missing and granted
+#      the `public` schema's tables and sequences (now and, by default
+#      privileges, later ones), by the broker's own admin login: through a
+#      one-off role `postgres-setup` whose single credential is revoked, and
+#      the role deleted, at once. So it works after ROTATE_ROOT=1 too (only
+#      the broker knows the admin password then), and the admin that grants
+#      the memberships is the one that created the groups (PostgreSQL 16 wants
+#      ADMIN OPTION on a group from a non-superuser admin). Tables that
+#      another owner than $POSTGRES_USER creates later are not covered by the
+#      default privileges: run the script again to grant them too.
+#      A connection that exists already keeps the admin password the broker
+#      has (the update does not send one): after ROTATE_ROOT=1 the password
+#      from the environment no longer works. To hand the broker a new one:
+#      PUT database/config/<name> with {"password": "..."} alone;
 #   5. with ROTATE_ROOT=1: rotates each connection's admin password, so only
 #      the broker knows it afterwards (the compose passwords then stop working
 #      for those admin accounts; MySQL's root@localhost keeps its password).
@@ -30,7 +48,8 @@
 # To point the example at other servers (as seen from the broker): POSTGRES_ADDR
 # (postgres:5432), POSTGRES_USER (postgres), POSTGRES_DB (app), MYSQL_ADDR
 # (mysql:3306), MYSQL_ADMIN_USER (root), MONGO_ADDR (mongo:27017),
-# MONGO_ROOT_USER (root).
+# MONGO_ROOT_USER (root). PG_READ_GROUP (app_read) and PG_READWRITE_GROUP
+# (app_readwrite) name the PostgreSQL group roles (lower-case letters, digits, _).
 # Needs curl, and jq or python3.
 set -euo pipefail
 
@@ -56,9 +75,15 @@ MYSQL_ADDR=${MYSQL_ADDR:-mysql:3306}
 MYSQL_ADMIN_USER=${MYSQL_ADMIN_USER:-root}
 MONGO_ADDR=${MONGO_ADDR:-mongo:27017}
 MONGO_ROOT_USER=${MONGO_ROOT_USER:-root}
+PG_READ_GROUP=${PG_READ_GROUP:-app_read}
+PG_READWRITE_GROUP=${PG_READWRITE_GROUP:-app_readwrite}
 
 die() { echo "setup.sh: $*" >&2; exit 1; }
 command -v curl >/dev/null || die "curl is required"
+# The group names go into SQL and JSON as they are: plain identifiers only.
+for group in "$PG_READ_GROUP" "$PG_READWRITE_GROUP"; do
+  [[ "$group" =~ ^[a-z_][a-z0-9_]{0,62}$ ]] || die "PG_READ_GROUP / PG_READWRITE_GROUP: \"$group\" is not a plain lower-case identifier"
+done
 
 # json_get EXPR: read JSON on stdin, print the field (EXPR in jq syntax: .a, .a[0], .a|length).
 if command -v jq >/dev/null; then
@@ -142,56 +167,98 @@ if [[ -z "$TOKEN" ]]; then
 fi
 
 # 4. Connections (compose service names; the broker logs in to check each one).
+# exists PATH: whether GET PATH answers 200 (404: it does not; anything else stops the script).
+exists() {
+  local code
+  code=$(curl -sS -o /dev/null -w '%{http_code}' -H @<(printf 'X-Vault-Token: %s\n' "$TOKEN") "$ADDR/v1/$1") || die "GET $1: cannot reach $ADDR"
+  case $code in
+    200) return 0 ;;
+    404) return 1 ;;
+    *) die "GET $1 answered $code" ;;
+  esac
+}
+# admin_password CONNECTION PASSWORD: the JSON member `"password": "…",` when
+# CONNECTION is new. An existing one is updated without it and keeps the
+# password the broker has: after ROTATE_ROOT=1 only the broker knows it, and
+# the one from the environment no longer logs in.
+admin_password() {
+  exists "database/config/$1" || printf '"password": %s,' "$(json_string "$2")"
+}
+# (Through variables, so set -e stops on a failed look-up.)
+pg_password=$(admin_password postgres "$POSTGRES_PASSWORD")
+mysql_password=$(admin_password mysql "$MYSQL_ROOT_PASSWORD")
+mongo_password=$(admin_password mongodb "$MONGO_ROOT_PASSWORD")
 api PUT database/config/postgres "{
   \"plugin_name\": \"postgresql-database-plugin\",
   \"connection_url\": \"postgresql://{{username}}:{{password}}@$POSTGRES_ADDR/$POSTGRES_DB?sslmode=disable\",
   \"username\": $(json_string "$POSTGRES_USER"),
-  \"password\": $(json_string "$POSTGRES_PASSWORD"),
+  $pg_password
   \"password_authentication\": \"scram-sha-256\",
-  \"allowed_roles\": [\"postgres-readonly\", \"postgres-readwrite\"]
+  \"allowed_roles\": [\"postgres-readonly\", \"postgres-readwrite\", \"postgres-setup\"]
 }" >/dev/null
 api PUT database/config/mysql "{
   \"plugin_name\": \"mysql-database-plugin\",
   \"connection_url\": \"{{username}}:{{password}}@tcp($MYSQL_ADDR)/\",
   \"username\": $(json_string "$MYSQL_ADMIN_USER"),
-  \"password\": $(json_string "$MYSQL_ROOT_PASSWORD"),
+  $mysql_password
   \"allowed_roles\": [\"mysql-readonly\"]
 }" >/dev/null
 api PUT database/config/mongodb "{
   \"plugin_name\": \"mongodb-database-plugin\",
   \"connection_url\": \"mongodb://{{username}}:{{password}}@$MONGO_ADDR/admin\",
   \"username\": $(json_string "$MONGO_ROOT_USER"),
-  \"password\": $(json_string "$MONGO_ROOT_PASSWORD"),
+  $mongo_password
   \"allowed_roles\": [\"mongodb-readonly\"]
 }" >/dev/null
 echo "setup.sh: connections postgres, mysql, mongodb configured"
 
+# PostgreSQL group roles, made (if missing) and granted by the broker's admin
+# login: the creation statements of a one-off role run as that login, in one
+# transaction; its single credential is revoked and the role deleted at once.
+api PUT database/roles/postgres-setup "{
+  \"db_name\": \"postgres\",
+  \"creation_statements\": [
+    \"CREATE ROLE \\\"{{name}}\\\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';\",
+    \"DO \$\$ BEGIN CREATE ROLE $PG_READ_GROUP NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END \$\$;\",
+    \"DO \$\$ BEGIN CREATE ROLE $PG_READWRITE_GROUP NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END \$\$;\",
+    \"GRANT USAGE ON SCHEMA public TO $PG_READ_GROUP, $PG_READWRITE_GROUP;\",
+    \"GRANT SELECT ON ALL TABLES IN SCHEMA public TO $PG_READ_GROUP;\",
+    \"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO $PG_READWRITE_GROUP;\",
+    \"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO $PG_READWRITE_GROUP;\",
+    \"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO $PG_READ_GROUP;\",
+    \"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO $PG_READWRITE_GROUP;\",
+    \"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO $PG_READWRITE_GROUP;\"
+  ],
+  \"default_ttl\": \"1m\",
+  \"max_ttl\": \"1m\"
+}" >/dev/null
+setup_lease=$(api GET database/creds/postgres-setup | json_get .lease_id)
+api PUT sys/leases/revoke "{\"lease_id\": $(json_string "$setup_lease"), \"sync\": true}" >/dev/null
+api DELETE database/roles/postgres-setup >/dev/null
+# An update sends only what changes (the rest, plugin_name included, is kept).
+api PUT database/config/postgres '{"allowed_roles": ["postgres-readonly", "postgres-readwrite"]}' >/dev/null
+echo "setup.sh: PostgreSQL group roles $PG_READ_GROUP and $PG_READWRITE_GROUP ready"
+
 # Roles. Statements are templates: {{name}}, {{password}}, {{expiration}}.
-api PUT database/roles/postgres-readonly "$(cat <<'JSON'
-{
-  "db_name": "postgres",
-  "creation_statements": [
-    "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';",
-    "GRANT SELECT ON ALL TABLES IN SCHEMA public TO \"{{name}}\";"
+# On PostgreSQL each user only joins a group role (no per-user grant on any table).
+api PUT database/roles/postgres-readonly "{
+  \"db_name\": \"postgres\",
+  \"creation_statements\": [
+    \"CREATE ROLE \\\"{{name}}\\\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';\",
+    \"GRANT $PG_READ_GROUP TO \\\"{{name}}\\\";\"
   ],
-  "default_ttl": "1h",
-  "max_ttl": "24h"
-}
-JSON
-)" >/dev/null
-api PUT database/roles/postgres-readwrite "$(cat <<'JSON'
-{
-  "db_name": "postgres",
-  "creation_statements": [
-    "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';",
-    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO \"{{name}}\";",
-    "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO \"{{name}}\";"
+  \"default_ttl\": \"1h\",
+  \"max_ttl\": \"24h\"
+}" >/dev/null
+api PUT database/roles/postgres-readwrite "{
+  \"db_name\": \"postgres\",
+  \"creation_statements\": [
+    \"CREATE ROLE \\\"{{name}}\\\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';\",
+    \"GRANT $PG_READWRITE_GROUP TO \\\"{{name}}\\\";\"
   ],
-  "default_ttl": "1h",
-  "max_ttl": "24h"
-}
-JSON
-)" >/dev/null
+  \"default_ttl\": \"1h\",
+  \"max_ttl\": \"24h\"
+}" >/dev/null
 api PUT database/roles/mysql-readonly "$(cat <<'JSON'
 {
   "db_name": "mysql",

@@ -84,7 +84,7 @@ function visibleOptions(options: Record<string, unknown>): Record<string, unknow
 const configSchema = {
   type: 'object',
   properties: {
-    plugin_name: name,
+    plugin_name: { ...name, description: 'Required to create a connection; an update without it keeps the stored one (Vault).' },
     plugin_version: { type: 'string', maxLength: 64 },
     connection_url: { type: 'string', minLength: 1, maxLength: 4096 },
     username: { type: 'string', maxLength: 256 },
@@ -101,7 +101,7 @@ const configSchema = {
     root_rotation_schedule: { type: 'string', maxLength: 128 },
     root_rotation_period: duration,
   },
-  required: ['plugin_name'],
+  // plugin_name is required on create only (writeConfig): an update keeps the stored one, as Vault does.
   additionalProperties: true,
   maxProperties: 64,
 };
@@ -278,12 +278,30 @@ export class DatabaseBackend {
     };
   }
 
+  /**
+   * Create or update connection `connName` from a PUT/POST body, as Vault's
+   * config/:name does (builtin/logical/database/path_config_connection.go):
+   * a create needs plugin_name (400 `missing required field "plugin_name"`)
+   * and connection_url; an update keeps every stored field the body leaves
+   * out (plugin_name, connection_url, username, the root password,
+   * verify_connection, allowed_roles, root_rotation_statements, the pool
+   * settings, username_template, the rotation schedule and engine-specific
+   * fields). A different plugin_name switches the connection's engine (Vault
+   * allows it) and answers a warning. The new settings are opened (and, with
+   * verify_connection, logged in) before they are saved; a failed login is a
+   * 400 on connection_url with secrets scrubbed. Answers undefined (204) or
+   * `{ warnings }` (200).
+   */
   private async writeConfig(connName: string, body: Record<string, unknown>) {
     const existing = await this.connections.read(connName);
     const options: Record<string, unknown> = { ...(existing?.options ?? {}) };
     for (const [k, v] of Object.entries(body)) if (!KNOWN_CONFIG_FIELDS.has(k)) options[k] = v;
-    const pluginName = body.plugin_name as string;
-    if (existing && existing.pluginName !== pluginName) throw errors.BAD_FIELD('plugin_name', `cannot change the plugin of an existing connection (it is "${existing.pluginName}")`);
+    // Vault (builtin/logical/database/path_config_connection.go): plugin_name is
+    // required to create a connection; an update without it keeps the stored
+    // one, and an update with another one switches the connection to it.
+    const sentPlugin = body.plugin_name as string | undefined;
+    if (sentPlugin === undefined && !existing) throw errors.BAD_REQUEST('missing required field "plugin_name"');
+    const pluginName = sentPlugin ?? existing!.pluginName;
     const factory = await this.broker.engines.get(pluginName);
     const connectionUrl = (body.connection_url as string | undefined) ?? existing?.connectionUrl;
     if (!connectionUrl) throw errors.BAD_REQUEST('missing required field "connection_url"');
@@ -307,7 +325,8 @@ export class DatabaseBackend {
       connectionUrl,
       username: (body.username as string | undefined) ?? existing?.username ?? '',
       password: (body.password as string | undefined) ?? existing?.password ?? '',
-      verifyConnection: (body.verify_connection as boolean | undefined) ?? true,
+      // Vault keeps the stored verify_connection on update; true on create.
+      verifyConnection: (body.verify_connection as boolean | undefined) ?? existing?.verifyConnection ?? true,
       allowedRoles: listField(body, 'allowed_roles') ?? existing?.allowedRoles ?? [],
       rootRotationStatements: rotationStatements,
       passwordPolicy: '',
@@ -329,6 +348,14 @@ export class DatabaseBackend {
     });
     // What the admin lacks for the whole job (ending revoked users' sessions): a warning, as Vault answers them.
     const warnings = rec.verifyConnection ? await this.adminWarnings(connName, engine, rec.password) : [];
+    if (existing && existing.pluginName !== pluginName) {
+      const leases = await this.broker.storage.countLeases({ mount: this.mount, connection: connName });
+      warnings.push(
+        `plugin_name changed from "${existing.pluginName}" to "${pluginName}" (Vault allows this): the roles and static roles on this connection ` +
+          `keep statements written for "${existing.pluginName}", the connection keeps its engine-specific fields, and its ${leases} active ` +
+          `lease(s) will be revoked through "${pluginName}"`,
+      );
+    }
     await this.connections.write(rec);
     await this.connections.replace(connName, engine, rec.password);
     this.rotation.schedule(rec);

@@ -52,8 +52,9 @@ async function api(app: FastifyInstance, token: string | undefined, method: 'GET
 
 /**
  * Initialise and unseal, make `rootToken` the root token, create the demo
- * table, the DEMO_GROUP role that may read it, and the `demo` connection and
- * `readonly` role (whose users become DEMO_GROUP members). Returns the unseal key.
+ * table, the DEMO_GROUP role that may read it, and the `demo` connection
+ * (allowed_roles `*`: any role may use it) and `readonly` role (whose users
+ * become DEMO_GROUP members). Returns the unseal key.
  */
 async function devSetup(app: FastifyInstance, rootToken: string, pgUrl: string): Promise<string> {
   const init = await api(app, undefined, 'PUT', 'sys/init', { secret_shares: 1, secret_threshold: 1 });
@@ -85,7 +86,9 @@ async function devSetup(app: FastifyInstance, rootToken: string, pgUrl: string):
     connection_url: admin.connectionUrl,
     username: admin.username,
     password: admin.password,
-    allowed_roles: ['readonly'],
+    // Any role: a dev user's next step is writing a role of their own on `demo`
+    // (a new-user trial got a 400 from allowed_roles ["readonly"]).
+    allowed_roles: ['*'],
   });
   await api(app, rootToken, 'PUT', 'database/roles/readonly', {
     db_name: 'demo',
@@ -158,6 +161,9 @@ Get a short-lived PostgreSQL login:
 Then log in with the username and password it returns:
 
   psql "postgresql://USERNAME:PASSWORD@${pgTarget.hostname}:${pgTarget.port || 5432}${pgTarget.pathname}" -c "SELECT * FROM demo_items"
+
+The connection \`demo\` accepts any role name (allowed_roles "*"): write your own
+with PUT ${base}/v1/database/roles/<name> and "db_name": "demo".
 
 Press Ctrl-C to stop.
 `);

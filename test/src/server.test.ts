@@ -227,6 +227,15 @@ function keysBase64(hex: string): string {
   return Buffer.from(hex, 'hex').toString('base64');
 }
 
+/** The role the README quickstart writes on the dev `demo` connection: its name and the JSON body of its curl -d '…'. */
+function readmeDevRole(): { name: string; body: Record<string, unknown> } {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const m = /127\.0\.0\.1:8200\/v1\/database\/roles\/(\w+) \\\n\s*-d '((?:[^']|'\\'')*)'/.exec(readme);
+  assert.ok(m, 'the README quickstart writes a role on the demo connection');
+  // Shell single quotes: '\'' is a literal quote.
+  return { name: m[1]!, body: JSON.parse(m[2]!.replace(/'\\''/g, "'")) as Record<string, unknown> };
+}
+
 test('npm run dbroker -- server --dev: ready with the chosen root token, creds work, SIGTERM stops it', async () => {
   const pgUrl = process.env.DBROKER_TEST_PG_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
   const admin = new pg.Client({ connectionString: pgUrl, connectionTimeoutMillis: 5000 });
@@ -278,6 +287,28 @@ test('npm run dbroker -- server --dev: ready with the chosen root token, creds w
   const revoke = await fetch(`${base}/sys/leases/revoke`, { method: 'PUT', headers, body: JSON.stringify({ lease_id: body.lease_id }) });
   assert.equal(revoke.status, 204);
   assert.equal((await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [username])).rowCount, 0, 'the revoked user is gone');
+  username = '';
+
+  // A role of the user's own on the demo connection works at once (allowed_roles "*"; a
+  // new-user trial got a 400): the README quickstart's example role, body as shown there.
+  assert.match(npm.output, /accepts any role name/);
+  const brief = readmeDevRole();
+  const written = await fetch(`${base}/database/roles/${brief.name}`, { method: 'PUT', headers, body: JSON.stringify(brief.body) });
+  assert.equal(written.status, 204, await written.text());
+  const second = await fetch(`${base}/database/creds/${brief.name}`, { headers });
+  const secondBody = (await second.json()) as { lease_id: string; lease_duration: number; data: { username: string; password: string } };
+  assert.equal(second.status, 200, JSON.stringify(secondBody));
+  username = secondBody.data.username;
+  assert.equal(secondBody.lease_duration, 300);
+  const login2 = new pg.Client({ connectionString: `postgres://${encodeURIComponent(username)}:${encodeURIComponent(secondBody.data.password)}@${devUrl.host}/${database}` });
+  await login2.connect();
+  try {
+    assert.equal((await login2.query('SELECT count(*)::int AS n FROM demo_items')).rows[0].n, 3);
+  } finally {
+    await login2.end();
+  }
+  const revoke2 = await fetch(`${base}/sys/leases/revoke`, { method: 'PUT', headers, body: JSON.stringify({ lease_id: secondBody.lease_id }) });
+  assert.equal(revoke2.status, 204);
   username = '';
 
   // SIGTERM to npm reaches the broker (the script execs node), which stops and frees the port.
