@@ -95,6 +95,8 @@ export class MysqlEngine implements Engine {
    * of 4.0 / 2.5 / ~1 users and 376 / 560 / 165 creds/s in one loaded run.
    */
   readonly createSlots = 2;
+  /** Where accounts are stored: MariaDB 10.4+'s mysql.global_priv, else (found at the first lookup) mysql.user. */
+  private accountTable: 'mysql.global_priv' | 'mysql.user' = 'mysql.global_priv';
   private pool: Pool | null = null;
   private baseOptions: PoolOptions | null = null;
   private options: MysqlOptions = { tlsSkipVerify: false };
@@ -629,14 +631,33 @@ export class MysqlEngine implements Engine {
     return (await this.hostsOfMany([username], secrets)).get(username) ?? [];
   }
 
-  /** The hosts each of `users` exists at (exact names), in one query; users that do not exist are absent. */
+  /**
+   * The hosts each of `users` exists at (exact names), in one query; users
+   * that do not exist are absent. Roles count (MariaDB keeps them with the
+   * accounts, host ''). Found by primary key, (Host, User), for each host in
+   * use (few; found by a loose index scan), so the cost does not grow with
+   * the number of accounts on the server: `User IN (...)` alone scans them
+   * all (about 6 ms at 12,000 accounts on MariaDB 10.11, whose mysql.user is
+   * a view decoding every row of mysql.global_priv).
+   */
   private async hostsOfMany(users: string[], secrets: string[]): Promise<Map<string, string[]>> {
     const out = new Map<string, string[]>();
     const names = users.filter((u) => !NON_BMP.test(u));
     if (names.length === 0) return out;
+    const lookup = (table: string): string =>
+      `SELECT g.User AS user, g.Host AS host FROM (SELECT DISTINCT Host FROM ${table}) h ` +
+      `JOIN (${names.map(() => 'SELECT ? AS u').join(' UNION ALL ')}) n JOIN ${table} g ON g.Host = h.Host AND g.User = n.u`;
     let rows: RowDataPacket[];
     try {
-      [rows] = await this.requirePool().query<RowDataPacket[]>('SELECT User AS user, Host AS host FROM mysql.user WHERE User IN (?)', [names]);
+      try {
+        [rows] = await this.requirePool().query<RowDataPacket[]>(lookup(this.accountTable), names);
+      } catch (err) {
+        // MySQL and MariaDB before 10.4 have no mysql.global_priv (1146), or the admin may not read it (1142).
+        const errno = asMysqlError(err).errno;
+        if (this.accountTable !== 'mysql.global_priv' || (errno !== 1146 && errno !== 1142)) throw err;
+        this.accountTable = 'mysql.user';
+        [rows] = await this.requirePool().query<RowDataPacket[]>(lookup(this.accountTable), names);
+      }
     } catch (err) {
       throw engineError(err, 'cannot look up the user in mysql.user', secrets);
     }

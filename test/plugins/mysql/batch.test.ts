@@ -250,3 +250,24 @@ test('newUsers: two batches racing for one name: one gets it, the other an input
     assert.ok((await engine.deleteUsers!([shared, ...a, ...b].map((username) => ({ username, statements: [] })))).every(isResult));
   }
 });
+
+test('an admin that may read mysql.user but not mysql.global_priv: names are still looked up (a name taken at another host is refused)', async () => {
+  const user = `${P}viewonly`;
+  const password = 'Aa1-viewonly-admin-password-1';
+  await admin.query('CREATE USER ?@? IDENTIFIED BY ?', [user, '%', password]);
+  await admin.query('GRANT CREATE USER ON *.* TO ?@?', [user, '%']);
+  await admin.query('GRANT SELECT ON mysql.user TO ?@?', [user, '%']);
+  await admin.query(`GRANT SELECT ON ${TABLE} TO ?@? WITH GRANT OPTION`, [user, '%']);
+  const restricted = await newEngine(mysqlConfig({ username: user, password }));
+  const taken = `${P}vtaken`;
+  await admin.query(`CREATE USER ?@'localhost' IDENTIFIED BY 'Aa1-theirs-password-000001'`, [taken]);
+  const fresh = [`${P}v0`, `${P}v1`];
+  const outcomes = await restricted.newUsers!([request(fresh[0]!), request(taken), request(fresh[1]!)]);
+  assert.equal(outcomes[0], undefined, String(outcomes[0]));
+  assert.ok(outcomes[1] instanceof EngineInputError && /already exists/.test(outcomes[1].message), String(outcomes[1]));
+  assert.equal(outcomes[2], undefined, String(outcomes[2]));
+  assert.deepEqual(await userHosts(admin, taken), ['localhost']);
+  for (const n of fresh) assert.equal(await canLogin(n, PASSWORD), true, n);
+  assert.ok((await restricted.deleteUsers!(fresh.map((username) => ({ username, statements: [] })))).every(isResult));
+  await admin.query(`DROP USER ?@'localhost'`, [taken]);
+});
