@@ -70,6 +70,26 @@ test('newUsers: a user whose grant fails does not exist; the others of the batch
   }
 });
 
+test('newUsers: failures in both parts of several users (before and after the lock) fail only those users; 20 others are committed', async () => {
+  // The first pass runs without savepoints; each failure there is found, and the rest run again in savepoints.
+  const badRole = [`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' CONNECTION LIMIT -7`];
+  const badGrant = [...LOGIN, `GRANT SELECT ON no_such_table_${run} TO "{{name}}"`];
+  const requests = Array.from({ length: 24 }, (_, i) => request(i === 3 || i === 17 ? badRole : i === 9 || i === 22 ? badGrant : i % 2 ? GROUP_GRANT : TABLE_GRANT));
+  const outcomes = await engine.newUsers!(requests);
+  for (const [i, r] of requests.entries()) {
+    if ([3, 17, 9, 22].includes(i)) {
+      assert.ok(outcomes[i] instanceof Error, `user ${i}: ${String(outcomes[i])}`);
+      assert.match(outcomes[i]!.message, i === 9 || i === 22 ? /no_such_table/ : /CONNECTION LIMIT|connection limit|-7/i);
+      assert.ok(!outcomes[i]!.message.includes(r.password), 'no password in the error');
+      assert.equal(await exists(r.username), false, `user ${i} left nothing`);
+    } else {
+      assert.equal(outcomes[i], undefined, `user ${i}: ${String(outcomes[i])}`);
+      assert.equal(await readsGranted(r.username, r.password), true, `user ${i}`);
+    }
+  }
+  assert.ok((await engine.deleteUsers!(requests.map((r) => ({ username: r.username, statements: [] })))).every((o) => !(o instanceof Error)));
+});
+
 test('newUsers: a failing CREATE ROLE, a bad template and custom rollback statements fail only their own request', async () => {
   const marker = `batch_rollback_${run}`;
   const requests = [
