@@ -142,8 +142,10 @@ export class MysqlEngine implements Engine {
    * fails, each user runs it alone, so one bad user does not fail the others.
    * A user whose statement fails is rolled back alone (its rollback
    * statements, or the drop of what it made) and gets its own error. A taken
-   * name is an EngineInputError: one mysql.user lookup for the batch finds
-   * them before anything runs. Never throws.
+   * name is an EngineInputError: one lookup for the batch finds them before
+   * anything runs (except for generated names, NewUserRequest.uniqueName: a
+   * first statement CREATE USER that finds one taken still says so). Never
+   * throws.
    */
   async newUsers(requests: NewUserRequest[]): Promise<Array<Error | undefined>> {
     const outcomes: Array<Error | undefined> = requests.map(() => undefined);
@@ -163,23 +165,27 @@ export class MysqlEngine implements Engine {
     }
     // A name taken at any host belongs to someone else: revocation drops
     // every host of a name, so even a CREATE USER that would only add a host
-    // must be refused (as input error: the broker then keeps no lease).
-    let todo: CreationJob[] = [];
-    if (jobs.length > 0) {
+    // must be refused (as input error: the broker then keeps no lease). A
+    // generated name (uniqueName) cannot be taken: no lookup for those.
+    const unchecked = jobs.filter((job) => !requests[job.index]!.uniqueName);
+    let todo = jobs;
+    if (unchecked.length > 0) {
+      let existing: Map<string, string[]>;
       try {
-        const existing = await this.hostsOfMany(
-          jobs.map((j) => j.username),
+        existing = await this.hostsOfMany(
+          unchecked.map((j) => j.username),
           this.secrets(),
         );
-        todo = jobs.filter((job) => {
-          if (!existing.has(job.username)) return true;
-          outcomes[job.index] = taken(job.username);
-          return false;
-        });
       } catch (err) {
         // Nothing was created: each of them failed, nothing to roll back.
-        for (const job of jobs) outcomes[job.index] = err as Error;
+        for (const job of unchecked) outcomes[job.index] = err as Error;
+        existing = new Map(unchecked.map((j) => [j.username, []]));
       }
+      todo = jobs.filter((job) => {
+        if (!existing.has(job.username)) return true;
+        outcomes[job.index] ??= taken(job.username);
+        return false;
+      });
     }
     const groups = new Map<string, CreationJob[]>();
     for (const job of todo) {

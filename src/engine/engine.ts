@@ -52,6 +52,14 @@ export interface NewUserRequest {
   creationStatements: Statements;
   /** Run (best effort) when creation fails half-way. Empty = engine default (drop the user). */
   rollbackStatements: Statements;
+  /**
+   * True when the broker generated `username` with at least MIN_RANDOM_BITS
+   * (47) bits of randomness (username-template.ts generateUsername): no
+   * existing user can hold it (the chance is below 1e-10 with 10,000 users on
+   * the server), so an engine may skip looking for one before creating it. A
+   * creation that still finds the name taken must fail as usual.
+   */
+  uniqueName?: boolean;
 }
 
 export interface UpdateUserRequest {

@@ -144,6 +144,8 @@ export class LeaseManager {
         expiration: new Date(expireTime + EXPIRY_GRACE_MS),
         creationStatements: req.role.creationStatements,
         rollbackStatements: req.role.rollbackStatements,
+        // database-backend.ts names every credential with generateUsername.
+        uniqueName: true,
       };
       await batcher.create(request, async (outcome) => {
         if (!outcome.ok) {

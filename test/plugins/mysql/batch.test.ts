@@ -271,3 +271,24 @@ test('an admin that may read mysql.user but not mysql.global_priv: names are sti
   assert.ok((await restricted.deleteUsers!(fresh.map((username) => ({ username, statements: [] })))).every(isResult));
   await admin.query(`DROP USER ?@'localhost'`, [taken]);
 });
+
+test('generated names (uniqueName) skip the lookup; a CREATE USER that still finds its name taken is an input error and drops nothing', async () => {
+  const taken = `${P}utaken`;
+  const theirs = 'Aa1-theirs-password-000002';
+  await admin.query(`CREATE USER ?@'%' IDENTIFIED BY ?`, [taken, theirs]);
+  for (const batch of [[taken], [`${P}u0`, taken, `${P}u1`]]) {
+    const outcomes = await engine.newUsers!(batch.map((n) => ({ ...request(n), uniqueName: true })));
+    for (const [i, n] of batch.entries()) {
+      if (n === taken) {
+        assert.ok(outcomes[i] instanceof EngineInputError && /already exists/.test(outcomes[i]!.message), String(outcomes[i]));
+      } else {
+        assert.equal(outcomes[i], undefined, String(outcomes[i]));
+        assert.equal(await canLogin(n, PASSWORD), true, n);
+      }
+    }
+    assert.equal(await canLogin(taken, theirs), true, 'their account is intact');
+    const mine = batch.filter((n) => n !== taken);
+    assert.ok((await engine.deleteUsers!(mine.map((username) => ({ username, statements: [] })))).every(isResult));
+  }
+  await admin.query(`DROP USER ?@'%'`, [taken]);
+});
