@@ -146,19 +146,22 @@ export class AuditBroker {
 
   /** Start auditing one request (after the sealed gate), on the devices enabled now. */
   begin(req: AuditSubject['req'], tokenSecret: string | undefined): AuditRecord {
-    const quiet = (req.method === 'GET' || req.method === 'HEAD') && UNAUDITED.has(req.path);
-    return new AuditRecord(quiet ? [] : [...this.devices.values()], { req, tokenSecret }, this.logger, this.onDeviceFailure);
+    const quiet = this.devices.size === 0 || ((req.method === 'GET' || req.method === 'HEAD') && UNAUDITED.has(req.path));
+    return new AuditRecord(quiet ? NO_DEVICES : [...this.devices.values()], { req, tokenSecret }, this.logger, this.onDeviceFailure);
   }
 }
+
+/** The devices of a request audited nowhere (none enabled, or an unaudited status probe). */
+const NO_DEVICES: readonly Enabled[] = Object.freeze([]);
 
 /** One request's audit trail: the request entry before handling, the response entry after. */
 export class AuditRecord {
   private requestWritten = false;
-  /** Per device (by its key): the hashes already computed for this request. */
-  private readonly hashers = new Map<Buffer, AuditHasher>();
+  /** Per device (by its key): the hashes already computed for this request (made at the first entry written). */
+  private hashers: Map<Buffer, AuditHasher> | undefined;
 
   constructor(
-    private readonly devices: Enabled[],
+    private readonly devices: readonly Enabled[],
     readonly subject: AuditSubject,
     private readonly logger: Logger,
     private readonly onDeviceFailure: (device: string) => void = () => undefined,
@@ -193,6 +196,7 @@ export class AuditRecord {
     let written = 0;
     for (const d of this.devices) {
       try {
+        this.hashers ??= new Map();
         let hasher = this.hashers.get(d.key);
         if (!hasher) this.hashers.set(d.key, (hasher = new AuditHasher(d.key)));
         d.device.write(JSON.stringify(build(hasher)));
