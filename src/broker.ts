@@ -379,6 +379,7 @@ export class Broker implements Dispatcher {
       const token = tokenSecret ? await this.tokens.lookup(tokenSecret) : undefined;
       if (!token) throw errors.PERMISSION_DENIED();
       audit.subject.token = token;
+      audit.subject.tokenSecretIdHash = token.idHash;
       // token_bound_cidrs: checked on every use, against the socket's address.
       if (!addressAllowed(token.boundCidrs, req.remoteAddress)) throw errors.PERMISSION_DENIED();
       if (!token.policies.includes('root') && !allows(this.cachedPoliciesOf(token) ?? (await this.policiesOf(token)), req.path, method, route.sudo === true)) {

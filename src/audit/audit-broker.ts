@@ -13,7 +13,7 @@ import { readSealedEntry, writeSealedEntry } from '../storage/sealed-entry.ts';
 import type { Barrier } from '../seal/barrier.ts';
 import { requestEntry, responseEntry, type AuditSubject } from './audit-entry.ts';
 import { FileDevice, parseFileOptions } from './file-device.ts';
-import { AuditHasher, hmacString } from './hash.ts';
+import { AuditHasher, hmacString, TokenHashMemo } from './hash.ts';
 
 export interface AuditDeviceEntry {
   path: string;
@@ -30,6 +30,8 @@ interface Enabled {
   entry: AuditDeviceEntry;
   device: FileDevice;
   key: Buffer;
+  /** Hashes of the tokens seen lately, under this device's key. */
+  tokens: TokenHashMemo;
 }
 
 export interface EnableRequest {
@@ -76,7 +78,7 @@ export class AuditBroker {
       } catch (err) {
         this.logger.error({ device: entry.path, error: errorCode(err) }, 'audit device cannot be opened; requests fail until it can be written');
       }
-      this.devices.set(entry.path, { entry, device, key: Buffer.from(entry.hmacKey, 'base64') });
+      this.devices.set(entry.path, { entry, device, key: Buffer.from(entry.hmacKey, 'base64'), tokens: new TokenHashMemo() });
     }
   }
 
@@ -123,7 +125,7 @@ export class AuditBroker {
       device.close();
       throw err;
     }
-    this.devices.set(path, { entry, device, key: Buffer.from(entry.hmacKey, 'base64') });
+    this.devices.set(path, { entry, device, key: Buffer.from(entry.hmacKey, 'base64'), tokens: new TokenHashMemo() });
     this.logger.info({ device: path, type: entry.type }, 'audit device enabled');
   }
 
@@ -198,7 +200,7 @@ export class AuditRecord {
       try {
         this.hashers ??= new Map();
         let hasher = this.hashers.get(d.key);
-        if (!hasher) this.hashers.set(d.key, (hasher = new AuditHasher(d.key)));
+        if (!hasher) this.hashers.set(d.key, (hasher = new AuditHasher(d.key, d.tokens)));
         d.device.write(JSON.stringify(build(hasher)));
         written++;
       } catch (err) {
