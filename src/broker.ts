@@ -241,6 +241,22 @@ export class Broker implements Dispatcher {
     this.revocation.wake();
   }
 
+  /**
+   * The token's policies when every one of them is parsed and cached already
+   * (see policiesOf), else undefined: the per-request ACL check without an
+   * async step. The same cache, so the same answer as policiesOf.
+   */
+  private cachedPoliciesOf(token: Token): PathRule[][] | undefined {
+    const out: PathRule[][] = [];
+    for (const name of token.policies) {
+      if (name === 'root') continue;
+      const rules = this.policyCache.get(name);
+      if (!rules) return undefined;
+      out.push(rules);
+    }
+    return out;
+  }
+
   /** The policies a token carries, parsed (cached until changed or sealed). */
   async policiesOf(token: Token): Promise<PathRule[][]> {
     const out: PathRule[][] = [];
@@ -363,14 +379,15 @@ export class Broker implements Dispatcher {
       const token = tokenSecret ? await this.tokens.lookup(tokenSecret) : undefined;
       if (!token) throw errors.PERMISSION_DENIED();
       audit.subject.token = token;
+      audit.subject.tokenSecretIdHash = token.idHash;
       // token_bound_cidrs: checked on every use, against the socket's address.
       if (!addressAllowed(token.boundCidrs, req.remoteAddress)) throw errors.PERMISSION_DENIED();
-      if (!token.policies.includes('root') && !allows(await this.policiesOf(token), req.path, method, route.sudo === true)) {
+      if (!token.policies.includes('root') && !allows(this.cachedPoliciesOf(token) ?? (await this.policiesOf(token)), req.path, method, route.sudo === true)) {
         throw errors.PERMISSION_DENIED();
       }
       audit.request();
-      // HEAD changes nothing, not even a token's remaining uses.
-      if (!head) {
+      // HEAD changes nothing, not even a token's remaining uses (an unlimited token has none to take).
+      if (!head && token.usesLeft !== null) {
         const use = await this.tokens.use(token);
         if (!use.ok) throw errors.PERMISSION_DENIED();
         exhausted = use.exhausted;

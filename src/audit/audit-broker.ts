@@ -13,7 +13,7 @@ import { readSealedEntry, writeSealedEntry } from '../storage/sealed-entry.ts';
 import type { Barrier } from '../seal/barrier.ts';
 import { requestEntry, responseEntry, type AuditSubject } from './audit-entry.ts';
 import { FileDevice, parseFileOptions } from './file-device.ts';
-import { AuditHasher, hmacString } from './hash.ts';
+import { AuditHasher, hmacString, TokenHashMemo } from './hash.ts';
 
 export interface AuditDeviceEntry {
   path: string;
@@ -30,6 +30,8 @@ interface Enabled {
   entry: AuditDeviceEntry;
   device: FileDevice;
   key: Buffer;
+  /** Hashes of the tokens seen lately, under this device's key. */
+  tokens: TokenHashMemo;
 }
 
 export interface EnableRequest {
@@ -76,7 +78,7 @@ export class AuditBroker {
       } catch (err) {
         this.logger.error({ device: entry.path, error: errorCode(err) }, 'audit device cannot be opened; requests fail until it can be written');
       }
-      this.devices.set(entry.path, { entry, device, key: Buffer.from(entry.hmacKey, 'base64') });
+      this.devices.set(entry.path, { entry, device, key: Buffer.from(entry.hmacKey, 'base64'), tokens: new TokenHashMemo() });
     }
   }
 
@@ -123,7 +125,7 @@ export class AuditBroker {
       device.close();
       throw err;
     }
-    this.devices.set(path, { entry, device, key: Buffer.from(entry.hmacKey, 'base64') });
+    this.devices.set(path, { entry, device, key: Buffer.from(entry.hmacKey, 'base64'), tokens: new TokenHashMemo() });
     this.logger.info({ device: path, type: entry.type }, 'audit device enabled');
   }
 
@@ -146,19 +148,22 @@ export class AuditBroker {
 
   /** Start auditing one request (after the sealed gate), on the devices enabled now. */
   begin(req: AuditSubject['req'], tokenSecret: string | undefined): AuditRecord {
-    const quiet = (req.method === 'GET' || req.method === 'HEAD') && UNAUDITED.has(req.path);
-    return new AuditRecord(quiet ? [] : [...this.devices.values()], { req, tokenSecret }, this.logger, this.onDeviceFailure);
+    const quiet = this.devices.size === 0 || ((req.method === 'GET' || req.method === 'HEAD') && UNAUDITED.has(req.path));
+    return new AuditRecord(quiet ? NO_DEVICES : [...this.devices.values()], { req, tokenSecret }, this.logger, this.onDeviceFailure);
   }
 }
+
+/** The devices of a request audited nowhere (none enabled, or an unaudited status probe). */
+const NO_DEVICES: readonly Enabled[] = Object.freeze([]);
 
 /** One request's audit trail: the request entry before handling, the response entry after. */
 export class AuditRecord {
   private requestWritten = false;
-  /** Per device (by its key): the hashes already computed for this request. */
-  private readonly hashers = new Map<Buffer, AuditHasher>();
+  /** Per device (by its key): the hashes already computed for this request (made at the first entry written). */
+  private hashers: Map<Buffer, AuditHasher> | undefined;
 
   constructor(
-    private readonly devices: Enabled[],
+    private readonly devices: readonly Enabled[],
     readonly subject: AuditSubject,
     private readonly logger: Logger,
     private readonly onDeviceFailure: (device: string) => void = () => undefined,
@@ -193,8 +198,9 @@ export class AuditRecord {
     let written = 0;
     for (const d of this.devices) {
       try {
+        this.hashers ??= new Map();
         let hasher = this.hashers.get(d.key);
-        if (!hasher) this.hashers.set(d.key, (hasher = new AuditHasher(d.key)));
+        if (!hasher) this.hashers.set(d.key, (hasher = new AuditHasher(d.key, d.tokens)));
         d.device.write(JSON.stringify(build(hasher)));
         written++;
       } catch (err) {

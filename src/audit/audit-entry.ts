@@ -17,6 +17,13 @@ export interface AuditSubject {
   tokenSecret: string | undefined;
   /** Set once the token resolved (also for a request its policies then deny). */
   token?: Token;
+  /**
+   * The stored id hash of `tokenSecret`, set when the request's own token
+   * resolved (so its hashes can be memoized per device, see TokenHashMemo).
+   * `token` may later name another token (a login's issued one); this stays
+   * the caller's.
+   */
+  tokenSecretIdHash?: string;
   mount?: string;
   /** The mount's type when it is not a database mount (an auth method: "approle", ...). */
   mountType?: string;
@@ -34,14 +41,18 @@ function mountType(s: AuditSubject): string {
   return '';
 }
 
+function clientToken(key: AuditHasher, s: AuditSubject, secret: string): string {
+  return s.tokenSecretIdHash !== undefined ? key.tokenSecret(secret, s.tokenSecretIdHash) : key.hash(secret);
+}
+
 function authView(key: AuditHasher, s: AuditSubject): Record<string, unknown> {
   const t = s.token;
   const out: Record<string, unknown> = {};
-  if (s.tokenSecret !== undefined) out.client_token = key.hash(s.tokenSecret);
+  if (s.tokenSecret !== undefined) out.client_token = clientToken(key, s, s.tokenSecret);
   if (!t) return out;
   return {
     ...out,
-    accessor: key.hash(t.accessor),
+    accessor: key.tokenAccessor(t.accessor, t.idHash),
     display_name: t.displayName,
     policies: t.policies,
     token_policies: t.policies,
@@ -66,8 +77,8 @@ function requestView(key: AuditHasher, s: AuditSubject): Record<string, unknown>
     operation: OPERATIONS[s.req.method] ?? s.req.method.toLowerCase(),
     mount_type: mountType(s),
     ...(s.mount !== undefined ? { mount_point: s.mount } : {}),
-    ...(s.tokenSecret !== undefined ? { client_token: key.hash(s.tokenSecret) } : {}),
-    ...(s.token ? { client_token_accessor: key.hash(s.token.accessor) } : {}),
+    ...(s.tokenSecret !== undefined ? { client_token: clientToken(key, s, s.tokenSecret) } : {}),
+    ...(s.token ? { client_token_accessor: key.tokenAccessor(s.token.accessor, s.token.idHash) } : {}),
     namespace: { id: 'root' },
     path: s.req.path,
     data: hashValues(key, requestData(s.req)),

@@ -136,14 +136,20 @@ export class TokenStore {
     return freeze(this.keys().decryptJSON<TokenDetails>(identity(row.idHash), row.sealed));
   }
 
-  /** The stored row of `idHash` (from the cache, else read and cached), or undefined. */
-  private async cachedRow(idHash: string): Promise<CachedToken | undefined> {
+  /** The cached entry of `idHash`, made the most recently used; undefined when not cached. */
+  private cacheHit(idHash: string): CachedToken | undefined {
     const hit = this.cache.get(idHash);
     if (hit) {
       this.cache.delete(idHash);
       this.cache.set(idHash, hit);
-      return hit;
     }
+    return hit;
+  }
+
+  /** The stored row of `idHash` (from the cache, else read and cached), or undefined. */
+  private async cachedRow(idHash: string): Promise<CachedToken | undefined> {
+    const hit = this.cacheHit(idHash);
+    if (hit) return hit;
     const generation = this.generation;
     const row = await this.storage.getToken(idHash);
     if (!row) return undefined;
@@ -235,7 +241,8 @@ export class TokenStore {
   async lookup(secret: string): Promise<Token | undefined> {
     if (secret.length === 0 || secret.length > 512) return undefined;
     const idHash = this.keys().hmac(secret);
-    const entry = await this.cachedRow(idHash);
+    // A cached token is answered without another async step (the hot path of every request).
+    const entry = this.cacheHit(idHash) ?? (await this.cachedRow(idHash));
     const row = entry?.row;
     if (!row || !timingSafeEqual(Buffer.from(row.idHash), Buffer.from(idHash))) return undefined;
     if (row.expiresAt !== null && row.expiresAt <= Date.now()) return undefined;

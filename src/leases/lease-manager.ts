@@ -19,7 +19,7 @@ import type { DdlBatcher } from '../database/ddl-batcher.ts';
 import type { RoleRecord } from '../database/database-backend.ts';
 import { BATCH_LIMIT } from '../engine/engine.ts';
 import { errors, isBrokerError, messageOf } from '../errors.ts';
-import type { LeaseRow } from '../storage/storage.ts';
+import type { LeaseRow, LeaseStatus } from '../storage/storage.ts';
 import { fault } from '../util/faults.ts';
 import { generatePassword, randomString } from '../util/random.ts';
 
@@ -187,6 +187,17 @@ export class LeaseManager {
 
   async lookup(id: string): Promise<LeaseRow> {
     const row = await this.storage.getLease(id);
+    if (!row || row.state === 'pending') throw errors.LEASE_NOT_FOUND();
+    return row;
+  }
+
+  /**
+   * What sys/leases/lookup shows of a lease: its status columns only, so the
+   * lookup neither reads nor decrypts the sealed revocation context.
+   * @throws BrokerError LEASE_NOT_FOUND for an unknown lease and for a pending one (its issuance has not finished).
+   */
+  async status(id: string): Promise<LeaseStatus> {
+    const row = await this.storage.getLeaseStatus(id);
     if (!row || row.state === 'pending') throw errors.LEASE_NOT_FOUND();
     return row;
   }

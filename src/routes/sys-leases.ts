@@ -7,12 +7,12 @@ import { errors } from '../errors.ts';
 import type { RequestContext, Route } from '../http/route.ts';
 import { duration, durationField, object } from '../http/schema.ts';
 import { IRREVOCABLE_AFTER } from '../leases/lease-manager.ts';
-import type { LeaseRow } from '../storage/storage.ts';
+import type { LeaseStatus } from '../storage/storage.ts';
 
 const LIST_LIMIT = 10_000;
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
-function leaseView(row: LeaseRow): Record<string, unknown> {
+function leaseView(row: LeaseStatus): Record<string, unknown> {
   return {
     id: row.id,
     issue_time: iso(row.issueTime),
@@ -113,7 +113,7 @@ export function leaseRoutes(broker: Broker): Route[] {
       pattern: 'sys/leases/lookup',
       auth: 'token',
       schema: leaseBody,
-      handler: async (ctx) => ({ data: leaseView(await leases.lookup(leaseIdOf(ctx))) }),
+      handler: async (ctx) => ({ data: leaseView(await leases.status(leaseIdOf(ctx))) }),
     },
     // LIST sys/leases/lookup/ (the top level) arrives without its slash.
     { methods: ['LIST'], pattern: 'sys/leases/lookup', auth: 'token', sudo: true, handler: listLeases },

@@ -14,7 +14,7 @@ import pg from 'pg';
 import type { PoolClient, QueryResultRow } from 'pg';
 import { BrokerError, errors } from '../errors.ts';
 import { migratePg } from './pg-migrations.ts';
-import type { ConnectionKey, LeaseRow, SecretIdRow, Storage, TokenRow } from './storage.ts';
+import type { ConnectionKey, LeaseRow, LeaseStatus, SecretIdRow, Storage, TokenRow } from './storage.ts';
 import { LEASE_COLUMNS, toLease, toSecretId, toToken, type LeaseRecord, type SecretIdRecord, type TokenRecord } from './records.ts';
 import { STORE_TABLES, type CopyableStore, type RawRow, type StoreTable } from './store-copy.ts';
 
@@ -417,6 +417,20 @@ export class PostgresStorage implements Storage, CopyableStore {
   async getLease(id: string): Promise<LeaseRow | undefined> {
     const r = (await this.readPrepared<LeaseRecord>('get_lease', `SELECT * FROM ${this.t('leases')} WHERE id = $1`, [id]))[0];
     return r && toLease(r);
+  }
+
+  async getLeaseStatus(id: string): Promise<LeaseStatus | undefined> {
+    type StatusRecord = Pick<LeaseRecord, 'state' | 'issue_time' | 'expire_time' | 'max_expire_time' | 'last_renewal' | 'due_at' | 'attempts' | 'last_error'>;
+    const r = (
+      await this.readPrepared<StatusRecord>(
+        'get_lease_status',
+        `SELECT state, issue_time, expire_time, max_expire_time, last_renewal, due_at, attempts, last_error FROM ${this.t('leases')} WHERE id = $1`,
+        [id],
+      )
+    )[0];
+    return (
+      r && { id, state: r.state, issueTime: r.issue_time, expireTime: r.expire_time, maxExpireTime: r.max_expire_time, lastRenewal: r.last_renewal, dueAt: r.due_at, attempts: r.attempts, lastError: r.last_error }
+    );
   }
 
   async updateLease(id: string, changes: Partial<Omit<LeaseRow, 'id'>>): Promise<void> {

@@ -11,7 +11,7 @@ import { closeSync, fsync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { migrations } from './migrations.ts';
 import { lockStore } from './process-lock.ts';
-import type { ConnectionKey, LeaseRow, SecretIdRow, Storage, TokenRow } from './storage.ts';
+import type { ConnectionKey, LeaseRow, LeaseState, LeaseStatus, SecretIdRow, Storage, TokenRow } from './storage.ts';
 import { LEASE_COLUMNS, toLease, toSecretId, toToken, type LeaseRecord, type SecretIdRecord, type TokenRecord } from './records.ts';
 import { STORE_TABLES, type CopyableStore, type RawRow, type StoreTable } from './store-copy.ts';
 
@@ -25,6 +25,9 @@ interface GroupedWrite {
   fail: (err: unknown) => void;
 }
 
+/** A getLeaseStatus row as an array (state, issue_time, expire_time, max_expire_time, last_renewal, due_at, attempts, last_error). */
+type LeaseStatusTuple = [LeaseState, number, number, number, number | null, number, number, string | null];
+
 interface SyncWaiter {
   ok: () => void;
   fail: (err: unknown) => void;
@@ -34,6 +37,12 @@ export class SqliteStorage implements Storage, CopyableStore {
   private readonly db: Database.Database;
   private readonly unlock: () => void = () => undefined;
   private readonly statements = new Map<string, Database.Statement>();
+  /**
+   * getLeaseStatus's query, in raw mode: each row is an array, so better-sqlite3
+   * does not build an object keyed by column names (a V8 string lookup and a
+   * property store per column, most of the cost of a point read).
+   */
+  private leaseStatusStmt: Database.Statement<[string], LeaseStatusTuple> | undefined;
   private pending: GroupedWrite[] = [];
   private flushScheduled = false;
   /** The WAL file, fsynced after commits (undefined for ':memory:'). */
@@ -343,6 +352,14 @@ export class SqliteStorage implements Storage, CopyableStore {
   async getLease(id: string): Promise<LeaseRow | undefined> {
     const r = this.sql('SELECT * FROM leases WHERE id = ?').get(id) as LeaseRecord | undefined;
     return r && toLease(r);
+  }
+
+  async getLeaseStatus(id: string): Promise<LeaseStatus | undefined> {
+    this.leaseStatusStmt ??= this.db
+      .prepare<[string], LeaseStatusTuple>('SELECT state, issue_time, expire_time, max_expire_time, last_renewal, due_at, attempts, last_error FROM leases WHERE id = ?')
+      .raw(true);
+    const r = this.leaseStatusStmt.get(id);
+    return r && { id, state: r[0], issueTime: r[1], expireTime: r[2], maxExpireTime: r[3], lastRenewal: r[4], dueAt: r[5], attempts: r[6], lastError: r[7] };
   }
 
   async updateLease(id: string, changes: Partial<Omit<LeaseRow, 'id'>>): Promise<void> {

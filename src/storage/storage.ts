@@ -55,6 +55,13 @@ export interface LeaseRow {
   sealed: Buffer;
 }
 
+/**
+ * What sys/leases/lookup shows of a lease: its row without the sealed
+ * revocation context and the columns only revocation needs (mount, role,
+ * connection, token), so a lookup reads and decrypts nothing secret.
+ */
+export type LeaseStatus = Pick<LeaseRow, 'id' | 'state' | 'issueTime' | 'expireTime' | 'maxExpireTime' | 'lastRenewal' | 'dueAt' | 'attempts' | 'lastError'>;
+
 /** A database connection of a mount. */
 export interface ConnectionKey {
   mount: string;
@@ -118,6 +125,12 @@ export interface Storage {
 
   insertLease(row: LeaseRow): Promise<void>;
   getLease(id: string): Promise<LeaseRow | undefined>;
+  /**
+   * The status columns of one lease (see LeaseStatus), pending ones included
+   * (the caller hides them), or undefined: the read behind sys/leases/lookup,
+   * narrower and cheaper than getLease.
+   */
+  getLeaseStatus(id: string): Promise<LeaseStatus | undefined>;
   updateLease(id: string, changes: Partial<Omit<LeaseRow, 'id'>>): Promise<void>;
   deleteLease(id: string): Promise<void>;
   /**

@@ -187,6 +187,18 @@ test('credentials and tokens are audited with every secret hashed; audit-hash fi
   const deniedEntries = all.filter((e) => e.request.path === 'sys/audit' && e.auth.client_token === tokenHash);
   assert.deepEqual(deniedEntries.map((e) => e.type).sort(), ['request', 'response']);
   for (const e of deniedEntries) assert.equal(e.error, 'permission denied');
+  // The token's hashes are memoized per device after its first use (issue 11):
+  // every later request's entries still carry exactly what audit-hash gives.
+  const accessorHash = await auditHash('file', created.body.auth.accessor as string);
+  const again = await pb.broker.api('GET', 'auth/token/lookup-self', { token: appToken });
+  assert.equal(again.status, 200, again.text);
+  const againEntries = pairOf(auditFile, again.body.request_id);
+  for (const e of [credsEntries.request, credsEntries.response, ...deniedEntries, againEntries.request, againEntries.response]) {
+    assert.equal(e.auth.client_token, tokenHash);
+    assert.equal(e.request.client_token, tokenHash);
+    assert.equal(e.auth.accessor, accessorHash);
+    assert.equal(e.request.client_token_accessor, accessorHash);
+  }
 
   const lookupEntries = pairOf(auditFile, lookup.body.request_id);
   assert.equal(lookupEntries.request.request.data.token, tokenHash);

@@ -6,6 +6,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
 import { eventually } from '../../support/broker.ts';
 import { adminQuery, startScramPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
 import {
@@ -82,6 +83,49 @@ test('lookup: Vault fields; unknown, missing or malformed lease ids are 400', as
   assert.equal(unknownField.body.data.id, creds.leaseId);
   assert.deepEqual(unknownField.body.warnings, ['Endpoint ignored these unrecognized parameters: [bogus]']);
   assert.equal((await pb.api('PUT', 'sys/leases/revoke', { lease_id: creds.leaseId })).status, 204);
+});
+
+test('lookup reads the row as stored now (no cache), never its sealed context; a pending lease stays invisible', async () => {
+  // Rows written behind the broker's back through a second SQLite connection:
+  // what lookup answers is what the store holds at that moment. The sealed
+  // context is not ciphertext at all, so a lookup that tried to decrypt it would fail.
+  const id = `database/creds/app/direct${run}`;
+  const hour = Date.now() + 3_600_000;
+  const db = new Database(pb.broker.storagePath);
+  try {
+    db.prepare(
+      `INSERT INTO leases (id, mount, role, connection, state, issue_time, expire_time, max_expire_time, last_renewal, due_at, attempts, last_error, token_hash, sealed)
+       VALUES (?, 'database/', 'app', 'main', 'pending', ?, ?, ?, NULL, ?, 0, NULL, NULL, x'00')`,
+    ).run(id, Date.now(), hour, hour, hour);
+    const pending = await lookup(id);
+    assert.equal(pending.status, 400, pending.text);
+    assert.match(pending.body.errors[0], /lease not found/, 'a lease whose issuance has not finished is not shown');
+
+    db.prepare("UPDATE leases SET state = 'active' WHERE id = ?").run(id);
+    const active = await lookup(id);
+    assert.equal(active.status, 200, active.text);
+    assert.equal(active.body.data.id, id);
+    assert.equal(active.body.data.renewable, true);
+    assert.equal(active.body.data.expire_time, new Date(hour).toISOString());
+    assert.equal(active.body.data.revocation_attempts, undefined);
+
+    db.prepare("UPDATE leases SET state = 'revoking', attempts = 5, last_error = 'boom', due_at = ? WHERE id = ?").run(hour, id);
+    const failing = await lookup(id);
+    assert.equal(failing.status, 200, failing.text);
+    assert.deepEqual(
+      [failing.body.data.renewable, failing.body.data.revocation_attempts, failing.body.data.last_revocation_error, failing.body.data.next_revocation_attempt, failing.body.data.irrevocable],
+      [false, 5, 'boom', new Date(hour).toISOString(), true],
+      'the next lookup sees the write at once',
+    );
+
+    db.prepare('DELETE FROM leases WHERE id = ?').run(id);
+    const gone = await lookup(id);
+    assert.equal(gone.status, 400, gone.text);
+    assert.match(gone.body.errors[0], /lease not found/);
+  } finally {
+    db.prepare('DELETE FROM leases WHERE id = ?').run(id);
+    db.close();
+  }
 });
 
 test('list: directory-style keys under a prefix; an empty listing is a 404', async () => {

@@ -127,6 +127,22 @@ for (const backend of backends) {
       assert.equal(await s.getLease('database/creds/r/1'), undefined);
     });
 
+    withStore('lease status: the lookup columns only, exactly as stored, after each write; pending included; undefined when absent', async (s) => {
+      const t = 1_764_547_200_123;
+      assert.equal(await s.getLeaseStatus('database/creds/r/s'), undefined);
+      await s.insertLease(lease('database/creds/r/s', { issueTime: t, expireTime: t + 1, maxExpireTime: t + 2, dueAt: t + 3, tokenHash: 'tok', lastRenewal: null }));
+      const status = { id: 'database/creds/r/s', state: 'active', issueTime: t, expireTime: t + 1, maxExpireTime: t + 2, lastRenewal: null, dueAt: t + 3, attempts: 0, lastError: null };
+      // Exactly these keys: neither the sealed context nor mount, role, connection or token.
+      assert.deepEqual(await s.getLeaseStatus('database/creds/r/s'), status);
+      await s.updateLease('database/creds/r/s', { state: 'revoking', attempts: 2, lastError: 'boom', lastRenewal: t + 4, dueAt: t + 5 });
+      assert.deepEqual(await s.getLeaseStatus('database/creds/r/s'), { ...status, state: 'revoking', attempts: 2, lastError: 'boom', lastRenewal: t + 4, dueAt: t + 5 });
+      await s.updateLease('database/creds/r/s', { state: 'pending' });
+      assert.equal((await s.getLeaseStatus('database/creds/r/s'))?.state, 'pending', 'the store reports pending leases; the lease manager hides them');
+      assert.equal(await s.getLeaseStatus('database/creds/r/'), undefined, 'an exact id, not a prefix');
+      await s.deleteLease('database/creds/r/s');
+      assert.equal(await s.getLeaseStatus('database/creds/r/s'), undefined);
+    });
+
     withStore('epoch milliseconds round-trip exactly (beyond 32 bits)', async (s) => {
       const t = 1_764_547_200_123;
       await s.insertLease(lease('database/creds/r/t', { issueTime: t, expireTime: t + 1, maxExpireTime: t + 2, dueAt: t + 3 }));
