@@ -93,6 +93,8 @@ const broker = await startBroker({ env: process.env['PERF_BROKER_NODE_OPTIONS'] 
   hello.stop();
   throw err;
 });
+// The role's objects on the server (bench/targets: group role, grants), dropped at the end.
+const group = `dbrperf${process.pid}`;
 try {
   const { rootToken } = await initAndUnseal(broker);
   const api = async (method: string, path: string, body?: unknown, token = rootToken) => {
@@ -102,7 +104,8 @@ try {
   };
   if (flags.has('--audit')) await api('PUT', 'sys/audit/file', { type: 'file', options: { file_path: join(tmpdir(), `perf-audit-${process.pid}.log`) } });
   await api('PUT', 'database/config/bench', await mysqlTarget.connectionConfig());
-  await api('PUT', 'database/roles/r', { db_name: 'bench', creation_statements: mysqlTarget.creationStatements, default_ttl: 600, username_template: 'perf{{random 12}}' });
+  const setup = await mysqlTarget.prepare(group);
+  await api('PUT', 'database/roles/r', { db_name: 'bench', creation_statements: setup.creationStatements, default_ttl: 600, username_template: 'perf{{random 12}}' });
   const child = await api('PUT', 'auth/token/create', { policies: ['default', 'creds'] });
   await api('PUT', 'sys/policies/acl/creds', { policy: 'path "database/creds/r" { capabilities = ["read"] }' });
   const token: string = child.auth.client_token;
@@ -126,8 +129,9 @@ try {
       console.log(`${name.padEnd(24)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2)} ms  cpu ${r.cpuUs.toFixed(0)} µs/req  ${(r.rps / h.rps).toFixed(2)}x  errors ${r.errors}`);
     }
   }
-  if (flags.has('--creds')) await api('PUT', 'sys/leases/revoke-prefix/database/creds/r', {});
+  await api('PUT', 'sys/leases/revoke-prefix/database/creds/r?sync=true', {});
 } finally {
+  await mysqlTarget.teardown(group).catch(() => undefined);
   await broker.stop();
   broker.remove();
   hello.stop();
