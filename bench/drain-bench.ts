@@ -170,6 +170,10 @@ export async function benchDrain(bench: BenchBroker, target: BenchTarget, opts: 
     // The side client's leases stay until the final sweep.
     opts.progress(`raw baseline: ${issue.completed} users made by ${opts.clients} sessions, then dropped by 1 session`);
     const raw = await rawCreateThenDrop(target, opts, issue.completed);
+    // The report counts failures; their first messages say which part failed and why.
+    for (const [part, r] of Object.entries({ issue, renew, sideUnloaded, sideDuring, rawCreate: raw.rawCreate, rawDrop: raw.rawDrop })) {
+      if (r && r.failed > 0) opts.progress(`${part}: ${r.failed} failed, e.g. ${r.errors.join(' | ')}`);
+    }
     return {
       issue,
       renew,
