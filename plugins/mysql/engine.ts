@@ -389,8 +389,9 @@ export class MysqlEngine implements Engine {
   /**
    * Batch form of deleteUser (see Engine.deleteUsers), same steps with one
    * query or statement for the whole batch where MySQL allows it: look up
-   * the accounts, lock them (no new logins), find and end their sessions,
-   * drop them, check for sessions again. A user whose sessions stay open gets
+   * the accounts and their open sessions; lock the accounts with sessions
+   * (no new logins) and end those sessions; drop them all; check for
+   * sessions again (and end any). A user whose sessions stay open gets
    * its error before its drop (kept locked) and holds back nobody else. The
    * default revocation drops every account in one `DROP USER a, b` (it
    * removes their privileges too: MySQL 8.0 manual 15.7.1.5, MariaDB DROP
@@ -419,20 +420,39 @@ export class MysqlEngine implements Engine {
     const live = (): string[] => [...new Set(jobs.filter((j) => outcomes[j.index] === undefined).map((j) => j.username))];
     let rights: AdminRights | undefined;
     let hosts = new Map<string, string[]>();
+    // Open sessions, looked up with the rest (undefined: unknown, when the lookup failed).
+    let open: Map<string, string[]> | undefined;
     try {
-      if (jobs.length > 0) [rights, hosts] = await Promise.all([this.adminRights(secrets), this.hostsOfMany(live(), secrets)]);
+      if (jobs.length > 0) {
+        [rights, hosts, open] = await Promise.all([
+          this.adminRights(secrets),
+          this.hostsOfMany(live(), secrets),
+          this.sessionsOfMany(live(), secrets).catch(() => undefined),
+        ]);
+      }
     } catch (err) {
       fail(live(), err as Error); // nothing was done
     }
     if (rights && hosts.size > 0) {
-      const accounts = [...hosts].flatMap(([user, at]) => at.map((host) => account(user, host)));
-      // Stop new logins first (MariaDB >= 10.4, MySQL >= 5.7.6); where
-      // unsupported or already gone this fails and the kill + drop still follow.
-      await this.run(`ALTER USER IF EXISTS ${accounts.join(', ')} ACCOUNT LOCK`).catch(async () => {
-        if (accounts.length > 1) for (const who of accounts) await this.run(`ALTER USER ${who} ACCOUNT LOCK`).catch(() => undefined);
-      });
-      // Errors, before the drop, for users whose sessions stay open: their leases are kept and retried.
-      for (const [user, err] of await this.killSessionsMany([...hosts.keys()], secrets, rights)) fail([user], err);
+      // Accounts with a session open (or whose sessions this admin cannot
+      // see) are locked before their sessions are ended, so none logs in
+      // again meanwhile. The others are dropped at once: every ALTER USER,
+      // like every DROP USER, queues for the grant tables' locks, which
+      // creations need too (issue 11), and a session that logs in before
+      // the drop is ended by the check after it, as one left by an earlier
+      // attempt is.
+      const unseen = (user: string): boolean => !rights!.seeSessions || open === undefined || open.has(user) || NON_BMP.test(user);
+      const locking = [...hosts.keys()].filter(unseen);
+      const accounts = locking.flatMap((user) => hosts.get(user)!.map((host) => account(user, host)));
+      if (accounts.length > 0) {
+        // Stop new logins first (MariaDB >= 10.4, MySQL >= 5.7.6); where
+        // unsupported or already gone this fails and the kill + drop still follow.
+        await this.run(`ALTER USER IF EXISTS ${accounts.join(', ')} ACCOUNT LOCK`).catch(async () => {
+          if (accounts.length > 1) for (const who of accounts) await this.run(`ALTER USER ${who} ACCOUNT LOCK`).catch(() => undefined);
+        });
+        // Errors, before the drop, for users whose sessions stay open: their leases are kept and retried.
+        for (const [user, err] of await this.killSessionsMany(locking, secrets, rights)) fail([user], err);
+      }
       const drop = new Map<string, string[]>();
       const custom: Array<{ index: number; username: string; statements: string[] }> = [];
       for (const job of jobs) {
