@@ -139,6 +139,7 @@ export class Connections {
             newUsers: typeof engine?.newUsers === 'function',
             deleteUsers: typeof engine?.deleteUsers === 'function',
             ...(engine?.createSlots !== undefined ? { createSlots: engine.createSlots } : {}),
+            ...(engine?.dropsNearCreates !== undefined ? { dropsNearCreates: engine.dropsNearCreates } : {}),
           };
         },
       });

@@ -11,6 +11,9 @@
 // no load a request costs what it did before, and under load the database
 // sees few large transactions instead of many small ones. Engines without the
 // batch methods get one call per request, as many at once as slots allow.
+// Creations go first; an engine whose drops hold a lock creations need
+// (Engine.dropsNearCreates: MySQL/MariaDB) gets small drop batches, few at
+// once, none started while a creation runs, as long as creations are about.
 //
 // Every engine call goes through the connection's `run` (time bound, error
 // mapping without secrets, root-credential settle and retry); the errors an
@@ -37,6 +40,23 @@ import { fault } from '../util/faults.ts';
 export function slotsPerKind(maxOpen: number): number {
   return Math.max(1, maxOpen - 1);
 }
+
+/**
+ * Creations are "about" on a connection while one waits or is in flight,
+ * and for this long (ms) after one was last asked for or finished: a client
+ * issuing credentials one after another leaves a few ms between requests,
+ * which must not let a large revocation batch in. Only engines that ask for
+ * it (Engine.dropsNearCreates: MySQL/MariaDB) have their drops give way to
+ * creations then (issue 11: creds p99 during a drain of due leases).
+ */
+export const CREATE_RECENT_MS = 500;
+
+/**
+ * Longest (ms) a waiting drop is held back while a creation waits or is in
+ * flight and no drop call is (Engine.dropsNearCreates): a steady stream of
+ * creations slows revocation to one call at a time, never stops it.
+ */
+export const DROP_DEFER_MAX_MS = 50;
 
 /** A request that waited this long (ms) for a slot fails rather than wait on. */
 export const QUEUE_WAIT_MS = 30_000;
@@ -68,6 +88,8 @@ export interface ConnectionShape {
   deleteUsers: boolean;
   /** The open engine's own limit on creation calls at once (Engine.createSlots), if any. */
   createSlots?: number;
+  /** How the open engine's drops give way to creations (Engine.dropsNearCreates), if at all. */
+  dropsNearCreates?: { readonly batch: number; readonly slots: number };
 }
 
 /** Calls of `kind` that may be in flight at once on a connection of `shape`. */
@@ -102,8 +124,10 @@ export class DdlBatcher {
   private readonly creates: CreateJob[] = [];
   private readonly drops: DropJob[] = [];
   private readonly inFlight: Record<Kind, number> = { create: 0, drop: 0 };
-  /** The kind that went last, so the other goes first when both wait. */
-  private last: Kind = 'drop';
+  /** When a creation was last asked for or last finished (ms since the epoch; 0: never). */
+  private lastCreateAt = 0;
+  /** Set while drops are held back by creations: pumps again once the longest deferral ends. */
+  private deferTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly connection: BatcherConnection) {}
 
@@ -119,7 +143,9 @@ export class DdlBatcher {
    */
   create<T>(req: NewUserRequest, settle: (outcome: Outcome<void>) => Promise<T>): Promise<T> {
     return new Promise((resolve, reject) => {
-      this.creates.push({ request: req, secrets: [req.password], queuedAt: Date.now(), settle: (o) => settle(o).then(resolve, reject) });
+      const now = Date.now();
+      this.lastCreateAt = now;
+      this.creates.push({ request: req, secrets: [req.password], queuedAt: now, settle: (o) => settle(o).then(resolve, reject) });
       this.pump();
     });
   }
@@ -145,15 +171,16 @@ export class DdlBatcher {
   private pump(): void {
     for (;;) {
       const shape = this.connection.shape();
-      const kind = this.nextKind(shape);
+      const yielding = this.yielding(shape);
+      const kind = this.nextKind(shape, yielding);
       if (kind === undefined) return;
-      this.last = kind;
       this.inFlight[kind]++;
       const done = (): void => {
         this.inFlight[kind]--;
+        if (kind === 'create') this.lastCreateAt = Date.now();
         this.pump();
       };
-      const size = this.batches(kind, shape) ? BATCH_LIMIT : 1;
+      const size = !this.batches(kind, shape) ? 1 : kind === 'drop' && yielding ? yielding.batch : BATCH_LIMIT;
       if (kind === 'create') void this.createBatch(this.take(this.creates, size)).finally(done);
       else void this.dropBatch(this.take(this.drops, size)).finally(done);
     }
@@ -165,20 +192,48 @@ export class DdlBatcher {
 
   /**
    * The kind that may go now, if any: it has waiting requests, fewer calls
-   * in flight than slotsPerKind, and the connection's pool has room, except
-   * that each kind may always have one call in flight, so revocations never
-   * starve creations and the other way round (a pool of one connection).
+   * in flight than its slots (slotsFor), and the connection's pool has room,
+   * except that each kind may always have one call in flight, so revocations
+   * never starve creations and the other way round (a pool of one
+   * connection). Creations go first. While drops give way to creations
+   * (`yielding`, see yielding()), drops have `yielding.slots` slots at most,
+   * and none starts while a creation waits or is in flight unless none is in
+   * flight and the oldest drop waited DROP_DEFER_MAX_MS (a timer pumps again
+   * then).
    */
-  private nextKind(shape: ConnectionShape): Kind | undefined {
-    const order: Kind[] = this.last === 'create' ? ['drop', 'create'] : ['create', 'drop'];
+  private nextKind(shape: ConnectionShape, yielding: ConnectionShape['dropsNearCreates']): Kind | undefined {
     const total = this.inFlight.create + this.inFlight.drop;
-    for (const kind of order) {
+    for (const kind of ['create', 'drop'] as const) {
       if ((kind === 'create' ? this.creates : this.drops).length === 0) continue;
-      if (this.inFlight[kind] >= slotsFor(kind, shape)) continue;
+      const slots = kind === 'drop' && yielding ? Math.max(1, Math.min(yielding.slots, slotsFor(kind, shape))) : slotsFor(kind, shape);
+      if (this.inFlight[kind] >= slots) continue;
       if (total >= shape.maxOpen && this.inFlight[kind] > 0) continue;
+      if (kind === 'drop' && yielding && (this.creates.length > 0 || this.inFlight.create > 0)) {
+        if (this.inFlight.drop > 0) continue;
+        const held = Date.now() - this.drops[0]!.queuedAt;
+        if (held < DROP_DEFER_MAX_MS) {
+          this.deferTimer ??= setTimeout(() => {
+            this.deferTimer = undefined;
+            this.pump();
+          }, DROP_DEFER_MAX_MS - held + 1).unref();
+          continue;
+        }
+      }
       return kind;
     }
     return undefined;
+  }
+
+  /**
+   * The engine's limits on drops (Engine.dropsNearCreates) while creations
+   * are about (waiting, in flight, or asked for or finished within
+   * CREATE_RECENT_MS); undefined otherwise, or when the engine has none.
+   */
+  private yielding(shape: ConnectionShape): ConnectionShape['dropsNearCreates'] {
+    const limits = shape.dropsNearCreates;
+    if (!limits) return undefined;
+    const about = this.creates.length > 0 || this.inFlight.create > 0 || Date.now() - this.lastCreateAt < CREATE_RECENT_MS;
+    return about ? { batch: Math.max(1, Math.min(BATCH_LIMIT, limits.batch)), slots: limits.slots } : undefined;
   }
 
   /** Up to `size` jobs from the head of `queue`; jobs that waited too long fail instead. */

@@ -136,6 +136,19 @@ export interface Engine {
   readonly createSlots?: number;
 
   /**
+   * Optional: how this engine's revocations give way to creations. While
+   * creations are about on a connection (one waits or runs, or one was asked
+   * for or finished within DdlBatcher's CREATE_RECENT_MS), the broker passes
+   * at most `batch` users to one deleteUsers call, runs at most `slots` such
+   * calls at once, and starts none while a creation waits or runs (unless
+   * none runs and the oldest waiting drop waited DROP_DEFER_MAX_MS). For a
+   * server whose account changes queue for one lock that creations need too
+   * (MySQL/MariaDB's grant tables), where a long drop batch makes every
+   * creation wait. Without it, drops batch as creations do.
+   */
+  readonly dropsNearCreates?: { readonly batch: number; readonly slots: number };
+
+  /**
    * Optional batch form of deleteUser: drop every user of `requests` (e.g.
    * `DROP OWNED BY a, b; DROP ROLE a, b` in one transaction), falling back to
    * one user at a time when the batch fails, so one user that cannot be

@@ -1,11 +1,14 @@
 // Issue 11: the MySQL/MariaDB engine's batch forms, newUsers and deleteUsers,
 // against the real server: one bad user of a batch fails alone, the others
-// are made (or dropped) and their outcomes say so, in order.
+// are made (or dropped) and their outcomes say so, in order. And through the
+// broker's DDL batcher, its drops give way to creations (dropsNearCreates).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Connection } from 'mysql2/promise';
 import mysql from '../../../plugins/mysql/index.ts';
+import { mapEngineError } from '../../../src/database/connections.ts';
+import { DdlBatcher, unwrap } from '../../../src/database/ddl-batcher.ts';
 import { EngineInputError, type DeleteUserResult, type Engine, type NewUserRequest } from '../../../src/engine/engine.ts';
 import { adminConnection, canLogin, connectAs, dropLeftovers, mysqlConfig, sessionsOf, target, userHosts } from '../../support/mariadb.ts';
 
@@ -291,4 +294,50 @@ test('generated names (uniqueName) skip the lookup; a CREATE USER that still fin
     assert.ok((await engine.deleteUsers!(mine.map((username) => ({ username, statements: [] })))).every(isResult));
   }
   await admin.query(`DROP USER ?@'%'`, [taken]);
+});
+
+test('through the DDL batcher, drops asked for right after a creation go at most dropsNearCreates.batch per call, one call at a time (Engine.dropsNearCreates); every user is gone', async () => {
+  const limits = engine.dropsNearCreates;
+  assert.deepEqual(limits, { batch: 16, slots: 1 });
+  const sizes: number[] = [];
+  let running = 0;
+  let most = 0;
+  // The real engine; its deleteUsers calls are counted.
+  const counted: Engine = Object.create(engine) as Engine;
+  counted.deleteUsers = (requests) => {
+    sizes.push(requests.length);
+    return engine.deleteUsers!(requests);
+  };
+  const batcher = new DdlBatcher({
+    name: 'main',
+    run: async (secrets, op) => {
+      most = Math.max(most, ++running);
+      try {
+        return await op(counted);
+      } catch (err) {
+        throw mapEngineError('main', err, secrets);
+      } finally {
+        running--;
+      }
+    },
+    mapError: (err, secrets) => mapEngineError('main', err, secrets),
+    shape: () => ({ maxOpen: 8, newUsers: true, deleteUsers: true, dropsNearCreates: engine.dropsNearCreates! }),
+    mayAct: () => true,
+  });
+  const names = Array.from({ length: 40 }, (_, i) => `${P}yield${i}`);
+  const made = await engine.newUsers!(names.map((n) => request(n)));
+  assert.ok(made.every((o) => o === undefined), String(made));
+  const fresh = `${P}yieldnew`;
+  await batcher.create(request(fresh), unwrap);
+  // Its slot frees just after the caller's promise settles.
+  await new Promise((r) => setImmediate(r));
+  most = 0;
+  const results = await Promise.all(names.map((username) => batcher.drop({ username, statements: [] }, unwrap)));
+  assert.equal(results.length, 40);
+  assert.equal(sizes.reduce((a, b) => a + b, 0), 40);
+  assert.ok(sizes.every((n) => n <= limits!.batch), `batch sizes ${sizes.join(',')}`);
+  assert.ok(most <= limits!.slots, `${most} calls at once`);
+  for (const n of names) assert.deepEqual(await userHosts(admin, n), [], n);
+  assert.deepEqual(await userHosts(admin, fresh), ['%']);
+  await engine.deleteUsers!([{ username: fresh, statements: [] }]);
 });

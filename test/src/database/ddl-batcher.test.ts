@@ -7,14 +7,25 @@
 // a request until its caller settled it, one bad user
 // in a batch fails alone with a clear, secret-free error and leaves nothing
 // behind, engines without batch methods get one call per request with
-// bounded concurrency, and a database that cannot be reached fails each
-// request with a coded error.
+// bounded concurrency, a database that cannot be reached fails each
+// request with a coded error, and revocations give way to creations (small
+// drop batches on fewer slots while creations are about, no new drop call
+// while a creation is in flight, never starved) where the engine asks for it.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mapEngineError } from '../../../src/database/connections.ts';
-import { DdlBatcher, slotsFor, slotsPerKind, unwrap, type BatcherConnection, type ConnectionShape } from '../../../src/database/ddl-batcher.ts';
+import {
+  CREATE_RECENT_MS,
+  DdlBatcher,
+  DROP_DEFER_MAX_MS,
+  slotsFor,
+  slotsPerKind,
+  unwrap,
+  type BatcherConnection,
+  type ConnectionShape,
+} from '../../../src/database/ddl-batcher.ts';
 import { BATCH_LIMIT, type Engine, type NewUserRequest } from '../../../src/engine/engine.ts';
 import { BrokerError, errors } from '../../../src/errors.ts';
 import { BatchCountingEngine } from '../../support/batch-counting-engine.ts';
@@ -46,6 +57,10 @@ function connectionOf(e: Engine, shape: ConnectionShape, mayAct = () => true): B
 }
 
 const batching: ConnectionShape = { maxOpen: 4, newUsers: true, deleteUsers: true };
+
+const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** Past the window in which a creation holds drops to small batches (CREATE_RECENT_MS). */
+const quiet = (): Promise<void> => pause(CREATE_RECENT_MS + 50);
 
 let serial = 0;
 function request(kind: string, statements = [LOGIN_ROLE]): NewUserRequest {
@@ -181,6 +196,97 @@ test('more waiting requests than BATCH_LIMIT go in batches of at most BATCH_LIMI
   assert.ok(engine.calls.length < n / 4, `${engine.calls.length} calls for ${n} users`);
   await Promise.all(reqs.map((r) => batcher.drop({ username: r.username, statements: [] }, unwrap)));
   assert.deepEqual(await rolesWithPrefix(server, `${prefix}l`), []);
+});
+
+// An engine whose drops give way to creations (Engine.dropsNearCreates; the MySQL engine's own figures differ).
+const DROP_BATCH_NEAR_CREATES = 8;
+const DROP_SLOTS_NEAR_CREATES = 2;
+const wide: ConnectionShape = { maxOpen: 8, newUsers: true, deleteUsers: true, dropsNearCreates: { batch: DROP_BATCH_NEAR_CREATES, slots: DROP_SLOTS_NEAR_CREATES } };
+const shapes = (kind: 'create' | 'drop'): number[] => engine.calls.filter((c) => c.kind === kind).map((c) => c.usernames.length);
+
+test('an engine whose drops give way to creations (Engine.dropsNearCreates): while creations are about, drops go in its small batches, few calls at once; once creations have been quiet for CREATE_RECENT_MS, in full batches on every drop slot', async () => {
+  const batcher = new DdlBatcher(connectionOf(engine, wide));
+  const reqs = Array.from({ length: 60 }, () => request('n'));
+  await Promise.all(reqs.map((r) => batcher.create(r, unwrap)));
+  assert.ok(DROP_SLOTS_NEAR_CREATES < slotsPerKind(wide.maxOpen) && DROP_BATCH_NEAR_CREATES < BATCH_LIMIT);
+  // The last batch frees its slot just after its callers' promises settle (a creation in flight would hold every drop back).
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(batcher.load, { waiting: 0, inFlight: 0 });
+
+  // Creations finished just now: the first drops go alone on DROP_SLOTS_NEAR_CREATES calls, the rest wait.
+  engine.calls.length = 0;
+  engine.maxRunning = 0;
+  const near = reqs.slice(0, 30);
+  const nearDrops = Promise.all(near.map((r) => batcher.drop({ username: r.username, statements: [] }, unwrap)));
+  assert.deepEqual(shapes('drop'), Array<number>(DROP_SLOTS_NEAR_CREATES).fill(1));
+  assert.deepEqual(batcher.load, { waiting: 30 - DROP_SLOTS_NEAR_CREATES, inFlight: DROP_SLOTS_NEAR_CREATES });
+  await nearDrops;
+  const nearSizes = shapes('drop');
+  assert.equal(nearSizes.reduce((a, b) => a + b, 0), 30);
+  // Each freed slot takes DROP_BATCH_NEAR_CREATES of the waiting drops (the window outlasts these few calls).
+  assert.deepEqual(nearSizes.slice(DROP_SLOTS_NEAR_CREATES, DROP_SLOTS_NEAR_CREATES + 2), [DROP_BATCH_NEAR_CREATES, DROP_BATCH_NEAR_CREATES], `batch sizes ${nearSizes.join(',')}`);
+  assert.ok(engine.maxRunning <= DROP_SLOTS_NEAR_CREATES, `${engine.maxRunning} drop calls at once`);
+  assert.deepEqual(await rolesWithPrefix(server, `${prefix}n`), reqs.slice(30).map((r) => r.username).sort());
+
+  // Quiet: every drop slot, then one batch of the rest.
+  await quiet();
+  engine.calls.length = 0;
+  const far = reqs.slice(30);
+  const farDrops = Promise.all(far.map((r) => batcher.drop({ username: r.username, statements: [] }, unwrap)));
+  const slots = slotsPerKind(wide.maxOpen);
+  assert.deepEqual(shapes('drop'), Array<number>(slots).fill(1));
+  await farDrops;
+  assert.deepEqual(shapes('drop'), [...Array<number>(slots).fill(1), 30 - slots]);
+  assert.deepEqual(await rolesWithPrefix(server, `${prefix}n`), []);
+});
+
+test('a creation in flight holds new drop calls back and goes before drops that waited longer; drops still go, one call at a time, after DROP_DEFER_MAX_MS', async () => {
+  const batcher = new DdlBatcher(connectionOf(engine, wide));
+  const users = Array.from({ length: 24 }, () => request('q'));
+  await Promise.all(users.map((r) => batcher.create(r, unwrap)));
+  await quiet();
+  engine.calls.length = 0;
+  const calls = (): string[] => engine.calls.map((c) => `${c.kind}:${c.usernames.length}`);
+
+  // A creation whose settle step (the lease write) is held: it stays in flight.
+  let settling = false;
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const slow = request('q');
+  const held = batcher.create(slow, async (outcome) => {
+    settling = true;
+    await gate;
+    return unwrap(outcome);
+  });
+  assert.deepEqual(calls(), ['create:1']);
+  const queuedAt = Date.now();
+  const drops = users.map((r) => batcher.drop({ username: r.username, statements: [] }, unwrap));
+  // Free drop slots, but a creation is in flight: no drop call starts yet.
+  assert.deepEqual(calls(), ['create:1']);
+  assert.deepEqual(batcher.load, { waiting: 24, inFlight: 1 });
+  // A creation asked for now goes at once, ahead of the drops that waited longer.
+  const next = request('q');
+  const quick = batcher.create(next, unwrap);
+  assert.deepEqual(calls(), ['create:1', 'create:1']);
+  await quick;
+
+  // Its engine call is over once it settles: from then on only drop calls run.
+  while (!settling) await pause(2);
+  engine.maxRunning = engine.running;
+  // Held back, not stopped: after DROP_DEFER_MAX_MS one small drop call at a time.
+  await eventually(async () => shapes('drop').length >= 3, 15_000, 'drops to go while the creation is held');
+  const firstDrop = engine.calls.findIndex((c) => c.kind === 'drop');
+  assert.ok(Date.now() - queuedAt >= DROP_DEFER_MAX_MS);
+  assert.ok(firstDrop > 1, 'a drop went before the creations');
+  assert.ok(engine.maxRunning <= 1, `${engine.maxRunning} drop calls at once while a creation was in flight`);
+  assert.ok(shapes('drop').every((n) => n <= DROP_BATCH_NEAR_CREATES), `drop batch sizes ${shapes('drop').join(',')}`);
+  assert.equal(settling, true);
+
+  release();
+  await Promise.all([held, ...drops]);
+  assert.deepEqual(await rolesWithPrefix(server, `${prefix}q`), [slow.username, next.username].sort());
+  await Promise.all([slow, next].map((r) => batcher.drop({ username: r.username, statements: [] }, unwrap)));
+  assert.deepEqual(await rolesWithPrefix(server, `${prefix}q`), []);
 });
 
 test('one user whose creation fails at runtime fails alone in its batch: the others are created, it gets a clear error and leaves no role', async () => {
