@@ -139,6 +139,9 @@ try {
   );
 } finally {
   for (let i = 0; i < made.length; i += 64) await engine.deleteUsers!(made.slice(i, i + 64).map((username) => ({ username, statements: [] })));
+  // Whatever an interrupted run left (the users made for the drain, the raw baseline's).
+  const left = await (ENGINE === 'mysql' ? TARGETS['mysql']! : TARGETS['postgres']!).dropUsers(P);
+  if (left > 0) console.error(`dropped ${left} leftover ${P}* users`);
   await engine.close();
   await spy?.end();
 }
