@@ -140,10 +140,11 @@ export class PostgresEngine implements Engine {
     let existedBefore = true;
     let failure: unknown;
     try {
-      existedBefore = (await roleOid(client, request.username)) !== null;
       // A dynamic user is always new: a lease must never take over (and on
       // revocation drop) a role someone else owns, e.g. with a fixed
-      // username_template.
+      // username_template. A generated name (uniqueName) cannot be taken: no
+      // lookup (CREATE ROLE of a taken name still fails, 42710, below).
+      existedBefore = request.uniqueName ? false : (await roleOid(client, request.username)) !== null;
       if (existedBefore) throw alreadyExists(request.username);
       await inTransaction(client, creation);
     } catch (err) {
@@ -197,8 +198,12 @@ export class PostgresEngine implements Engine {
     let failed: Map<BatchCreation, unknown>;
     let broken = true;
     try {
-      // A dynamic user is always new (see newUser).
-      const { rows } = await exec<{ rolname: string }>(client, 'SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY($1::text[])', [[...names]]);
+      // A dynamic user is always new (see newUser); generated names (uniqueName) are not looked up.
+      const unchecked = [...batch.entries()].filter(([, i]) => !requests[i]!.uniqueName).map(([p]) => p.username);
+      const { rows } =
+        unchecked.length === 0
+          ? { rows: [] }
+          : await exec<{ rolname: string }>(client, 'SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY($1::text[])', [unchecked]);
       for (const { rolname } of rows) {
         const p = [...batch.keys()].find((q) => q.username === rolname)!;
         outcomes[batch.get(p)!] = alreadyExists(rolname);

@@ -348,3 +348,22 @@ test('deleteUsers with a CREATEROLE admin (not superuser): it takes the membersh
     await adminQuery(server, `DROP OWNED BY ${admin}; DROP ROLE IF EXISTS ${admin}`);
   }
 });
+
+test('generated names (uniqueName) are not looked up first; a CREATE ROLE that finds its name taken is an input error and leaves the role alone', async () => {
+  const theirs = `v-batch-${run}-theirs`;
+  await adminQuery(server, `CREATE ROLE "${theirs}" NOLOGIN`);
+  await adminQuery(server, `COMMENT ON ROLE "${theirs}" IS 'not the broker''s'`);
+  const unique = (r: NewUserRequest): NewUserRequest => ({ ...r, uniqueName: true });
+  await assert.rejects(engine.newUser(unique({ ...request(GROUP_GRANT), username: theirs })), (err: Error) => err instanceof EngineInputError && /already exists/.test(err.message));
+  const batch = [unique(request(GROUP_GRANT)), unique({ ...request(GROUP_GRANT), username: theirs }), unique(request(TABLE_GRANT))];
+  const outcomes = await engine.newUsers!(batch);
+  assert.equal(outcomes[0], undefined, String(outcomes[0]));
+  assert.ok(outcomes[1] instanceof EngineInputError && /already exists/.test(outcomes[1].message), String(outcomes[1]));
+  assert.equal(outcomes[2], undefined, String(outcomes[2]));
+  assert.equal(await readsGranted(batch[0]!.username, batch[0]!.password), true);
+  assert.equal(await readsGranted(batch[2]!.username, batch[2]!.password), true);
+  const kept = await adminQuery(server, `SELECT pg_catalog.shobj_description(oid, 'pg_authid') AS note FROM pg_catalog.pg_roles WHERE rolname = $1`, [theirs]);
+  assert.deepEqual(kept, [{ note: "not the broker's" }], 'their role is untouched');
+  assert.deepEqual(await engine.deleteUsers!([batch[0]!, batch[2]!].map((r) => ({ username: r.username, statements: [] }))), [{}, {}]);
+  await adminQuery(server, `DROP ROLE "${theirs}"`);
+});
