@@ -4,7 +4,7 @@
 //
 // Issuing N credentials takes a while, so a fixed short TTL would spread the
 // expiries over the issuing window. Instead the shared expiry instant T is
-// chosen first (1.3 times the issuing time expected from the broker's rate
+// chosen first (twice the issuing time expected from the broker's rate
 // measured before, plus 5 s), and while the leases are issued the role's
 // default_ttl is rewritten every 250 ms to the whole seconds left until T, so
 // every lease ends within about a second of T. When a tenth of the leases is
@@ -84,7 +84,7 @@ export async function benchDrain(bench: BenchBroker, target: BenchTarget, opts: 
       });
       rate = (pilot.completed * 1000) / pilot.elapsedMs;
     }
-    let expiresAt = Date.now() + Math.min(3_600_000, Math.ceil((opts.leases / Math.max(rate, 1)) * 1000 * 1.3) + 5_000);
+    let expiresAt = Date.now() + Math.min(3_600_000, Math.ceil((opts.leases / Math.max(rate, 1)) * 1000 * 2) + 5_000);
     const setTtl = (): Promise<void> =>
       bench.writeRole(ROLE, { statements: opts.statements, usernamePrefix: prefix, defaultTtl: Math.max(1, Math.ceil((expiresAt - Date.now()) / 1000)), maxTtl: 7200 });
     await setTtl();
