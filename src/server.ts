@@ -127,9 +127,23 @@ export async function startServer(config: BrokerConfig, opts: StartOptions = {})
   }
 }
 
-/** Close on SIGTERM/SIGINT, then exit. */
+/**
+ * Close on SIGTERM/SIGINT, then exit (0, or 1 when closing failed). A
+ * repeated signal while closing is logged and ignored: a terminal's Ctrl-C
+ * reaches every process of its group and `npm start` forwards it to the
+ * broker as well, so the broker gets two; with no listener left, Node's
+ * default for the second would end the process at once, cutting short the
+ * shutdown (in dev mode, the revocation of the users it issued). SIGKILL
+ * still stops it at once.
+ */
 export function closeOnSignals(close: () => Promise<void>, logger: Logger): void {
-  const onSignal = (signal: string) => {
+  let closing = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (closing) {
+      logger.warn({ signal }, 'shutdown already under way (SIGKILL stops at once, skipping it)');
+      return;
+    }
+    closing = true;
     logger.info({ signal }, 'shutting down');
     close().then(
       () => process.exit(0),
@@ -139,6 +153,6 @@ export function closeOnSignals(close: () => Promise<void>, logger: Logger): void
       },
     );
   };
-  process.once('SIGTERM', () => onSignal('SIGTERM'));
-  process.once('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
 }

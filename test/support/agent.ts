@@ -68,9 +68,19 @@ export class AgentProcess {
     return { status: r.status, body, cache: r.headers.get('x-cache'), text };
   }
 
-  async stop(): Promise<number | null> {
+  /**
+   * Send `signals` (default one SIGTERM), each after the agent logged that
+   * it is shutting down (so a repeat reaches a shutdown under way, as a
+   * second Ctrl-C does); resolves with the exit code (null: killed by a signal).
+   */
+  async stop(signals: NodeJS.Signals[] = ['SIGTERM']): Promise<number | null> {
     if (!this.child || this.child.exitCode !== null) return this.child?.exitCode ?? null;
-    this.child.kill('SIGTERM');
+    for (const [i, signal] of signals.entries()) {
+      if (i > 0) {
+        for (let t = 0; t < 500 && this.child.exitCode === null && !this.output.includes('agent shutting down'); t++) await new Promise((r) => setTimeout(r, 2));
+      }
+      if (this.child.exitCode === null) this.child.kill(signal);
+    }
     return this.exited;
   }
 
