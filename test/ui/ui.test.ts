@@ -433,7 +433,11 @@ test('rotate root from the UI: keyboard cancel first, then a confirmed rotation 
   assert.equal(await page.evaluate('document.activeElement?.textContent'), 'Rotate root now…', 'focus is back on the button that opened the dialog');
   assert.equal(await storedVerifier(adminUser), before, 'cancel rotates nothing');
 
+  // A click within milliseconds of the Escape once opened nothing in CI (the button kept the focus,
+  // no dialog); a person does not click that fast. Not understood yet: see the issue 11 note.
+  await page.waitForTimeout(250);
   await rotate.click();
+  await dialog.waitFor();
   await shot('rotate-root-confirm');
   await dialog.getByRole('button', { name: 'Rotate now' }).click();
   await page.getByRole('status').filter({ hasText: 'Root password of main rotated.' }).waitFor();

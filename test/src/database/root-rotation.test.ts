@@ -403,17 +403,19 @@ describe('crash at each step of a rotation, then restart and unseal', () => {
         );
         assert.equal(killed, 'killed', `${c.engine.label}: the fault point must be reached`);
         await broker.waitForExit();
+        // Settling runs at unseal in the background (and on a failed login): wait for it here, with no
+        // fault armed. Otherwise the next case's armed process could settle this one and be killed
+        // before its log line was written, leaving nothing to see later (a race that failed CI once).
+        await restart();
+        const settledLogs = () => logLines().filter((l) => l.connection === c.conn && l.msg === 'root credential settled');
+        await eventually(async () => settledLogs().length > 0, 20_000, `${c.engine.label}: the interrupted rotation settled`);
+        assert.deepEqual(settledLogs().map((l) => l.settledOn), [point === 'rotate.after_pending' ? 'current' : 'pending'], `${c.engine.label}: settled once`);
       }
       await restart();
       for (const c of cases) {
         await assertIssues(c.engine, c.role);
         // The database changed only once the pending password was stored.
         assert.equal(await c.engine.canLogin(c.admin.user, c.admin.password), point === 'rotate.after_pending', `${c.engine.label}: old password`);
-        const settledLogs = () => logLines().filter((l) => l.connection === c.conn && l.msg === 'root credential settled');
-        // Settling runs at unseal in the background (and on a failed login): wait for it.
-        await eventually(async () => settledLogs().length > 0, 20_000, `${c.engine.label}: the interrupted rotation settled`);
-        const settled = settledLogs();
-        assert.deepEqual(settled.map((l) => l.settledOn), [point === 'rotate.after_pending' ? 'current' : 'pending'], `${c.engine.label}: settled once`);
         // And rotation carries on from whichever password was settled on.
         assert.equal((await api('PUT', `database/rotate-root/${c.conn}`)).status, 204);
         await assertIssues(c.engine, c.role);
