@@ -39,10 +39,18 @@ export const describedBy = (id, hint, error) => [hint ? `${id}-hint` : '', error
 
 /**
  * A modal <dialog> (native focus trap, Escape closes). `onClose` runs on
- * Escape and on the cancel button.
+ * Escape, and whenever the browser closes the dialog by itself; the parent
+ * then unmounts it (the Confirm's cancel button calls `onClose` directly).
+ *
+ * The listeners are props on the element, so they exist from the moment the
+ * dialog does. They used to be added in an effect, which runs after paint: an
+ * Escape in that window (12 ms after opening, in CI) closed the dialog with
+ * no listener, the parent still held it open, and the next click on its
+ * opener changed nothing.
  */
 export function Dialog({ title, onClose, children, wide }) {
   const ref = useRef(null);
+  const unmounting = useRef(false);
   // A layout effect: the opener is read in the same task as the render that
   // added the dialog, before anything else can move the focus.
   useLayoutEffect(() => {
@@ -50,21 +58,23 @@ export function Dialog({ title, onClose, children, wide }) {
     const opener = document.activeElement;
     d.showModal();
     return () => {
-      // Back to the control that opened it (when that is still on the page).
+      // Our own close below fires 'close' later: not a close to report.
+      unmounting.current = true;
       if (d.open) d.close();
+      // Back to the control that opened it (when that is still on the page).
       if (opener instanceof HTMLElement && opener.isConnected) opener.focus();
     };
   }, []);
-  useEffect(() => {
-    const d = ref.current;
-    const cancel = (e) => {
-      e.preventDefault();
-      onClose();
-    };
-    d.addEventListener('cancel', cancel);
-    return () => d.removeEventListener('cancel', cancel);
-  }, [onClose]);
-  return html`<dialog ref=${ref} class=${wide ? 'wide' : ''} aria-labelledby="dialog-title">
+  const cancel = (e) => {
+    e.preventDefault();
+    onClose();
+  };
+  // A close nobody asked for through state: a cancel the browser would not let
+  // us prevent (Chromium's close-watcher rule for repeated Escapes), or script.
+  const closed = () => {
+    if (!unmounting.current) onClose();
+  };
+  return html`<dialog ref=${ref} class=${wide ? 'wide' : ''} aria-labelledby="dialog-title" onCancel=${cancel} onClose=${closed}>
     <h2 id="dialog-title">${title}</h2>
     ${children}
   </dialog>`;
