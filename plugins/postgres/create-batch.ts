@@ -3,6 +3,7 @@
 // savepoint so one bad user does not fail the others.
 
 import type { PoolClient } from 'pg';
+import { awaitWriteAhead } from '../../src/engine/engine.ts';
 import { firstLockedStatement } from './lock-scope.ts';
 import { exec, isConnectionFailure, isTransient, takeUserChangeLock } from './sql.ts';
 import { inSavepoint } from './savepoint.ts';
@@ -11,6 +12,8 @@ import { inSavepoint } from './savepoint.ts';
 export interface BatchCreation {
   username: string;
   statements: string[];
+  /** NewUserRequest.writeAhead: COMMIT waits for it. */
+  writeAhead?: Promise<void> | undefined;
 }
 
 /**
@@ -28,9 +31,12 @@ export interface BatchCreation {
  * others run again in savepoints (savepointBatch), so a batch with failures
  * costs at most one extra pass.
  *
+ * COMMIT waits for every user's writeAhead (NewUserRequest.writeAhead), so
+ * the broker's fsync of the lease rows overlaps the statements.
+ *
  * Throws (the raw error, after a best-effort ROLLBACK) when the transaction
- * as a whole fails: a lost connection, a failing COMMIT. Nothing of the
- * batch is then known to be committed.
+ * as a whole fails: a lost connection, a failing COMMIT, WriteAheadFailed.
+ * Nothing of the batch is then known to be committed.
  */
 export async function createBatch(client: PoolClient, users: ReadonlyArray<BatchCreation>): Promise<Map<BatchCreation, unknown>> {
   const failed = new Map<BatchCreation, unknown>();
@@ -54,6 +60,7 @@ export async function createBatch(client: PoolClient, users: ReadonlyArray<Batch
     const rest = users.filter((u) => split.get(u)! < u.statements.length);
     if (rest.length > 0) await takeUserChangeLock(client);
     for (const user of rest) await run(user, user.statements.slice(split.get(user)));
+    await awaitWriteAhead(users);
     await exec(client, 'COMMIT');
     return failed;
   } catch (err) {
@@ -109,6 +116,7 @@ async function savepointBatch(client: PoolClient, users: ReadonlyArray<BatchCrea
         pending = firstPartDone.filter((u) => !failed.has(u));
         continue;
       }
+      await awaitWriteAhead(firstPartDone);
       await exec(client, 'COMMIT');
       return failed;
     } catch (err) {

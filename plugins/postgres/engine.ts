@@ -4,6 +4,7 @@ import pg from 'pg';
 import {
   EngineConnectionError,
   EngineInputError,
+  WriteAheadFailed,
   type ConnectionConfig,
   type DeleteUserRequest,
   type DeleteUserResult,
@@ -67,6 +68,8 @@ function release(settings: PostgresSettings, pool: pg.Pool, client: pg.PoolClien
 
 export class PostgresEngine implements Engine {
   readonly type = POSTGRES_TYPE;
+  /** COMMIT waits for the lease rows (inTransaction, createBatch), so their fsync overlaps CREATE ROLE. */
+  readonly awaitsWriteAhead = true;
   #state: State | undefined;
 
   async initialize(config: ConnectionConfig, options: { verify: boolean }): Promise<void> {
@@ -128,7 +131,7 @@ export class PostgresEngine implements Engine {
     };
     const creation = renderFor('creation', request.creationStatements, values);
     if (creation.length === 0) throw new EngineInputError('creation_statements must not be empty');
-    return { username: request.username, statements: creation, customRollback: renderFor('rollback', request.rollbackStatements, values), templates: request.creationStatements, secrets };
+    return { username: request.username, statements: creation, writeAhead: request.writeAhead, customRollback: renderFor('rollback', request.rollbackStatements, values), templates: request.creationStatements, secrets };
   }
 
   async newUser(request: NewUserRequest): Promise<void> {
@@ -146,14 +149,15 @@ export class PostgresEngine implements Engine {
       // lookup (CREATE ROLE of a taken name still fails, 42710, below).
       existedBefore = request.uniqueName ? false : (await roleOid(client, request.username)) !== null;
       if (existedBefore) throw alreadyExists(request.username);
-      await inTransaction(client, creation);
+      await inTransaction(client, creation, request.writeAhead);
     } catch (err) {
       failure = err;
     } finally {
-      release(settings, pool, client, failure !== undefined && !(failure instanceof EngineInputError));
+      release(settings, pool, client, failure !== undefined && !(failure instanceof EngineInputError || failure instanceof WriteAheadFailed));
     }
     if (failure === undefined) return;
-    if (failure instanceof EngineInputError) throw failure;
+    // Rolled back before COMMIT: nothing of the user exists.
+    if (failure instanceof EngineInputError || failure instanceof WriteAheadFailed) throw failure;
     // Another creation of the same name won the race: the role is theirs.
     if (sqlState(failure) === '42710' && (await this.#roleExists(pool, request.username, secrets))) throw alreadyExists(request.username);
 
@@ -212,6 +216,10 @@ export class PostgresEngine implements Engine {
       failed = await createBatch(client, [...batch.keys()]);
       broken = false;
     } catch (err) {
+      if (err instanceof WriteAheadFailed) {
+        broken = false;
+        throw err;
+      }
       throw dbError('creating the users failed', err, secrets);
     } finally {
       release(settings, pool, client, broken);

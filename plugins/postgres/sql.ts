@@ -2,7 +2,7 @@
 
 import type { PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import type pg from 'pg';
-import { EngineConnectionError, scrubSecrets } from '../../src/engine/engine.ts';
+import { awaitWriteAhead, EngineConnectionError, scrubSecrets } from '../../src/engine/engine.ts';
 import { firstLockedStatement } from './lock-scope.ts';
 
 // pg supports queryMode but @types/pg does not declare it.
@@ -102,9 +102,10 @@ export async function retryTransient<T>(work: () => Promise<T>): Promise<T> {
  * Run statements in one transaction that takes the user-change lock before
  * the first statement that needs it (lock-scope.ts; none: no lock), so
  * CREATE ROLE, where the server hashes a plaintext password, runs unlocked;
- * on failure roll back and rethrow (the raw error).
+ * on failure roll back and rethrow (the raw error). With `writeAhead`, COMMIT
+ * waits for it (NewUserRequest.writeAhead); WriteAheadFailed rolls back too.
  */
-export async function inTransaction(client: PoolClient, statements: string[]): Promise<void> {
+export async function inTransaction(client: PoolClient, statements: string[], writeAhead?: Promise<void>): Promise<void> {
   const locked = firstLockedStatement(statements);
   await retryTransient(async () => {
     await exec(client, 'BEGIN');
@@ -113,6 +114,7 @@ export async function inTransaction(client: PoolClient, statements: string[]): P
         if (i === locked) await takeUserChangeLock(client);
         await exec(client, statement);
       }
+      await awaitWriteAhead([{ writeAhead }]);
       await exec(client, 'COMMIT');
     } catch (err) {
       await exec(client, 'ROLLBACK').catch(() => undefined);

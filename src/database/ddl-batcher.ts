@@ -19,7 +19,7 @@
 // mapping without secrets, root-credential settle and retry); the errors an
 // engine returns per request in a batch are mapped the same way.
 
-import { BATCH_LIMIT, type DeleteUserRequest, type DeleteUserResult, type Engine, type NewUserRequest } from '../engine/engine.ts';
+import { awaitWriteAhead, BATCH_LIMIT, type DeleteUserRequest, type DeleteUserResult, type Engine, type NewUserRequest } from '../engine/engine.ts';
 import { errors, isBrokerError, type BrokerError } from '../errors.ts';
 import { fault } from '../util/faults.ts';
 
@@ -269,6 +269,9 @@ export class DdlBatcher {
     try {
       outcomes = await this.connection.run(secrets, async (engine) => {
         calls++;
+        // Write-ahead: no user before its lease row is durable. Engines that commit
+        // in a transaction wait for it themselves, right before COMMIT.
+        if (!engine.awaitsWriteAhead && jobs.some((j) => j.request.writeAhead)) await awaitWriteAhead(jobs.map((j) => j.request));
         if (jobs.length === 1) {
           await engine.newUser(jobs[0]!.request);
           return [undefined];

@@ -60,6 +60,37 @@ export interface NewUserRequest {
    * creation that still finds the name taken must fail as usual.
    */
   uniqueName?: boolean;
+  /**
+   * The broker's write-ahead record of this user (its pending lease row):
+   * settles once that record is durable, rejects if it cannot be made so.
+   * The user must not become visible (committed) before it settles. The
+   * broker waits for it before calling an engine, unless the engine declares
+   * `awaitsWriteAhead`: such an engine may run the statements inside a
+   * transaction meanwhile and wait only before COMMIT (awaitWriteAhead), so
+   * the broker's fsync overlaps the database's work.
+   */
+  writeAhead?: Promise<void>;
+}
+
+/** The broker's write-ahead record of a user could not be made durable: nothing of that user may be committed. */
+export class WriteAheadFailed extends Error {
+  constructor(cause: unknown) {
+    super(`the lease could not be stored durably: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'WriteAheadFailed';
+  }
+}
+
+/**
+ * Wait until the write-ahead records of `requests` (NewUserRequest.writeAhead)
+ * are durable; for an engine with `awaitsWriteAhead`, right before COMMIT.
+ * @throws WriteAheadFailed when one of them cannot be made durable (roll back then).
+ */
+export async function awaitWriteAhead(requests: ReadonlyArray<{ writeAhead?: Promise<void> | undefined }>): Promise<void> {
+  try {
+    await Promise.all(requests.map((r) => r.writeAhead));
+  } catch (err) {
+    throw new WriteAheadFailed(err);
+  }
 }
 
 export interface UpdateUserRequest {
@@ -134,6 +165,13 @@ export interface Engine {
    * mean larger batches, and fewer statements, for the same requests.
    */
   readonly createSlots?: number;
+
+  /**
+   * Optional: true when newUser/newUsers wait for each request's writeAhead
+   * themselves (awaitWriteAhead) before anything of its user is committed, and
+   * roll back when it throws. Otherwise the broker waits before the call.
+   */
+  readonly awaitsWriteAhead?: boolean;
 
   /**
    * Optional: how this engine's revocations give way to creations. While

@@ -2,7 +2,9 @@
 // loop hands back here.
 //
 // Issuance writes the lease row (state pending, sealed username) durably
-// *before* the database user is created, and activates it afterwards. A
+// *before* the database user is created (committed: an engine may run the
+// statements while the row's fsync is in flight and waits for it before
+// COMMIT, NewUserRequest.writeAhead), and activates it afterwards. A
 // crash in between leaves a pending row that the loop revokes (deleteUser is
 // idempotent), so no database user ever exists without a lease that tracks it.
 // Users are created and dropped by the connection's DdlBatcher, maybe in one
@@ -116,7 +118,8 @@ export class LeaseManager {
     };
     this.issuing.add(id);
     try {
-      await this.storage.insertLease({
+      // Committed now, on disk soon: the engine may work meanwhile, the user is committed only after.
+      const { durable } = await this.storage.insertLeaseWriteAhead({
         id,
         mount: req.mount,
         role: req.role.name,
@@ -146,6 +149,7 @@ export class LeaseManager {
         rollbackStatements: req.role.rollbackStatements,
         // database-backend.ts names every credential with generateUsername.
         uniqueName: true,
+        writeAhead: durable,
       };
       await batcher.create(request, async (outcome) => {
         if (!outcome.ok) {

@@ -414,6 +414,12 @@ export class PostgresStorage implements Storage, CopyableStore {
     );
   }
 
+  async insertLeaseWriteAhead(row: LeaseRow): Promise<{ durable: Promise<void> }> {
+    // A PostgreSQL commit returns once its WAL is flushed (synchronous_commit on).
+    await this.insertLease(row);
+    return { durable: Promise.resolve() };
+  }
+
   async getLease(id: string): Promise<LeaseRow | undefined> {
     const r = (await this.readPrepared<LeaseRecord>('get_lease', `SELECT * FROM ${this.t('leases')} WHERE id = $1`, [id]))[0];
     return r && toLease(r);

@@ -19,9 +19,13 @@ import { STORE_TABLES, type CopyableStore, type RawRow, type StoreTable } from '
 // with `prefix` sorts below prefix + U+FFFF.
 const rangeEnd = (prefix: string): string => prefix + '\uffff';
 
+const INSERT_LEASE = `INSERT INTO leases (id, mount, role, connection, state, issue_time, expire_time, max_expire_time, last_renewal, due_at, attempts, last_error, token_hash, sealed)
+  VALUES (@id, @mount, @role, @connection, @state, @issueTime, @expireTime, @maxExpireTime, @lastRenewal, @dueAt, @attempts, @lastError, @tokenHash, @sealed)`;
+
 interface GroupedWrite {
   run: () => unknown;
-  ok: () => void;
+  /** Called once the write is committed, with the promise of that commit's fsync. */
+  ok: (durable: Promise<void>) => void;
   fail: (err: unknown) => void;
 }
 
@@ -134,14 +138,21 @@ export class SqliteStorage implements Storage, CopyableStore {
    * not undo the others.
    */
   private grouped(run: () => unknown): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('the store is closed'));
-    return new Promise((ok, fail) => {
-      this.pending.push({ run, ok, fail });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => this.flush());
-      }
-    });
+    return new Promise((ok, fail) => this.enqueue({ run, ok: (durable) => durable.then(ok, fail), fail }));
+  }
+
+  /** grouped(), settling once the write is committed, with its fsync still to come (insertLeaseWriteAhead). */
+  private groupedCommitted(run: () => unknown): Promise<{ durable: Promise<void> }> {
+    return new Promise((ok, fail) => this.enqueue({ run, ok: (durable) => ok({ durable }), fail }));
+  }
+
+  private enqueue(write: GroupedWrite): void {
+    if (this.closed) return write.fail(new Error('the store is closed'));
+    this.pending.push(write);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
   }
 
   private flush(): void {
@@ -166,10 +177,10 @@ export class SqliteStorage implements Storage, CopyableStore {
     }
     for (const [write, err] of failures) write.fail(err);
     if (failures.size === batch.length) return;
-    this.durable().then(
-      () => batch.forEach((write) => failures.has(write) || write.ok()),
-      (err: unknown) => batch.forEach((write) => failures.has(write) || write.fail(err)),
-    );
+    const durable = this.durable();
+    // Handled here: a caller of groupedCommitted may drop its copy (its work failed first).
+    durable.catch(() => undefined);
+    for (const write of batch) if (!failures.has(write)) write.ok(durable);
   }
 
   private migrate(): void {
@@ -342,11 +353,11 @@ export class SqliteStorage implements Storage, CopyableStore {
   }
 
   async insertLease(row: LeaseRow): Promise<void> {
-    return this.grouped(() =>
-      this.sql(`INSERT INTO leases (id, mount, role, connection, state, issue_time, expire_time, max_expire_time, last_renewal, due_at, attempts, last_error, token_hash, sealed)
-         VALUES (@id, @mount, @role, @connection, @state, @issueTime, @expireTime, @maxExpireTime, @lastRenewal, @dueAt, @attempts, @lastError, @tokenHash, @sealed)`,
-      ).run(row),
-    );
+    return this.grouped(() => this.sql(INSERT_LEASE).run(row));
+  }
+
+  async insertLeaseWriteAhead(row: LeaseRow): Promise<{ durable: Promise<void> }> {
+    return this.groupedCommitted(() => this.sql(INSERT_LEASE).run(row));
   }
 
   async getLease(id: string): Promise<LeaseRow | undefined> {

@@ -124,6 +124,16 @@ export interface Storage {
   deleteExpiredSecretIds(now: number): Promise<number>;
 
   insertLease(row: LeaseRow): Promise<void>;
+  /**
+   * insertLease for a write-ahead row, in two steps: resolves once the row is
+   * committed (readable, and kept if this process dies), with `durable`,
+   * which settles once the commit would also survive the machine losing
+   * power (rejects when the store cannot make it so). A caller may start
+   * work that stays invisible until `durable` settles (a database
+   * transaction it commits only then) and so overlap the two. Stores whose
+   * commit is already durable (PostgreSQL) resolve `durable` at once.
+   */
+  insertLeaseWriteAhead(row: LeaseRow): Promise<{ durable: Promise<void> }>;
   getLease(id: string): Promise<LeaseRow | undefined>;
   /**
    * The status columns of one lease (see LeaseStatus), pending ones included

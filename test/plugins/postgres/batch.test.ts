@@ -6,7 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { EngineConnectionError, EngineInputError, type Engine, type NewUserRequest } from '../../../src/engine/engine.ts';
+import { EngineConnectionError, EngineInputError, WriteAheadFailed, type Engine, type NewUserRequest } from '../../../src/engine/engine.ts';
 import { needsUserChangeLock } from '../../../plugins/postgres/lock-scope.ts';
 import { USER_CHANGE_LOCK } from '../../../plugins/postgres/sql.ts';
 import { adminQuery, loginAs, startScramPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
@@ -366,4 +366,73 @@ test('generated names (uniqueName) are not looked up first; a CREATE ROLE that f
   assert.deepEqual(kept, [{ note: "not the broker's" }], 'their role is untouched');
   assert.deepEqual(await engine.deleteUsers!([batch[0]!, batch[2]!].map((r) => ({ username: r.username, statements: [] }))), [{}, {}]);
   await adminQuery(server, `DROP ROLE "${theirs}"`);
+});
+
+/** A write-ahead record the test settles by hand (NewUserRequest.writeAhead). */
+function heldWriteAhead(): { promise: Promise<void>; settle: () => void; fail: (err: Error) => void } {
+  let settle!: () => void;
+  let fail!: (err: Error) => void;
+  const promise = new Promise<void>((ok, no) => {
+    settle = ok;
+    fail = no;
+  });
+  promise.catch(() => undefined);
+  return { promise, settle, fail };
+}
+
+/** Whether `username` is committed, seen from another session. */
+const committed = exists;
+
+/** Resolves once `username`'s CREATE ROLE ran in an open transaction: the admin session waits on the new role's name. */
+async function statementsRan(username: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const rows = await adminQuery(server, "SELECT 1 FROM pg_stat_activity WHERE state = 'idle in transaction' AND backend_type = 'client backend'");
+    if (rows.length > 0) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.fail(`no transaction open for ${username}`);
+}
+
+test('write-ahead: newUser runs the statements while the lease row is not yet durable and commits only once it is', async () => {
+  const gate = heldWriteAhead();
+  const req = { ...request(GROUP_GRANT), uniqueName: true, writeAhead: gate.promise };
+  const creating = engine.newUser(req);
+  await statementsRan(req.username);
+  assert.equal(await committed(req.username), false, 'nothing is committed before the write-ahead record is durable');
+  gate.settle();
+  await creating;
+  assert.equal(await readsGranted(req.username, req.password), true);
+  await engine.deleteUser({ username: req.username, statements: [] });
+});
+
+test('write-ahead: a lease row that cannot be made durable rolls the creation back (newUser and newUsers); nothing exists', async () => {
+  const gate = heldWriteAhead();
+  const one = { ...request(GROUP_GRANT), uniqueName: true, writeAhead: gate.promise };
+  const creating = engine.newUser(one);
+  await statementsRan(one.username);
+  gate.fail(new Error('fsync: EIO'));
+  await assert.rejects(creating, (err: Error) => err instanceof WriteAheadFailed && /stored durably: fsync: EIO/.test(err.message));
+  assert.equal(await committed(one.username), false);
+
+  // A batch: one held row fails the whole transaction (the store is broken for every later write too).
+  const held = heldWriteAhead();
+  const batch = [request(GROUP_GRANT), request(TABLE_GRANT), request(GROUP_GRANT)].map((r, i) => ({ ...r, uniqueName: true, writeAhead: i === 1 ? held.promise : Promise.resolve() }));
+  const batchRun = engine.newUsers!(batch);
+  await statementsRan(batch[2]!.username);
+  for (const r of batch) assert.equal(await committed(r.username), false, `${r.username} waits for the write-ahead records`);
+  held.fail(new Error('fsync: EIO'));
+  await assert.rejects(batchRun, (err: Error) => err instanceof WriteAheadFailed);
+  for (const r of batch) assert.equal(await committed(r.username), false, `${r.username} was rolled back`);
+
+  // The engine goes on: a batch whose rows are durable commits every user.
+  const gates = [heldWriteAhead(), heldWriteAhead()];
+  const next = [request(GROUP_GRANT), request(GROUP_GRANT)].map((r, i) => ({ ...r, uniqueName: true, writeAhead: gates[i]!.promise }));
+  const nextRun = engine.newUsers!(next);
+  gates[1]!.settle();
+  await statementsRan(next[1]!.username);
+  assert.equal(await committed(next[0]!.username), false, 'COMMIT waits for every row of the batch');
+  gates[0]!.settle();
+  assert.deepEqual(await nextRun, [undefined, undefined]);
+  for (const r of next) assert.equal(await readsGranted(r.username, r.password), true);
+  assert.deepEqual(await engine.deleteUsers!(next.map((r) => ({ username: r.username, statements: [] }))), [{}, {}]);
 });

@@ -428,3 +428,28 @@ test('a creation call run again after a connection failure (Connections.run retr
     for (const r of reqs) assert.ok(existing.has(r.username), `${r.username} was committed by the first call`);
   }
 });
+
+test('write-ahead: an engine that does not wait for the lease rows itself is called only once they are durable; a row that cannot be made durable fails its request with nothing created', async () => {
+  const batcher = new DdlBatcher(connectionOf(engine, batching));
+  assert.equal((engine as Engine).awaitsWriteAhead, undefined, 'the counting wrapper leaves the waiting to the batcher');
+  engine.calls.length = 0;
+  let settle!: () => void;
+  const held = new Promise<void>((ok) => (settle = ok));
+  const req = { ...request('w'), writeAhead: held };
+  const creating = batcher.create(req, unwrap);
+  await pause(100);
+  assert.deepEqual(engine.calls, [], 'no engine call while the lease row is not durable');
+  assert.deepEqual(await rolesWithPrefix(server, `${prefix}w`), []);
+  settle();
+  await creating;
+  assert.deepEqual(await rolesWithPrefix(server, `${prefix}w`), [req.username]);
+
+  engine.calls.length = 0;
+  const failing = Promise.reject(new Error('fsync: EIO'));
+  failing.catch(() => undefined);
+  const lost = { ...request('x'), writeAhead: failing };
+  await assert.rejects(batcher.create(lost, unwrap), (err: BrokerError) => err.statusCode === 500 && /could not be stored durably: fsync: EIO/.test(err.message));
+  assert.deepEqual(engine.calls, []);
+  assert.deepEqual(await rolesWithPrefix(server, `${prefix}x`), []);
+  await batcher.drop({ username: req.username, statements: [] }, unwrap);
+});

@@ -162,3 +162,23 @@ test('a write that settled survives a crash of the process right after', async (
   assert.equal((await store.getEntry('core/k24'))?.toString(), 'v24');
   await store.close();
 });
+
+test('insertLeaseWriteAhead: a row committed but not yet fsynced survives a crash of the process (only a power loss could take it)', async () => {
+  const path = join(dir, 'write-ahead-crash.db');
+  const script = `
+    import { SqliteStorage } from ${JSON.stringify(join(import.meta.dirname, '../../../src/storage/sqlite-storage.ts'))};
+    const store = new SqliteStorage(${JSON.stringify(path)});
+    const row = (i) => ({ id: 'database/creds/r/' + i, mount: 'database/', role: 'r', connection: 'c', state: 'pending', issueTime: 1, expireTime: 2,
+      maxExpireTime: 3, lastRenewal: null, dueAt: 4, attempts: 0, lastError: null, tokenHash: null, sealed: Buffer.from('s') });
+    const written = await Promise.all(Array.from({ length: 25 }, (_, i) => store.insertLeaseWriteAhead(row(i))));
+    // Killed before awaiting any durable promise.
+    process.kill(process.pid, 'SIGKILL');
+  `;
+  const { spawnSync } = await import('node:child_process');
+  const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(run.signal, 'SIGKILL', run.stderr);
+  const store = new SqliteStorage(path);
+  assert.equal(await store.countLeases({}), 25);
+  assert.equal((await store.getLease('database/creds/r/24'))?.state, 'pending');
+  await store.close();
+});

@@ -143,6 +143,21 @@ for (const backend of backends) {
       assert.equal(await s.getLeaseStatus('database/creds/r/s'), undefined);
     });
 
+    withStore('insertLeaseWriteAhead: the row is readable once it resolves, durable settles, a duplicate id is refused and stores nothing', async (s) => {
+      const row = lease('database/creds/r/w', { state: 'pending', dueAt: 5 });
+      const { durable } = await s.insertLeaseWriteAhead(row);
+      assert.deepEqual(await s.getLease('database/creds/r/w'), row, 'committed before it is durable');
+      await durable;
+      await assert.rejects(s.insertLeaseWriteAhead({ ...row, role: 'other' }));
+      assert.equal((await s.getLease('database/creds/r/w'))?.role, 'r');
+      // Writes in one turn share a transaction; one failing leaves the other committed and durable.
+      const [dup, fresh] = await Promise.allSettled([s.insertLeaseWriteAhead(row), s.insertLeaseWriteAhead(lease('database/creds/r/w2'))]);
+      assert.equal(dup.status, 'rejected');
+      assert.equal(fresh.status, 'fulfilled');
+      if (fresh.status === 'fulfilled') await fresh.value.durable;
+      assert.equal((await s.getLease('database/creds/r/w2'))?.id, 'database/creds/r/w2');
+    });
+
     withStore('epoch milliseconds round-trip exactly (beyond 32 bits)', async (s) => {
       const t = 1_764_547_200_123;
       await s.insertLease(lease('database/creds/r/t', { issueTime: t, expireTime: t + 1, maxExpireTime: t + 2, dueAt: t + 3 }));

@@ -1,0 +1,80 @@
+// CPU time the broker spends per PostgreSQL credential, in process (fastify
+// inject, no sockets): `clients` loops issue creds for `seconds` against the
+// local PostgreSQL; prints wall rate, broker-process CPU per credential
+// (every thread: the event loop, libuv's pool, GC) and, with --profile, a
+// CPU profile of the measured part. The issued users are dropped at the end.
+//
+//   node --import tsx scripts/perf-creds.ts [seconds=8] [clients=8] [--profile=<file.cpuprofile>]
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { loadConfig } from '../src/config.ts';
+import { startServer } from '../src/server.ts';
+
+const args = process.argv.slice(2);
+const nums = args.filter((a) => !a.startsWith('--')).map(Number);
+const seconds = nums[0] ?? 8;
+const clients = nums[1] ?? 8;
+const profileFile = args.find((a) => a.startsWith('--profile='))?.slice('--profile='.length);
+const PG = process.env.DBROKER_TEST_PG_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+
+const dir = mkdtempSync(join(tmpdir(), 'dbroker-perf-'));
+const config = loadConfig(undefined, { DBROKER_STORAGE_PATH: join(dir, 'store.db'), DBROKER_LISTEN: '127.0.0.1:0' });
+const server = await startServer(config, { logger: pino({ level: 'silent' }) });
+const app = server.app;
+type Inject = { method: 'GET' | 'PUT' | 'POST'; url: string; headers?: Record<string, string>; payload?: string };
+const call = async (req: Inject) => {
+  const r = await app.inject(req);
+  if (r.statusCode >= 300) throw new Error(`${req.method} ${req.url}: ${r.statusCode} ${r.body}`);
+  return r.body ? r.json() : undefined;
+};
+const init = await call({ method: 'PUT', url: '/v1/sys/init', payload: JSON.stringify({ secret_shares: 1, secret_threshold: 1 }) });
+await call({ method: 'PUT', url: '/v1/sys/unseal', payload: JSON.stringify({ key: init.keys[0] }) });
+const root = { 'x-vault-token': init.root_token as string, 'content-type': 'application/json' };
+const url = new URL(PG);
+const user = decodeURIComponent(url.username) || 'postgres';
+url.username = '';
+url.password = '';
+await call({
+  method: 'PUT', url: '/v1/database/config/pg', headers: root,
+  payload: JSON.stringify({ plugin_name: 'postgresql-database-plugin', connection_url: `postgresql://{{username}}:{{password}}@${url.toString().replace(/^postgres(ql)?:\/\//, '')}`, username: user, allowed_roles: '*', max_open_connections: 8 }),
+});
+const prefix = `perfc${process.pid}`;
+await call({ method: 'PUT', url: '/v1/database/roles/r', headers: root, payload: JSON.stringify({
+  db_name: 'pg', default_ttl: 3600, max_ttl: 7200, username_template: `${prefix}{{random 12}}`,
+  creation_statements: [`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'`, 'GRANT pg_read_all_data TO "{{name}}"'],
+}) });
+const creds: Inject = { method: 'GET', url: '/v1/database/creds/r', headers: { 'x-vault-token': init.root_token } };
+
+async function load(ms: number): Promise<{ n: number; wallMs: number; cpuUs: number }> {
+  const end = performance.now() + ms;
+  let n = 0;
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: clients }, async () => {
+    while (performance.now() < end) {
+      await call(creds);
+      n++;
+    }
+  }));
+  const c = process.cpuUsage(c0);
+  return { n, wallMs: performance.now() - t0, cpuUs: c.user + c.system };
+}
+
+await load(2000); // warm-up (JIT, pool)
+const session = new Session();
+if (profileFile) {
+  session.connect();
+  await new Promise((ok) => session.post('Profiler.enable', () => session.post('Profiler.setSamplingInterval', { interval: 200 }, () => session.post('Profiler.start', ok))));
+}
+const r = await load(seconds * 1000);
+if (profileFile) {
+  await new Promise<void>((ok) => session.post('Profiler.stop', (err, res) => { if (!err) writeFileSync(profileFile, JSON.stringify(res.profile)); ok(); }));
+}
+console.log(`${clients} clients: ${r.n} creds in ${(r.wallMs / 1000).toFixed(1)} s = ${((r.n / r.wallMs) * 1000).toFixed(0)}/s; broker CPU ${(r.cpuUs / r.n / 1000).toFixed(3)} ms per credential; load ${(await import('node:os')).loadavg()[0]!.toFixed(2)}`);
+await call({ method: 'PUT', url: '/v1/sys/leases/revoke-prefix/database/creds/r?sync=true', headers: root, payload: '{}' });
+await server.close();
+rmSync(dir, { recursive: true, force: true });
