@@ -164,9 +164,20 @@ export class LeaseManager {
       });
     } finally {
       this.issuing.delete(id);
-      this.revokeWhenIssued.delete(id);
+      // A revocation deferred after the settle step looked (the loop claiming a failed
+      // issuance's row, a revoke-prefix while the activation was being written) runs now.
+      if (this.revokeWhenIssued.delete(id)) await this.expediteDeferred(id);
     }
     return { id, ttl, password, warnings };
+  }
+
+  /** expedite() for a revocation deferred while `id` was issuing; never throws (a failure is logged, the lease stays due later). */
+  private async expediteDeferred(id: string): Promise<void> {
+    try {
+      await this.expedite(id);
+    } catch (err) {
+      this.broker.logger.error({ leaseId: id, err: messageOf(err) }, 'a revocation deferred during issuance could not be scheduled');
+    }
   }
 
   /**

@@ -1,0 +1,119 @@
+// A revocation that reaches a lease while this process is still issuing it is
+// deferred until the issuance ends (lease-manager.ts). It used to be lost when
+// it arrived after the issuance's settle step had looked for it: the loop
+// claiming a failed issuance's pending row (claimed rows come due again only
+// after CLAIM_MS, 120 s; a CI run waited 15 s for it), or a revoke arriving
+// while the activation was being written (the lease then lived to its TTL).
+//
+// An in-process broker (SQLite store) against the real PostgreSQL. To land in
+// that window every time, the test wraps the real store's updateLease on its
+// instance: when the issuance writes the settle step's row, the wrapper asks
+// for the revocation right then; the store still does the write.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { loadConfig } from '../../../src/config.ts';
+import { startServer, type RunningServer } from '../../../src/server.ts';
+import type { LeaseRow } from '../../../src/storage/storage.ts';
+import { eventually } from '../../support/broker.ts';
+import { dropRolesWithPrefix, LOGIN_ROLE, rolesWithPrefix, tag, templatedUrl } from '../../support/pg-broker.ts';
+import { trustPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
+
+const run = tag();
+const prefix = `tdr${run}`;
+const MISSING_TABLE = `dbroker_missing_${run}`;
+const dir = mkdtempSync(join(tmpdir(), 'dbroker-deferred-'));
+let pg: TestPostgres;
+let server: RunningServer;
+let root: Record<string, string>;
+
+async function call(method: 'GET' | 'PUT' | 'POST', url: string, body?: unknown): Promise<{ status: number; body: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any -- JSON answers of several shapes
+  const r = await server.app.inject({ method, url: `/v1/${url}`, headers: { ...root, 'content-type': 'application/json' }, ...(body !== undefined ? { payload: JSON.stringify(body) } : {}) });
+  return { status: r.statusCode, body: r.body ? r.json() : undefined };
+}
+
+/** Run `onWrite(id)` when the issuance writes `match`ing changes to a lease row, once the store committed them (`after`) or before. */
+function onLeaseWrite(when: 'before' | 'after', match: (changes: Partial<LeaseRow>) => boolean, onWrite: (id: string) => Promise<unknown>): () => void {
+  const storage = server.broker.storage;
+  const original = storage.updateLease.bind(storage);
+  let fired = false;
+  storage.updateLease = async (id, changes) => {
+    if (fired || !match(changes)) return original(id, changes);
+    fired = true;
+    if (when === 'before') await onWrite(id);
+    await original(id, changes);
+    if (when === 'after') await onWrite(id);
+  };
+  return () => {
+    storage.updateLease = original;
+    assert.ok(fired, 'the revocation was asked for inside the window');
+  };
+}
+
+const leaseExists = async (id: string): Promise<boolean> => (await server.broker.storage.getLease(id)) !== undefined;
+
+before(async () => {
+  pg = await trustPostgres();
+  const config = loadConfig(undefined, { DBROKER_STORAGE_PATH: join(dir, 'store.db'), DBROKER_LISTEN: '127.0.0.1:0' });
+  server = await startServer(config, { logger: pino({ level: 'silent' }) });
+  const init = await server.app.inject({ method: 'PUT', url: '/v1/sys/init', payload: { secret_shares: 1, secret_threshold: 1 } });
+  const { keys, root_token: token } = init.json() as { keys: string[]; root_token: string };
+  root = { 'x-vault-token': token };
+  await server.app.inject({ method: 'PUT', url: '/v1/sys/unseal', payload: { key: keys[0] } });
+  assert.equal((await call('PUT', 'database/config/main', { plugin_name: 'postgresql-database-plugin', connection_url: templatedUrl(pg), username: pg.adminUser, password: pg.adminPassword, allowed_roles: '*' })).status, 204);
+  const role = (name: string, statements: string[]) => call('PUT', `database/roles/${name}`, { db_name: 'main', creation_statements: statements, default_ttl: 3600, username_template: `${prefix}${name}{{random 12}}` });
+  assert.equal((await role('good', [LOGIN_ROLE])).status, 204);
+  // Fails at runtime (the table does not exist), after CREATE ROLE ran: a failure that is not an input error.
+  assert.ok([200, 204].includes((await role('bad', [LOGIN_ROLE, `GRANT SELECT ON ${MISSING_TABLE} TO "{{name}}"`])).status));
+});
+
+after(async () => {
+  await server?.close();
+  rmSync(dir, { recursive: true, force: true });
+  if (pg) await dropRolesWithPrefix(pg, prefix).catch(() => undefined);
+  await pg?.stop();
+});
+
+test('a failed issuance whose pending row the revocation loop claims while the issuance unwinds is revoked at once, not after the claim expires', async () => {
+  let leaseId = '';
+  const restore = onLeaseWrite(
+    'after',
+    (changes) => changes.state === undefined && typeof changes.dueAt === 'number' && changes.dueAt <= Date.now(),
+    async (id) => {
+      leaseId = id;
+      // What the loop does once woken: claim the due row (pushing it CLAIM_MS ahead) and revoke it.
+      const [row] = await server.broker.storage.claimDueLeases(Date.now() + 1, Date.now() + 120_000, 10, []);
+      assert.equal(row?.id, id);
+      await server.broker.leases.revokeClaimed(row!);
+    },
+  );
+  const r = await call('GET', 'database/creds/bad');
+  restore();
+  assert.equal(r.status, 500, JSON.stringify(r.body));
+  assert.match(r.body.errors.join(' '), new RegExp(`${MISSING_TABLE}.*does not exist`));
+  await eventually(async () => !(await leaseExists(leaseId)), 5_000, 'the failed lease to be revoked and forgotten');
+  assert.deepEqual(await rolesWithPrefix(pg, `${prefix}bad`), []);
+});
+
+test('a revocation asked for while the activation is being written is not lost: the new lease is revoked and its user dropped', async () => {
+  let leaseId = '';
+  const restore = onLeaseWrite(
+    'before',
+    (changes) => changes.state === 'active',
+    async (id) => {
+      leaseId = id;
+      // Before the activation is committed: the row is still pending, so the revocation is deferred.
+      await server.broker.leases.expedite(id);
+    },
+  );
+  const r = await call('GET', 'database/creds/good');
+  restore();
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.equal(r.body.lease_id, leaseId);
+  await eventually(async () => !(await leaseExists(leaseId)), 5_000, 'the lease to be revoked');
+  assert.deepEqual(await rolesWithPrefix(pg, `${prefix}good`), []);
+});
