@@ -5,7 +5,7 @@
 import type { PoolClient } from 'pg';
 import { awaitWriteAhead } from '../../src/engine/engine.ts';
 import { firstLockedStatement } from './lock-scope.ts';
-import { exec, isConnectionFailure, isTransient, takeUserChangeLock } from './sql.ts';
+import { exec, isConnectionFailure, isTransient, LOCK_STATEMENT, pipeline, takeUserChangeLock, type Piped } from './sql.ts';
 import { inSavepoint } from './savepoint.ts';
 
 /** One user of a creation batch: its creation statements, already rendered and checked. */
@@ -22,14 +22,12 @@ export interface BatchCreation {
  * that failed; every other user exists and is committed when this returns.
  * A failed user leaves nothing of its statements in the database.
  *
- * The common case, no user fails, costs one round trip per statement plus
- * BEGIN, the lock and COMMIT: the first pass runs every statement without
- * savepoints (a savepoint and its release are two more round trips per user,
- * each a socket write and a wake-up of the server on this path). When a
- * statement fails there, the transaction is rolled back, that user gets its
- * error (unless the error is transient: then it is tried again), and the
- * others run again in savepoints (savepointBatch), so a batch with failures
- * costs at most one extra pass.
+ * The common case, no user fails, costs two round trips: the first pass
+ * sends BEGIN, every statement and the lock at once (pipeline(), no
+ * savepoints), then COMMIT. When a statement fails there, the transaction
+ * is rolled back, that user gets its error (unless the error is transient:
+ * then it is tried again), and the others run again in savepoints
+ * (savepointBatch), so a batch with failures costs at most one extra pass.
  *
  * COMMIT waits for every user's writeAhead (NewUserRequest.writeAhead), so
  * the broker's fsync of the lease rows overlaps the statements.
@@ -42,32 +40,25 @@ export async function createBatch(client: PoolClient, users: ReadonlyArray<Batch
   const failed = new Map<BatchCreation, unknown>();
   if (users.length === 0) return failed;
   const split = new Map(users.map((u) => [u, firstLockedStatement(u.statements)]));
-  let culprit: { user: BatchCreation; err: unknown } | undefined;
-  await exec(client, 'BEGIN');
+  const rest = users.filter((u) => split.get(u)! < u.statements.length);
+  const statements: Array<Piped & { owner?: BatchCreation }> = [
+    { text: 'BEGIN' },
+    ...users.flatMap((owner) => owner.statements.slice(0, split.get(owner)).map((text) => ({ text, owner }))),
+    ...(rest.length > 0 ? [LOCK_STATEMENT] : []),
+    ...rest.flatMap((owner) => owner.statements.slice(split.get(owner)).map((text) => ({ text, owner }))),
+  ];
+  const first = await pipeline(client, statements);
   try {
-    const run = async (user: BatchCreation, statements: ReadonlyArray<string>): Promise<void> => {
-      for (const statement of statements) {
-        try {
-          await exec(client, statement);
-        } catch (err) {
-          if (isConnectionFailure(err)) throw err;
-          culprit = { user, err };
-          throw err;
-        }
-      }
-    };
-    for (const user of users) await run(user, user.statements.slice(0, split.get(user)));
-    const rest = users.filter((u) => split.get(u)! < u.statements.length);
-    if (rest.length > 0) await takeUserChangeLock(client);
-    for (const user of rest) await run(user, user.statements.slice(split.get(user)));
+    if (first) throw first.err;
     await awaitWriteAhead(users);
     await exec(client, 'COMMIT');
     return failed;
   } catch (err) {
     await exec(client, 'ROLLBACK').catch(() => undefined);
-    if (culprit === undefined) throw err;
+    // Not one user's statement (BEGIN, the lock, COMMIT, the write-ahead) or the connection: the batch failed.
+    if (!first?.at.owner || isConnectionFailure(err)) throw err;
   }
-  if (!isTransient(culprit.err)) failed.set(culprit.user, culprit.err);
+  if (!isTransient(first.err)) failed.set(first.at.owner, first.err);
   for (const [user, err] of await savepointBatch(client, users.filter((u) => !failed.has(u)))) failed.set(user, err);
   return failed;
 }

@@ -76,7 +76,9 @@ export class PostgresEngine implements Engine {
     const settings = parseConnectionConfig(config);
     const secrets = [config.password, settings.adminPassword];
     const auth = { password: settings.adminPassword };
-    const pool = new pg.Pool({ ...settings.pool, password: () => auth.password ?? '' });
+    // Pipeline mode: statements sent together go in one round trip (sql.ts pipeline()); code that
+    // awaits each query behaves as without it.
+    const pool = new pg.Pool({ ...settings.pool, password: () => auth.password ?? '', pipeline: true });
     // An idle client whose connection drops emits 'error' on the pool; without
     // a listener that would crash the process. The next checkout reconnects.
     pool.on('error', () => undefined);

@@ -74,7 +74,7 @@ export const USER_CHANGE_LOCK = '7233000727465074';
 
 /** Take the user-change lock until the current transaction ends. */
 export async function takeUserChangeLock(client: PoolClient): Promise<void> {
-  await exec(client, 'SELECT pg_catalog.pg_advisory_xact_lock($1::bigint)', [USER_CHANGE_LOCK]);
+  await exec(client, LOCK_STATEMENT.text, LOCK_STATEMENT.values);
 }
 
 /** Failures that a rolled back transaction can simply try again (concurrent catalog updates by others, deadlocks). */
@@ -98,22 +98,47 @@ export async function retryTransient<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
+/** One statement of a pipelined transaction (pipeline()). */
+export interface Piped {
+  text: string;
+  values?: unknown[];
+}
+
+/**
+ * Send `statements` on `client` without waiting for each answer (the pool's
+ * clients run in pg's pipeline mode: one round trip for all of them, each
+ * still its own extended-protocol query, so still one command each). After a
+ * failure the server answers the rest of a transaction with "current
+ * transaction is aborted"; the first failure in order is the one returned.
+ * Resolves with undefined when every statement succeeded.
+ */
+export async function pipeline<T extends Piped>(client: PoolClient, statements: ReadonlyArray<T>): Promise<{ err: unknown; at: T } | undefined> {
+  const results = await Promise.allSettled(statements.map((s) => exec(client, s.text, s.values)));
+  const i = results.findIndex((r) => r.status === 'rejected');
+  return i === -1 ? undefined : { err: (results[i] as PromiseRejectedResult).reason, at: statements[i]! };
+}
+
+/** The statements of one user's creation with the user-change lock taken before the first that needs it (lock-scope.ts). */
+export function withLock(statements: ReadonlyArray<string>): Piped[] {
+  const locked = firstLockedStatement(statements);
+  return statements.flatMap((text, i) => (i === locked ? [LOCK_STATEMENT, { text }] : [{ text }]));
+}
+
+export const LOCK_STATEMENT: Piped = { text: 'SELECT pg_catalog.pg_advisory_xact_lock($1::bigint)', values: [USER_CHANGE_LOCK] };
+
 /**
  * Run statements in one transaction that takes the user-change lock before
  * the first statement that needs it (lock-scope.ts; none: no lock), so
  * CREATE ROLE, where the server hashes a plaintext password, runs unlocked;
- * on failure roll back and rethrow (the raw error). With `writeAhead`, COMMIT
- * waits for it (NewUserRequest.writeAhead); WriteAheadFailed rolls back too.
+ * on failure roll back and rethrow (the raw error). BEGIN and the statements
+ * go in one round trip (pipeline()). With `writeAhead`, COMMIT waits for it
+ * (NewUserRequest.writeAhead); WriteAheadFailed rolls back too.
  */
 export async function inTransaction(client: PoolClient, statements: string[], writeAhead?: Promise<void>): Promise<void> {
-  const locked = firstLockedStatement(statements);
   await retryTransient(async () => {
-    await exec(client, 'BEGIN');
+    const failed = await pipeline(client, [{ text: 'BEGIN' }, ...withLock(statements)]);
     try {
-      for (const [i, statement] of statements.entries()) {
-        if (i === locked) await takeUserChangeLock(client);
-        await exec(client, statement);
-      }
+      if (failed) throw failed.err;
       await awaitWriteAhead([{ writeAhead }]);
       await exec(client, 'COMMIT');
     } catch (err) {

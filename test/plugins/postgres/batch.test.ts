@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { EngineConnectionError, EngineInputError, WriteAheadFailed, type Engine, type NewUserRequest } from '../../../src/engine/engine.ts';
 import { needsUserChangeLock } from '../../../plugins/postgres/lock-scope.ts';
-import { USER_CHANGE_LOCK } from '../../../plugins/postgres/sql.ts';
+import { pipeline, USER_CHANGE_LOCK } from '../../../plugins/postgres/sql.ts';
 import { adminQuery, loginAs, startScramPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
 import postgresEngine from '../../../plugins/postgres/index.ts';
 import { LOGIN, brokerPassword, connectionFor, engineFor, inAnHour, tag } from './helpers.ts';
@@ -435,4 +435,26 @@ test('write-ahead: a lease row that cannot be made durable rolls the creation ba
   assert.deepEqual(await nextRun, [undefined, undefined]);
   for (const r of next) assert.equal(await readsGranted(r.username, r.password), true);
   assert.deepEqual(await engine.deleteUsers!(next.map((r) => ({ username: r.username, statements: [] }))), [{}, {}]);
+});
+
+test('pipeline(): statements sent together report the first failure in order, with its owner; the rest of the transaction is aborted, not run', async () => {
+  const client = new pg.Client({ connectionString: server.url, pipeline: true });
+  await client.connect();
+  try {
+    const name = `v-batch-${run}-piped`;
+    const failed = await pipeline(client as unknown as pg.PoolClient, [
+      { text: 'BEGIN' },
+      { text: `CREATE ROLE "${name}"`, owner: 'a' },
+      { text: `GRANT SELECT ON dbroker_missing_${run} TO "${name}"`, owner: 'b' },
+      { text: `CREATE ROLE "${name}-2"`, owner: 'c' },
+    ]);
+    assert.equal(failed?.at.owner, 'b');
+    assert.match(String((failed?.err as Error).message), /does not exist/);
+    await client.query('ROLLBACK');
+    assert.equal(await exists(name), false);
+    assert.equal(await exists(`${name}-2`), false);
+    assert.equal(await pipeline(client as unknown as pg.PoolClient, [{ text: 'SELECT 1' }, { text: 'SELECT $1::int', values: [2] }]), undefined);
+  } finally {
+    await client.end();
+  }
 });
