@@ -9,6 +9,7 @@ import { Broker } from './broker.ts';
 import { ConfigError, type BrokerConfig } from './config.ts';
 import { buildHttpServer } from './http/server.ts';
 import { createLogger } from './logger.ts';
+import { closeOnce } from './util/shutdown.ts';
 import { openStorage } from './storage/open-storage.ts';
 import { HaNode } from './ha/ha-node.ts';
 import { installForwarding } from './ha/forwarder.ts';
@@ -127,32 +128,7 @@ export async function startServer(config: BrokerConfig, opts: StartOptions = {})
   }
 }
 
-/**
- * Close on SIGTERM/SIGINT, then exit (0, or 1 when closing failed). A
- * repeated signal while closing is logged and ignored: a terminal's Ctrl-C
- * reaches every process of its group and `npm start` forwards it to the
- * broker as well, so the broker gets two; with no listener left, Node's
- * default for the second would end the process at once, cutting short the
- * shutdown (in dev mode, the revocation of the users it issued). SIGKILL
- * still stops it at once.
- */
+/** Close on SIGTERM/SIGINT, then exit (0, or 1 when closing failed); repeated signals while closing are ignored (closeOnce). */
 export function closeOnSignals(close: () => Promise<void>, logger: Logger): void {
-  let closing = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (closing) {
-      logger.warn({ signal }, 'shutdown already under way (SIGKILL stops at once, skipping it)');
-      return;
-    }
-    closing = true;
-    logger.info({ signal }, 'shutting down');
-    close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error({ err: String(err) }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+  closeOnce(logger, 'shutting down', close);
 }

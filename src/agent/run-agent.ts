@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../config.ts';
 import { createLogger } from '../logger.ts';
+import { closeOnce } from '../util/shutdown.ts';
 import { loadAgentConfig } from './agent-config.ts';
 import { startAgent } from './agent.ts';
 
@@ -14,27 +15,7 @@ export async function runAgent(argv: string[]): Promise<void> {
   const config = loadAgentConfig(values.config);
   const log = createLogger(values['log-level'] ?? 'info').child({ component: 'agent' });
   const agent = await startAgent(config, log);
-  // Once: a terminal's Ctrl-C reaches every process of its group (and npm
-  // forwards it too), and the child may exit meanwhile; a repeated signal
-  // must not end the process before the agent closed (Node's default for an
-  // unhandled SIGINT). SIGKILL still stops it at once.
-  let closing = false;
-  const stop = (code: number, signal?: NodeJS.Signals) => {
-    if (closing) {
-      if (signal) log.warn({ signal }, 'shutdown already under way (SIGKILL stops at once, skipping it)');
-      return;
-    }
-    closing = true;
-    log.info({ ...(signal ? { signal } : { childExit: code }) }, 'agent shutting down');
-    agent.close().then(
-      () => process.exit(code),
-      (err: unknown) => {
-        log.error({ err: String(err) }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop(0, 'SIGTERM'));
-  process.on('SIGINT', () => stop(0, 'SIGINT'));
-  void agent.exited.then((code) => stop(code));
+  // The child first (agent.close), once, whatever triggers it (closeOnce).
+  const stop = closeOnce(log, 'agent shutting down', () => agent.close());
+  void agent.exited.then((code) => stop(code, { childExit: code }));
 }
