@@ -92,10 +92,16 @@ export interface ConnectionShape {
   dropsNearCreates?: { readonly batch: number; readonly slots: number };
 }
 
-/** Calls of `kind` that may be in flight at once on a connection of `shape`. */
-export function slotsFor(kind: 'create' | 'drop', shape: ConnectionShape): number {
+/**
+ * Calls of `kind` that may be in flight at once on a connection of `shape`:
+ * all but one of the pool's connections (slotsPerKind), fewer when the engine
+ * caps its creations (createSlots) or, for drops, while they give way to
+ * creations (`yielding`, the engine's dropsNearCreates); at least one.
+ */
+export function slotsFor(kind: 'create' | 'drop', shape: ConnectionShape, yielding?: ConnectionShape['dropsNearCreates']): number {
   const slots = slotsPerKind(shape.maxOpen);
-  return kind === 'create' && shape.createSlots !== undefined ? Math.max(1, Math.min(slots, shape.createSlots)) : slots;
+  const cap = kind === 'create' ? shape.createSlots : yielding?.slots;
+  return cap === undefined ? slots : Math.max(1, Math.min(slots, cap));
 }
 
 type Kind = 'create' | 'drop';
@@ -205,7 +211,7 @@ export class DdlBatcher {
     const total = this.inFlight.create + this.inFlight.drop;
     for (const kind of ['create', 'drop'] as const) {
       if ((kind === 'create' ? this.creates : this.drops).length === 0) continue;
-      const slots = kind === 'drop' && yielding ? Math.max(1, Math.min(yielding.slots, slotsFor(kind, shape))) : slotsFor(kind, shape);
+      const slots = slotsFor(kind, shape, yielding);
       if (this.inFlight[kind] >= slots) continue;
       if (total >= shape.maxOpen && this.inFlight[kind] > 0) continue;
       if (kind === 'drop' && yielding && (this.creates.length > 0 || this.inFlight.create > 0)) {
