@@ -3,7 +3,10 @@
 // so the figures hold on a loaded machine. Optional CPU profile of the
 // measured loop only.
 //
-//   node --import tsx scripts/perf-inprocess.ts [requests=4000] [--profile=<file.cpuprofile>]
+//   node --import tsx scripts/perf-inprocess.ts [requests=4000] [--profile=<file.cpuprofile>] [--only=<label>]
+//
+// --only measures (and profiles) hello-world and the one case whose label
+// contains <label>, e.g. --only=leases/lookup.
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
@@ -17,6 +20,7 @@ import { startServer } from '../src/server.ts';
 const args = process.argv.slice(2);
 const n = Number(args.find((a) => !a.startsWith('--')) ?? 4000);
 const profileFile = args.find((a) => a.startsWith('--profile='))?.slice('--profile='.length);
+const only = args.find((a) => a.startsWith('--only='))?.slice('--only='.length);
 
 const dir = mkdtempSync(join(tmpdir(), 'dbroker-perf-'));
 const config = loadConfig(undefined, { DBROKER_STORAGE_PATH: join(dir, 'store.db'), DBROKER_LISTEN: '127.0.0.1:0' });
@@ -62,12 +66,13 @@ if (profileFile) {
   session.connect();
   await new Promise((ok) => session.post('Profiler.enable', () => session.post('Profiler.setSamplingInterval', { interval: 100 }, () => session.post('Profiler.start', ok))));
 }
-const cases: Array<[string, typeof app | typeof hello, Inject, number]> = [
+const allCases: Array<[string, typeof app | typeof hello, Inject, number]> = [
   ['hello-world', hello, { method: 'GET', url: '/' }, 200],
   ['auth/token/lookup-self', app, { method: 'GET', url: '/v1/auth/token/lookup-self', headers: auth }, 200],
   ['sys/health', app, { method: 'GET', url: '/v1/sys/health' }, 200],
   ['sys/leases/lookup', app, { method: 'PUT', url: '/v1/sys/leases/lookup', headers: { ...auth, 'content-type': 'application/json' }, payload: JSON.stringify({ lease_id: 'database/creds/r/perf' }) }, 200],
 ];
+const cases = only ? allCases.filter(([label], i) => i === 0 || label.includes(only)) : allCases;
 for (const [, target, req, status] of cases) await perRequest(target, req, status, 300); // warm-up (JIT)
 // Interleaved rounds; the least CPU per request of the rounds (the machine is shared: others' load only adds).
 const best = cases.map(() => Infinity);
