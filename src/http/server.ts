@@ -10,6 +10,7 @@ import { BrokerError, errors, isBrokerError } from '../errors.ts';
 import { clientErrorHandler } from './client-errors.ts';
 import { clientAddress } from './client-address.ts';
 import { jsonDepthExceeds, MAX_JSON_DEPTH } from './json-limits.ts';
+import { LazyRequestLogger } from './request-logger.ts';
 import type { Method, Reply, RequestContext } from './route.ts';
 import { registerUi } from './ui-static.ts';
 
@@ -94,6 +95,7 @@ export function buildHttpServer(dispatcher: Dispatcher, opts: HttpOptions): Fast
   const app: FastifyInstance = Fastify({
     loggerInstance: opts.logger,
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: (logger, bindings, options) => new LazyRequestLogger(logger as Logger, bindings, options),
     bodyLimit: opts.bodyLimit,
     return503OnClosing: true,
     genReqId: () => randomUUID(),
