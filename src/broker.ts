@@ -291,7 +291,7 @@ export class Broker implements Dispatcher {
   }
 
   async dispatch(req: Omit<RequestContext, 'params'>, tokenSecret: string | undefined): Promise<Reply | undefined> {
-    const started = process.hrtime.bigint();
+    const started = performance.now();
     // The route PATTERN that served the request (never the raw path: metrics labels stay bounded).
     const served = { route: UNMATCHED };
     let status = 500;
@@ -304,7 +304,7 @@ export class Broker implements Dispatcher {
       status = isBrokerError(err) ? err.statusCode : typeof code === 'number' && code >= 400 && code < 500 ? code : 500;
       throw err;
     } finally {
-      this.metrics.request(req.method, served.route, status, Number(process.hrtime.bigint() - started) / 1e9);
+      this.metrics.request(req.method, served.route, status, (performance.now() - started) / 1000);
     }
   }
 
@@ -373,7 +373,8 @@ export class Broker implements Dispatcher {
     const method = head ? 'GET' : req.method;
     if (!route.methods.includes(method) || (head && route.getChangesState)) throw errors.METHOD_NOT_ALLOWED(req.method, req.path);
 
-    const ctx: RequestContext = { ...req, method, params, ...(mount !== undefined ? { mount } : {}) };
+    const ctx: RequestContext = { method, path: req.path, params, body: req.body, query: req.query, requestId: req.requestId, remoteAddress: req.remoteAddress };
+    if (mount !== undefined) ctx.mount = mount;
     let exhausted = false;
     if (route.auth === 'token') {
       const token = tokenSecret ? await this.tokens.lookup(tokenSecret) : undefined;

@@ -171,12 +171,13 @@ export class AuditRecord {
 
   /** Write the request entry (once); throws AUDIT_FAILED when no device took it. */
   request(): void {
-    if (this.requestWritten) return;
+    if (this.requestWritten || this.devices.length === 0) return;
     this.fanOut((key) => requestEntry(key, this.subject));
     this.requestWritten = true;
   }
 
   succeeded(reply: Reply | undefined): void {
+    if (this.devices.length === 0) return;
     this.request();
     this.fanOut((key) => responseEntry(key, this.subject, reply));
   }
@@ -184,7 +185,7 @@ export class AuditRecord {
   /** A failed or denied request: both entries, with the error. */
   failed(err: unknown): void {
     // The audit itself failed: it was logged, and writing again would fail the same way.
-    if (isBrokerError(err) && err.code === errors.AUDIT_FAILED.code) return;
+    if (this.devices.length === 0 || (isBrokerError(err) && err.code === errors.AUDIT_FAILED.code)) return;
     const message = isBrokerError(err) ? err.message : 'internal error';
     if (!this.requestWritten) {
       this.fanOut((key) => requestEntry(key, this.subject, message));

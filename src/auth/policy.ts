@@ -183,8 +183,8 @@ export function capabilitiesOn(policies: PathRule[][], path: string): Set<Capabi
 export function allows(policies: PathRule[][], path: string, method: Method, sudo: boolean): boolean {
   // Vault checks a list on the path with its trailing slash ("database/roles/"),
   // and falls back to the path without it.
-  let caps = method === 'LIST' ? capabilitiesOn(policies, `${path}/`) : new Set<Capability>();
-  if (caps.size === 0) caps = capabilitiesOn(policies, path);
+  let caps = method === 'LIST' ? capabilitiesOn(policies, `${path}/`) : undefined;
+  if (caps === undefined || caps.size === 0) caps = capabilitiesOn(policies, path);
   if (caps.has('deny')) return false;
   const need = capabilityFor(method);
   const ok = caps.has(need) || (need === 'update' && caps.has('create'));

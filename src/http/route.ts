@@ -79,14 +79,16 @@ export function matchPattern(p: CompiledPattern, path: string): Record<string, s
 /** matchPattern for a path already split on "/" (to split it once for many patterns). */
 export function matchParts(p: CompiledPattern, parts: string[]): Record<string, string> | undefined {
   if (p.rest === undefined ? parts.length !== p.segments.length : parts.length < p.segments.length) return undefined;
-  const params: Record<string, string> = {};
+  // Literal segments first: most patterns tried for a path do not match, and need no params object.
   for (let i = 0; i < p.segments.length; i++) {
     const seg = p.segments[i]!;
     const part = parts[i]!;
-    if (seg.startsWith(':')) {
-      if (part === '') return undefined;
-      params[seg.slice(1)] = part;
-    } else if (seg !== part) return undefined;
+    if (seg.startsWith(':') ? part === '' : seg !== part) return undefined;
+  }
+  const params: Record<string, string> = {};
+  for (let i = 0; i < p.segments.length; i++) {
+    const seg = p.segments[i]!;
+    if (seg.startsWith(':')) params[seg.slice(1)] = parts[i]!;
   }
   if (p.rest !== undefined) params[p.rest] = parts.slice(p.segments.length).join('/');
   return params;

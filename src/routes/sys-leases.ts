@@ -13,13 +13,14 @@ const LIST_LIMIT = 10_000;
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
 function leaseView(row: LeaseStatus): Record<string, unknown> {
+  const now = Date.now();
   return {
     id: row.id,
     issue_time: iso(row.issueTime),
     expire_time: iso(row.expireTime),
     last_renewal: iso(row.lastRenewal),
-    renewable: row.state === 'active' && row.expireTime > Date.now() && row.maxExpireTime > Date.now(),
-    ttl: Math.max(0, Math.round((row.expireTime - Date.now()) / 1000)),
+    renewable: row.state === 'active' && row.expireTime > now && row.maxExpireTime > now,
+    ttl: Math.max(0, Math.round((row.expireTime - now) / 1000)),
     // Beyond Vault: how revocation is going, for a lease whose revocation has failed.
     ...(row.attempts > 0
       ? { revocation_attempts: row.attempts, last_revocation_error: row.lastError, next_revocation_attempt: iso(row.dueAt), irrevocable: row.attempts >= IRREVOCABLE_AFTER }
