@@ -111,8 +111,9 @@ export class MountTable {
   /** The mount serving `path` (longest prefix wins), with the rest of the path. */
   resolve(path: string): { mount: string; rest: string; routes: Mounted['routes'] } | undefined {
     let best: Mounted | undefined;
+    const dir = path + '/';
     for (const m of this.mounts.values()) {
-      if ((path + '/').startsWith(m.entry.path) && (!best || m.entry.path.length > best.entry.path.length)) best = m;
+      if (dir.startsWith(m.entry.path) && (!best || m.entry.path.length > best.entry.path.length)) best = m;
     }
     if (!best) return undefined;
     return { mount: best.entry.path, rest: path.slice(best.entry.path.length), routes: best.routes };
