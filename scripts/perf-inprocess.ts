@@ -13,8 +13,8 @@ import { Session } from 'node:inspector';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify from 'fastify';
-import pino from 'pino';
 import { loadConfig } from '../src/config.ts';
+import { createLogger } from '../src/logger.ts';
 import { startServer } from '../src/server.ts';
 
 const args = process.argv.slice(2);
@@ -24,7 +24,8 @@ const only = args.find((a) => a.startsWith('--only='))?.slice('--only='.length);
 
 const dir = mkdtempSync(join(tmpdir(), 'dbroker-perf-'));
 const config = loadConfig(undefined, { DBROKER_STORAGE_PATH: join(dir, 'store.db'), DBROKER_LISTEN: '127.0.0.1:0' });
-const server = await startServer(config, { logger: pino({ level: 'silent' }) });
+// The production logger (its redaction paths included), silenced.
+const server = await startServer(config, { logger: createLogger('silent') });
 const app = server.app;
 type Inject = { method: 'GET' | 'PUT'; url: string; headers?: Record<string, string>; payload?: string };
 const call = async (req: Inject) => {
