@@ -31,10 +31,10 @@ interface Side {
   req: InjectOptions;
 }
 
-async function setup(root: string): Promise<Side> {
-  const { loadConfig } = await import(join(root, 'src/config.ts'));
-  const { startServer } = await import(join(root, 'src/server.ts'));
-  const { createLogger } = await import(join(root, 'src/logger.ts'));
+async function setup(checkout: string): Promise<Side> {
+  const { loadConfig } = await import(join(checkout, 'src/config.ts'));
+  const { startServer } = await import(join(checkout, 'src/server.ts'));
+  const { createLogger } = await import(join(checkout, 'src/logger.ts'));
   const dir = mkdtempSync(join(tmpdir(), 'dbroker-ab-'));
   const config = loadConfig(undefined, { DBROKER_STORAGE_PATH: join(dir, 'store.db'), DBROKER_LISTEN: '127.0.0.1:0' });
   // The production logger (its redaction paths included), silenced.
