@@ -82,6 +82,8 @@ export const postgresTarget: BenchTarget = {
 
   async prepare(group) {
     const g = quoteIdent(checkPrefix(group));
+    // Start from vacuumed role catalogs (see dropUsers).
+    await withClient((c) => c.query('VACUUM pg_catalog.pg_authid, pg_catalog.pg_auth_members, pg_catalog.pg_shdepend').catch(() => undefined));
     await withClient((c) =>
       inTransaction(c, [
         `CREATE SCHEMA ${g}`,
@@ -124,6 +126,11 @@ export const postgresTarget: BenchTarget = {
     return withClient(async (c) => {
       const names = await rolesWithPrefix(c, prefix);
       for (const batch of chunks(names, 200)) await inTransaction(c, dropStatements(batch));
+      // Dropped roles leave dead rows in the shared catalogs; where autovacuum is off or behind
+      // (it is off on the dev machine: pg_authid had grown to 36 MB for 15 roles), they slow
+      // every later CREATE ROLE, raw and broker alike, and most the phases that come last.
+      // Vacuumed here, untimed, so each phase starts from the same catalogs (needs superuser).
+      if (names.length > 0) await c.query('VACUUM pg_catalog.pg_authid, pg_catalog.pg_auth_members, pg_catalog.pg_shdepend').catch(() => undefined);
       return names.length;
     });
   },
