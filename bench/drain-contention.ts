@@ -11,7 +11,7 @@
 //   ENGINE=mysql|postgres (mysql), N=2000 drops, BATCHER=<path of another
 //   ddl-batcher.ts to compare with, e.g. /work/main/src/database/ddl-batcher.ts>,
 //   VERBOSE=1 prints MariaDB's process list when a creation takes over 40 ms,
-//   DROPS=<batch>/<slots> or none: the engine's dropsNearCreates to use instead of its own.
+//   DROPS=<batch>/<slots>[/alongside] or none: the engine's dropsNearCreates to use instead of its own.
 //   PostgreSQL: postgres@127.0.0.1:5432 (trust); MariaDB: test/support/mariadb.ts.
 //
 // Every user made is dropped at the end. Keep it short on a shared machine:
@@ -45,7 +45,7 @@ const statements =
     ? [`CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'`, `GRANT SELECT ON ${target.database}.* TO '{{name}}'@'%'`]
     : [`CREATE ROLE "{{name}}" LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'`, 'GRANT pg_read_all_data TO "{{name}}"'];
 const dropsEnv = process.env['DROPS'];
-const dropsNear = dropsEnv === 'none' ? undefined : dropsEnv ? { batch: Number(dropsEnv.split('/')[0]), slots: Number(dropsEnv.split('/')[1]) } : engine.dropsNearCreates;
+const dropsNear = dropsEnv === 'none' ? undefined : dropsEnv ? { batch: Number(dropsEnv.split('/')[0]), slots: Number(dropsEnv.split('/')[1]), alongside: dropsEnv.endsWith('/alongside') } : engine.dropsNearCreates;
 const connection: BatcherConnection = {
   name: 'main',
   run: async (secrets, op) => {

@@ -71,17 +71,20 @@ export class PostgresEngine implements Engine {
   /** COMMIT waits for the lease rows (inTransaction, createBatch), so their fsync overlaps CREATE ROLE. */
   readonly awaitsWriteAhead = true;
   /**
-   * Drops give way to creations (Engine.dropsNearCreates). They share no lock
-   * here (DROP OWNED takes the user-change lock, CREATE ROLE and membership
-   * grants do not), but seven drop batches of 64 at once take both cores from
-   * the password hashing of each CREATE ROLE. Measured with
+   * Drops give way to creations (Engine.dropsNearCreates), `alongside`: they
+   * share no lock here (DROP OWNED takes the user-change lock, CREATE ROLE
+   * and membership grants do not), but seven drop batches of 64 at once take
+   * both cores from the password hashing of each CREATE ROLE. Measured with
    * bench/drain-contention.ts (PostgreSQL 15, 2,000 users, one client
-   * creating, this 2-core machine loaded at 2.1-2.5, interleaved runs): as
-   * without this, drain 2.6-4.5x raw serial DROP, creation p99 3.2-3.6x
-   * unloaded; 64 / 1: 1.5x, 1.6-2.4x; 32 / 1: 1.5x (one run 5.5x), 1.0-1.65x;
-   * 16 / 1: 1.1-1.3x, 1.4-2.9x.
+   * creating, this 2-core machine, load 1.1-2.5, interleaved runs; drain ÷
+   * raw serial DROP, creation p99 during ÷ unloaded): none 2.6-4.5x, 3.2-3.6x;
+   * 64 / 1 1.5x, 1.6-2.4x; 32 / 1 1.45-2.6x, 1.0-1.8x; 32 / 1 alongside
+   * 1.5-1.9x, 1.4-1.6x; 32 / 2 alongside 2.0-2.7x, 1.9-2.5x; 16 / 1 1.1-1.3x,
+   * 1.4-2.9x. Through the broker (`npm run bench -- pg --only drain`, 5,000
+   * leases): 32 / 1 alongside 1.06x, 1.68x; 64 / 1 1.17x, 1.81x; 32 / 2 1.01x,
+   * 1.60x; without this (last session) 1.45x, 2.1-4.0x.
    */
-  readonly dropsNearCreates = { batch: 32, slots: 1 } as const;
+  readonly dropsNearCreates = { batch: 32, slots: 1, alongside: true } as const;
   #state: State | undefined;
 
   async initialize(config: ConnectionConfig, options: { verify: boolean }): Promise<void> {

@@ -19,7 +19,7 @@
 // mapping without secrets, root-credential settle and retry); the errors an
 // engine returns per request in a batch are mapped the same way.
 
-import { awaitWriteAhead, BATCH_LIMIT, type DeleteUserRequest, type DeleteUserResult, type Engine, type NewUserRequest } from '../engine/engine.ts';
+import { awaitWriteAhead, BATCH_LIMIT, type DropsNearCreates, type DeleteUserRequest, type DeleteUserResult, type Engine, type NewUserRequest } from '../engine/engine.ts';
 import { errors, isBrokerError, type BrokerError } from '../errors.ts';
 import { fault } from '../util/faults.ts';
 
@@ -89,7 +89,7 @@ export interface ConnectionShape {
   /** The open engine's own limit on creation calls at once (Engine.createSlots), if any. */
   createSlots?: number;
   /** How the open engine's drops give way to creations (Engine.dropsNearCreates), if at all. */
-  dropsNearCreates?: { readonly batch: number; readonly slots: number };
+  dropsNearCreates?: DropsNearCreates;
 }
 
 /**
@@ -214,7 +214,7 @@ export class DdlBatcher {
       const slots = slotsFor(kind, shape, yielding);
       if (this.inFlight[kind] >= slots) continue;
       if (total >= shape.maxOpen && this.inFlight[kind] > 0) continue;
-      if (kind === 'drop' && yielding && (this.creates.length > 0 || this.inFlight.create > 0)) {
+      if (kind === 'drop' && yielding && !yielding.alongside && (this.creates.length > 0 || this.inFlight.create > 0)) {
         if (this.inFlight.drop > 0) continue;
         const held = Date.now() - this.drops[0]!.queuedAt;
         if (held < DROP_DEFER_MAX_MS) {
@@ -239,7 +239,7 @@ export class DdlBatcher {
     const limits = shape.dropsNearCreates;
     if (!limits) return undefined;
     const about = this.creates.length > 0 || this.inFlight.create > 0 || Date.now() - this.lastCreateAt < CREATE_RECENT_MS;
-    return about ? { batch: Math.max(1, Math.min(BATCH_LIMIT, limits.batch)), slots: limits.slots } : undefined;
+    return about ? { ...limits, batch: Math.max(1, Math.min(BATCH_LIMIT, limits.batch)) } : undefined;
   }
 
   /** Up to `size` jobs from the head of `queue`; jobs that waited too long fail instead. */

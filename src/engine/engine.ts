@@ -113,6 +113,14 @@ export interface DeleteUserResult {
   warnings?: string[];
 }
 
+/** Engine.dropsNearCreates: users per drop call and drop calls at once while creations are about. */
+export interface DropsNearCreates {
+  readonly batch: number;
+  readonly slots: number;
+  /** Drops may start while a creation waits or runs (no hold-back). */
+  readonly alongside?: boolean;
+}
+
 export interface Engine {
   /** Plugin type, e.g. `postgresql-database-plugin`. */
   readonly type: string;
@@ -182,9 +190,11 @@ export interface Engine {
    * none runs and the oldest waiting drop waited DROP_DEFER_MAX_MS). For a
    * server whose account changes queue for one lock that creations need too
    * (MySQL/MariaDB's grant tables), where a long drop batch makes every
-   * creation wait. Without it, drops batch as creations do.
+   * creation wait. With `alongside`, drops do start while creations run (only
+   * the batch and slot limits apply): for a server where they share no lock,
+   * only the CPU (PostgreSQL). Without it, drops batch as creations do.
    */
-  readonly dropsNearCreates?: { readonly batch: number; readonly slots: number };
+  readonly dropsNearCreates?: DropsNearCreates;
 
   /**
    * Optional batch form of deleteUser: drop every user of `requests` (e.g.

@@ -453,3 +453,33 @@ test('write-ahead: an engine that does not wait for the lease rows itself is cal
   assert.deepEqual(await rolesWithPrefix(server, `${prefix}x`), []);
   await batcher.drop({ username: req.username, statements: [] }, unwrap);
 });
+
+test('drops that give way "alongside" creations (PostgreSQL) start while a creation is in flight, in the small batches and on the few slots', async () => {
+  const alongside: ConnectionShape = { ...wide, dropsNearCreates: { batch: DROP_BATCH_NEAR_CREATES, slots: 1, alongside: true } };
+  const batcher = new DdlBatcher(connectionOf(engine, alongside));
+  const users = Array.from({ length: 24 }, () => request('al'));
+  await Promise.all(users.map((r) => batcher.create(r, unwrap)));
+  engine.calls.length = 0;
+  // A creation whose settle step is held: it stays in flight throughout.
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const slow = request('al');
+  const held = batcher.create(slow, async (outcome) => {
+    await gate;
+    return unwrap(outcome);
+  });
+  const queuedAt = Date.now();
+  const drops = users.map((r) => batcher.drop({ username: r.username, statements: [] }, unwrap));
+  // A drop call starts at once, beside the creation (no DROP_DEFER_MAX_MS hold-back).
+  assert.deepEqual(engine.calls.map((c) => c.kind), ['create', 'drop']);
+  engine.maxRunning = engine.running;
+  await Promise.all(drops);
+  assert.ok(Date.now() - queuedAt < 20 * DROP_DEFER_MAX_MS);
+  // The first drop went alone, at once; the rest in the small batches, one call after another.
+  assert.deepEqual(shapes('drop'), [1, 8, 8, 7]);
+  assert.ok(engine.maxRunning <= 2, `${engine.maxRunning} calls at once: the creation and one drop`);
+  release();
+  await held;
+  assert.deepEqual(await rolesWithPrefix(server, `${prefix}al`), [slow.username]);
+  await batcher.drop({ username: slow.username, statements: [] }, unwrap);
+});
