@@ -1,6 +1,6 @@
-// CPU time the broker spends per PostgreSQL credential, in process (fastify
+// CPU time the broker spends per credential, in process (fastify
 // inject, no sockets): `clients` loops issue creds for `seconds` against the
-// local PostgreSQL; prints wall rate, broker-process CPU per credential
+// local PostgreSQL (ENGINE=mysql: the local MariaDB, test/support/mariadb.ts); prints wall rate, broker-process CPU per credential
 // (every thread: the event loop, libuv's pool, GC) and, with --profile, a
 // CPU profile of the measured part. The issued users are dropped at the end.
 //
@@ -34,19 +34,31 @@ const call = async (req: Inject) => {
 const init = await call({ method: 'PUT', url: '/v1/sys/init', payload: JSON.stringify({ secret_shares: 1, secret_threshold: 1 }) });
 await call({ method: 'PUT', url: '/v1/sys/unseal', payload: JSON.stringify({ key: init.keys[0] }) });
 const root = { 'x-vault-token': init.root_token as string, 'content-type': 'application/json' };
-const url = new URL(PG);
-const user = decodeURIComponent(url.username) || 'postgres';
-url.username = '';
-url.password = '';
-await call({
-  method: 'PUT', url: '/v1/database/config/pg', headers: root,
-  payload: JSON.stringify({ plugin_name: 'postgresql-database-plugin', connection_url: `postgresql://{{username}}:{{password}}@${url.toString().replace(/^postgres(ql)?:\/\//, '')}`, username: user, allowed_roles: '*', max_open_connections: 8 }),
-});
 const prefix = `perfc${process.pid}`;
-await call({ method: 'PUT', url: '/v1/database/roles/r', headers: root, payload: JSON.stringify({
-  db_name: 'pg', default_ttl: 3600, max_ttl: 7200, username_template: `${prefix}{{random 12}}`,
-  creation_statements: [`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'`, 'GRANT pg_read_all_data TO "{{name}}"'],
-}) });
+if (process.env.ENGINE === 'mysql') {
+  const { target } = await import('../test/support/mariadb.ts');
+  await call({
+    method: 'PUT', url: '/v1/database/config/pg', headers: root,
+    payload: JSON.stringify({ plugin_name: 'mysql-database-plugin', connection_url: `{{username}}:{{password}}@tcp(${target.host}:${target.port})/`, username: target.user, password: target.password, allowed_roles: '*', max_open_connections: 8 }),
+  });
+  await call({ method: 'PUT', url: '/v1/database/roles/r', headers: root, payload: JSON.stringify({
+    db_name: 'pg', default_ttl: 3600, max_ttl: 7200, username_template: `${prefix}{{random 12}}`,
+    creation_statements: ["CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'", `GRANT SELECT ON \`${target.database}\`.* TO '{{name}}'@'%'`],
+  }) });
+} else {
+  const url = new URL(PG);
+  const user = decodeURIComponent(url.username) || 'postgres';
+  url.username = '';
+  url.password = '';
+  await call({
+    method: 'PUT', url: '/v1/database/config/pg', headers: root,
+    payload: JSON.stringify({ plugin_name: 'postgresql-database-plugin', connection_url: `postgresql://{{username}}:{{password}}@${url.toString().replace(/^postgres(ql)?:\/\//, '')}`, username: user, allowed_roles: '*', max_open_connections: 8 }),
+  });
+  await call({ method: 'PUT', url: '/v1/database/roles/r', headers: root, payload: JSON.stringify({
+    db_name: 'pg', default_ttl: 3600, max_ttl: 7200, username_template: `${prefix}{{random 12}}`,
+    creation_statements: [`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'`, 'GRANT pg_read_all_data TO "{{name}}"'],
+  }) });
+}
 const creds: Inject = { method: 'GET', url: '/v1/database/creds/r', headers: { 'x-vault-token': init.root_token } };
 
 async function load(ms: number): Promise<{ n: number; wallMs: number; cpuUs: number }> {
