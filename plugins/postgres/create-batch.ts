@@ -5,7 +5,7 @@
 import type { PoolClient } from 'pg';
 import { awaitWriteAhead } from '../../src/engine/engine.ts';
 import { firstLockedStatement } from './lock-scope.ts';
-import { exec, isConnectionFailure, isTransient, LOCK_STATEMENT, pipeline, takeUserChangeLock, type Piped } from './sql.ts';
+import { exec, isConnectionFailure, isTransient, LOCK_STATEMENT, senderFor, takeUserChangeLock, type Piped } from './sql.ts';
 import { inSavepoint } from './savepoint.ts';
 
 /** One user of a creation batch: its creation statements, already rendered and checked. */
@@ -47,7 +47,7 @@ export async function createBatch(client: PoolClient, users: ReadonlyArray<Batch
     ...(rest.length > 0 ? [LOCK_STATEMENT] : []),
     ...rest.flatMap((owner) => owner.statements.slice(split.get(owner)).map((text) => ({ text, owner }))),
   ];
-  const first = await pipeline(client, statements);
+  const first = await senderFor(users.flatMap((u) => u.statements))(client, statements);
   try {
     if (first) throw first.err;
     await awaitWriteAhead(users);

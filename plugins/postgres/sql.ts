@@ -118,6 +118,31 @@ export async function pipeline<T extends Piped>(client: PoolClient, statements: 
   return i === -1 ? undefined : { err: (results[i] as PromiseRejectedResult).reason, at: statements[i]! };
 }
 
+/**
+ * Statements one after another, stopping at the first failure (pipeline()'s
+ * answer). For templates that end or start transactions themselves: sent
+ * together, the statements after a failure and such a COMMIT would run
+ * outside any transaction, where one at a time they never run.
+ */
+export async function sequentially<T extends Piped>(client: PoolClient, statements: ReadonlyArray<T>): Promise<{ err: unknown; at: T } | undefined> {
+  for (const s of statements) {
+    try {
+      await exec(client, s.text, s.values);
+    } catch (err) {
+      return { err, at: s };
+    }
+  }
+  return undefined;
+}
+
+// PostgreSQL manual, "SQL Commands": the statements that begin, end or mark a transaction (after any comments).
+const TRANSACTION_CONTROL = /^\s*(?:(?:--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)\s*)*(begin|commit|end|rollback|abort|start\s+transaction|savepoint|release|prepare\s+transaction|commit\s+prepared|rollback\s+prepared)\b/i;
+
+/** How to send a transaction's statements: pipeline(), or sequentially() when a template controls the transaction itself. */
+export function senderFor(statements: ReadonlyArray<string>): typeof pipeline {
+  return statements.some((s) => TRANSACTION_CONTROL.test(s)) ? sequentially : pipeline;
+}
+
 /** The statements of one user's creation with the user-change lock taken before the first that needs it (lock-scope.ts). */
 export function withLock(statements: ReadonlyArray<string>): Piped[] {
   const locked = firstLockedStatement(statements);
@@ -136,7 +161,7 @@ export const LOCK_STATEMENT: Piped = { text: 'SELECT pg_catalog.pg_advisory_xact
  */
 export async function inTransaction(client: PoolClient, statements: string[], writeAhead?: Promise<void>): Promise<void> {
   await retryTransient(async () => {
-    const failed = await pipeline(client, [{ text: 'BEGIN' }, ...withLock(statements)]);
+    const failed = await senderFor(statements)(client, [{ text: 'BEGIN' }, ...withLock(statements)]);
     try {
       if (failed) throw failed.err;
       await awaitWriteAhead([{ writeAhead }]);

@@ -458,3 +458,20 @@ test('pipeline(): statements sent together report the first failure in order, wi
     await client.end();
   }
 });
+
+test('templates that end the transaction themselves are sent one at a time: nothing after a failed statement runs, not even past their COMMIT', async () => {
+  // Sent together, the COMMIT would end the aborted transaction and the last CREATE ROLE would run on its own.
+  const statements = [...LOGIN, 'SELECT 1/0', 'COMMIT', 'CREATE ROLE "{{name}}-extra"'];
+  const one = request(statements);
+  await assert.rejects(engine.newUser(one), /division by zero/);
+  const batch = [request(GROUP_GRANT), request(statements)];
+  const outcomes = await engine.newUsers!(batch);
+  assert.match(String(outcomes[1]), /division by zero/);
+  for (const r of [one, batch[1]!]) {
+    assert.equal(await exists(r.username), false);
+    assert.equal(await exists(`${r.username}-extra`), false, 'nothing after the failure ran');
+  }
+  assert.equal(outcomes[0], undefined, String(outcomes[0]));
+  assert.equal(await readsGranted(batch[0]!.username, batch[0]!.password), true);
+  await engine.deleteUsers!([{ username: batch[0]!.username, statements: [] }]);
+});
