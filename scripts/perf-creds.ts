@@ -1,18 +1,15 @@
-// CPU time the broker spends per credential, in process (fastify
-// inject, no sockets): `clients` loops issue creds for `seconds` against the
-// local PostgreSQL (ENGINE=mysql: the local MariaDB, test/support/mariadb.ts); prints wall rate, broker-process CPU per credential
-// (every thread: the event loop, libuv's pool, GC) and, with --profile, a
-// CPU profile of the measured part. The issued users are dropped at the end.
+// CPU time the broker spends per credential, in process (fastify inject, no
+// sockets): `clients` loops issue creds for `seconds` against the local
+// PostgreSQL (ENGINE=mysql: the local MariaDB, test/support/mariadb.ts);
+// prints the rate, the broker process's CPU per credential (every thread: the
+// event loop, libuv's pool, GC) and, with --profile, a CPU profile of the
+// measured part. The issued users are dropped at the end.
 //
 //   node --import tsx scripts/perf-creds.ts [seconds=8] [clients=8] [--profile=<file.cpuprofile>]
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pino from 'pino';
-import { loadConfig } from '../src/config.ts';
-import { startServer } from '../src/server.ts';
+import { startInProcessBroker, type Inject } from './in-process-broker.ts';
 
 const args = process.argv.slice(2);
 const nums = args.filter((a) => !a.startsWith('--')).map(Number);
@@ -21,19 +18,9 @@ const clients = nums[1] ?? 8;
 const profileFile = args.find((a) => a.startsWith('--profile='))?.slice('--profile='.length);
 const PG = process.env.DBROKER_TEST_PG_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
 
-const dir = mkdtempSync(join(tmpdir(), 'dbroker-perf-'));
-const config = loadConfig(undefined, { DBROKER_STORAGE_PATH: join(dir, 'store.db'), DBROKER_LISTEN: '127.0.0.1:0' });
-const server = await startServer(config, { logger: pino({ level: 'silent' }) });
-const app = server.app;
-type Inject = { method: 'GET' | 'PUT' | 'POST'; url: string; headers?: Record<string, string>; payload?: string };
-const call = async (req: Inject) => {
-  const r = await app.inject(req);
-  if (r.statusCode >= 300) throw new Error(`${req.method} ${req.url}: ${r.statusCode} ${r.body}`);
-  return r.body ? r.json() : undefined;
-};
-const init = await call({ method: 'PUT', url: '/v1/sys/init', payload: JSON.stringify({ secret_shares: 1, secret_threshold: 1 }) });
-await call({ method: 'PUT', url: '/v1/sys/unseal', payload: JSON.stringify({ key: init.keys[0] }) });
-const root = { 'x-vault-token': init.root_token as string, 'content-type': 'application/json' };
+const broker = await startInProcessBroker();
+const { call } = broker;
+const root = { ...broker.root, 'content-type': 'application/json' };
 const prefix = `perfc${process.pid}`;
 if (process.env.ENGINE === 'mysql') {
   const { target } = await import('../test/support/mariadb.ts');
@@ -59,7 +46,7 @@ if (process.env.ENGINE === 'mysql') {
     creation_statements: [`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'`, 'GRANT pg_read_all_data TO "{{name}}"'],
   }) });
 }
-const creds: Inject = { method: 'GET', url: '/v1/database/creds/r', headers: { 'x-vault-token': init.root_token } };
+const creds: Inject = { method: 'GET', url: '/v1/database/creds/r', headers: broker.root };
 
 async function load(ms: number): Promise<{ n: number; wallMs: number; cpuUs: number }> {
   const end = performance.now() + ms;
@@ -87,6 +74,5 @@ if (profileFile) {
   await new Promise<void>((ok) => session.post('Profiler.stop', (err, res) => { if (!err) writeFileSync(profileFile, JSON.stringify(res.profile)); ok(); }));
 }
 console.log(`${clients} clients: ${r.n} creds in ${(r.wallMs / 1000).toFixed(1)} s = ${((r.n / r.wallMs) * 1000).toFixed(0)}/s; broker CPU ${(r.cpuUs / r.n / 1000).toFixed(3)} ms per credential; load ${(await import('node:os')).loadavg()[0]!.toFixed(2)}`);
-await call({ method: 'PUT', url: '/v1/sys/leases/revoke-prefix/database/creds/r?sync=true', headers: root, payload: '{}' });
-await server.close();
-rmSync(dir, { recursive: true, force: true });
+await call({ method: 'PUT', url: '/v1/sys/leases/revoke-prefix/database/creds/r', headers: root, payload: '{}' });
+await broker.close();

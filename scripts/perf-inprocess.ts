@@ -8,34 +8,20 @@
 // --only measures (and profiles) hello-world and the one case whose label
 // contains <label>, e.g. --only=leases/lookup.
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify from 'fastify';
-import { loadConfig } from '../src/config.ts';
-import { createLogger } from '../src/logger.ts';
-import { startServer } from '../src/server.ts';
+import { startInProcessBroker, type Inject } from './in-process-broker.ts';
 
 const args = process.argv.slice(2);
 const n = Number(args.find((a) => !a.startsWith('--')) ?? 4000);
 const profileFile = args.find((a) => a.startsWith('--profile='))?.slice('--profile='.length);
 const only = args.find((a) => a.startsWith('--only='))?.slice('--only='.length);
 
-const dir = mkdtempSync(join(tmpdir(), 'dbroker-perf-'));
-const config = loadConfig(undefined, { DBROKER_STORAGE_PATH: join(dir, 'store.db'), DBROKER_LISTEN: '127.0.0.1:0' });
-// The production logger (its redaction paths included), silenced.
-const server = await startServer(config, { logger: createLogger('silent') });
+const broker = await startInProcessBroker();
+const { server, call, root, dir } = broker;
 const app = server.app;
-type Inject = { method: 'GET' | 'PUT'; url: string; headers?: Record<string, string>; payload?: string };
-const call = async (req: Inject) => {
-  const r = await app.inject(req);
-  if (r.statusCode >= 300) throw new Error(`${req.method} ${req.url}: ${r.statusCode} ${r.body}`);
-  return r.body ? r.json() : undefined;
-};
-const init = await call({ method: 'PUT', url: '/v1/sys/init', payload: JSON.stringify({ secret_shares: 1, secret_threshold: 1 }) });
-await call({ method: 'PUT', url: '/v1/sys/unseal', payload: JSON.stringify({ key: init.keys[0] }) });
-const root = { 'x-vault-token': init.root_token as string };
 await call({ method: 'PUT', url: '/v1/sys/policies/acl/creds', headers: root, payload: JSON.stringify({ policy: 'path "database/creds/r" { capabilities = ["read"] }' }) });
 const child = await call({ method: 'PUT', url: '/v1/auth/token/create', headers: root, payload: JSON.stringify({ policies: ['default', 'creds'] }) });
 const auth = { 'x-vault-token': child.auth.client_token as string };
@@ -89,5 +75,4 @@ if (profileFile) {
     }),
   );
 }
-await server.close();
-rmSync(dir, { recursive: true, force: true });
+await broker.close();
