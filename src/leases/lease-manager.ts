@@ -158,7 +158,8 @@ export class LeaseManager {
           throw outcome.error;
         }
         fault('issue.after_create_user');
-        const revokeNow = this.revokeWhenIssued.has(id);
+        // Taken here; one deferred after this point is marked again and handled below.
+        const revokeNow = this.revokeWhenIssued.delete(id);
         await this.storage.updateLease(id, { state: 'active', dueAt: revokeNow ? Date.now() : expireTime });
         if (revokeNow) this.broker.wakeRevocation();
       });
