@@ -6,9 +6,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig } from '../src/config.ts';
-import { createLogger } from '../src/logger.ts';
-import { startServer, type RunningServer } from '../src/server.ts';
+import { pathToFileURL } from 'node:url';
+import type { RunningServer } from '../src/server.ts';
 
 export interface Inject {
   method: 'GET' | 'PUT' | 'POST';
@@ -28,8 +27,16 @@ export interface InProcessBroker {
   close(): Promise<void>;
 }
 
-/** Start, initialise and unseal a broker in this process. */
-export async function startInProcessBroker(): Promise<InProcessBroker> {
+/**
+ * Start, initialise and unseal a broker in this process: this checkout's, or
+ * the one at `checkout` (another worktree, for A/B comparisons; it needs its
+ * own src/ and node_modules/).
+ */
+export async function startInProcessBroker(checkout = join(import.meta.dirname, '..')): Promise<InProcessBroker> {
+  const from = (file: string) => pathToFileURL(join(checkout, 'src', file)).href;
+  const { loadConfig } = (await import(from('config.ts'))) as typeof import('../src/config.ts');
+  const { createLogger } = (await import(from('logger.ts'))) as typeof import('../src/logger.ts');
+  const { startServer } = (await import(from('server.ts'))) as typeof import('../src/server.ts');
   const dir = mkdtempSync(join(tmpdir(), 'dbroker-perf-'));
   const config = loadConfig(undefined, { DBROKER_STORAGE_PATH: join(dir, 'store.db'), DBROKER_LISTEN: '127.0.0.1:0' });
   const server = await startServer(config, { logger: createLogger('silent') });

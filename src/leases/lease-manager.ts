@@ -1,18 +1,26 @@
 // Leases: issue (write-ahead), renew, revoke, and the revocation work the
 // loop hands back here.
 //
-// Issuance writes the lease row (state pending, sealed username) durably
-// *before* the database user is created (committed: an engine may run the
-// statements while the row's fsync is in flight and waits for it before
-// COMMIT, NewUserRequest.writeAhead), and activates it afterwards. A
-// crash in between leaves a pending row that the loop revokes (deleteUser is
-// idempotent), so no database user ever exists without a lease that tracks it.
+// Issuance writes the lease row (sealed username, due at the lease's end)
+// durably *before* the database user is created (committed: an engine may
+// run the statements while the row's fsync is in flight and waits for it
+// before COMMIT, NewUserRequest.writeAhead). That row is the lease: nothing
+// is written after the user exists, so the answer waits for one store write,
+// not two. Recovery rolls forward: after a crash the broker cannot know
+// whether its answer reached the client, so a lease whose issuance was cut
+// short lives to its own end like any other and is revoked then (deleteUser
+// is idempotent: a user that was never made is no error). No database user
+// ever exists without a lease that tracks it, and no credential a client
+// holds is revoked before its TTL. An issuance that fails in this process
+// forgets its lease (nothing was made) or makes it due now.
+// While this process is issuing a lease, lookup and renew do not see it, and
+// a revocation that reaches it (revoke-prefix, a token revoked) is deferred
+// until the issuance ends, so the user is never dropped before it is made.
 // Users are created and dropped by the connection's DdlBatcher, maybe in one
 // engine call with others; a batch that fails as a whole counts as a failed
 // creation (or revocation) for each of its leases.
-// A revocation that reaches a lease while this process is still issuing it
-// (revoke-prefix, a token revoked) is deferred until the issuance ends, so
-// the user is never dropped before it is created.
+// Rows in state "pending" were written by versions that activated leases in
+// a second write; recovery still makes them due (recoverInterrupted).
 
 import type { Token } from '../auth/token-store.ts';
 import type { Broker } from '../broker.ts';
@@ -27,8 +35,8 @@ import { generatePassword, randomString } from '../util/random.ts';
 
 /** In-database expiry runs this much past the lease end (VALID UNTIL). */
 export const EXPIRY_GRACE_MS = 5_000;
-/** A pending lease older than this belongs to an issuance that died. */
-const PENDING_GRACE_MS = 120_000;
+/** A creation the database did not answer may still be running there: its lease is revoked this much later. */
+const UNANSWERED_GRACE_MS = 120_000;
 /** A claimed lease becomes due again after this if its revocation never finished. */
 export const CLAIM_MS = 120_000;
 /** From this many failed attempts on, a lease is reported as irrevocable (and still retried). */
@@ -67,7 +75,7 @@ export function backoffMs(attempts: number): number {
 }
 
 export class LeaseManager {
-  /** Leases this process is issuing right now (state pending, user being created). */
+  /** Leases this process is issuing right now (row written, user being created): hidden from lookup and renew. */
   private readonly issuing = new Set<string>();
   /** Issuing leases whose revocation was asked for meanwhile: revoked as soon as issued. */
   private readonly revokeWhenIssued = new Set<string>();
@@ -119,24 +127,25 @@ export class LeaseManager {
     this.issuing.add(id);
     try {
       // Committed now, on disk soon: the engine may work meanwhile, the user is committed only after.
+      // The row is the lease as it will stay: due at its end (see the top of this file).
       const { durable } = await this.storage.insertLeaseWriteAhead({
         id,
         mount: req.mount,
         role: req.role.name,
         connection: req.connection.name,
-        state: 'pending',
+        state: 'active',
         issueTime: now,
         expireTime,
         maxExpireTime: maxExpire,
         lastRenewal: null,
-        dueAt: now + PENDING_GRACE_MS,
+        dueAt: expireTime,
         attempts: 0,
         lastError: null,
         tokenHash: req.token?.idHash ?? null,
         sealed: this.broker.seal.keys.encryptJSON(identity(id), ctx),
       });
-      fault('issue.after_pending');
-      // HA: a node deposed while it wrote the pending row creates no user (the new active revokes the row).
+      fault('issue.after_write_ahead');
+      // HA: a node deposed while it wrote the row creates no user (its lease ends at its TTL, a no-op drop).
       if (!this.broker.cluster.canAct()) throw errors.NOT_ACTIVE('leadership moved during issuance');
       // The connection's batcher may create this user together with others waiting for the same
       // connection; the lease is settled here, after the batch committed.
@@ -153,20 +162,16 @@ export class LeaseManager {
       };
       await batcher.create(request, async (outcome) => {
         if (!outcome.ok) {
-          // NOT_ACTIVE: deposed while the request waited; nothing was created, the new active settles the pending row.
+          // NOT_ACTIVE: deposed while the request waited; nothing was created, and this node may not write.
           if (!isNotActive(outcome.error)) await this.settleFailedIssue(id, outcome.error);
           throw outcome.error;
         }
         fault('issue.after_create_user');
-        // Taken here; one deferred after this point is marked again and handled below.
-        const revokeNow = this.revokeWhenIssued.delete(id);
-        await this.storage.updateLease(id, { state: 'active', dueAt: revokeNow ? Date.now() : expireTime });
-        if (revokeNow) this.broker.wakeRevocation();
       });
     } finally {
       this.issuing.delete(id);
-      // A revocation deferred after the settle step looked (the loop claiming a failed
-      // issuance's row, a revoke-prefix while the activation was being written) runs now.
+      // A revocation deferred while the user was being made (a revoke-prefix, the loop
+      // claiming the row of a short lease or of a failed issuance) runs now.
       if (this.revokeWhenIssued.delete(id)) await this.expediteDeferred(id);
     }
     return { id, ttl, password, warnings };
@@ -186,9 +191,9 @@ export class LeaseManager {
    * taken) or a limit error (the database refused at one of its limits and
    * rolled back) means nothing was created: forget the lease, so the loop never
    * drops a role this lease does not own. Anything else may have left a user
-   * (a rollback that failed, a commit whose answer was lost): the pending row
-   * makes the loop drop it, now, or after the pending grace when the database
-   * did not answer (a creation that timed out may still be running there).
+   * (a rollback that failed, a commit whose answer was lost): the lease is
+   * made due, so the loop drops it, now, or after UNANSWERED_GRACE_MS when the
+   * database did not answer (a creation that timed out may still be running there).
    */
   private async settleFailedIssue(id: string, err: unknown): Promise<void> {
     const code = isBrokerError(err) ? err.code : undefined;
@@ -197,25 +202,31 @@ export class LeaseManager {
       return;
     }
     const unanswered = code === errors.ENGINE_CONNECTION.code && !this.revokeWhenIssued.has(id);
-    await this.storage.updateLease(id, { dueAt: Date.now() + (unanswered ? PENDING_GRACE_MS : 0) });
+    await this.storage.updateLease(id, { dueAt: Date.now() + (unanswered ? UNANSWERED_GRACE_MS : 0) });
     if (!unanswered) this.broker.wakeRevocation();
   }
 
+  /** The lease's row. @throws BrokerError LEASE_NOT_FOUND for an unknown lease and for one still being issued. */
   async lookup(id: string): Promise<LeaseRow> {
     const row = await this.storage.getLease(id);
-    if (!row || row.state === 'pending') throw errors.LEASE_NOT_FOUND();
+    if (!row || this.unfinished(row)) throw errors.LEASE_NOT_FOUND();
     return row;
   }
 
   /**
    * What sys/leases/lookup shows of a lease: its status columns only, so the
    * lookup neither reads nor decrypts the sealed revocation context.
-   * @throws BrokerError LEASE_NOT_FOUND for an unknown lease and for a pending one (its issuance has not finished).
+   * @throws BrokerError LEASE_NOT_FOUND for an unknown lease and for one still being issued.
    */
   async status(id: string): Promise<LeaseStatus> {
     const row = await this.storage.getLeaseStatus(id);
-    if (!row || row.state === 'pending') throw errors.LEASE_NOT_FOUND();
+    if (!row || this.unfinished(row)) throw errors.LEASE_NOT_FOUND();
     return row;
+  }
+
+  /** Whether a lease's issuance has not finished: this process is issuing it, or it is a pending row of an older version. */
+  private unfinished(row: { id: string; state: string }): boolean {
+    return row.state === 'pending' || this.issuing.has(row.id);
   }
 
   /** Renew: `increment` from now (default: the role's TTL), capped at max_ttl from issue time. */
@@ -336,7 +347,7 @@ export class LeaseManager {
    * (its user may not exist yet). Returns whether the revocation was deferred.
    */
   private deferIfIssuing(row: LeaseRow): boolean {
-    if (row.state !== 'pending' || !this.issuing.has(row.id)) return false;
+    if (!this.issuing.has(row.id)) return false;
     this.revokeWhenIssued.add(row.id);
     return true;
   }
@@ -438,7 +449,11 @@ export class LeaseManager {
     return found;
   }
 
-  /** After a restart: interrupted issuances and revocations become due now. */
+  /**
+   * After a restart or a takeover: interrupted revocations (and pending rows
+   * of older versions' issuances) become due now. An interrupted issuance of
+   * this version is an ordinary lease, revoked at its end.
+   */
   async recoverInterrupted(): Promise<void> {
     const n = await this.storage.recoverInterrupted(Date.now());
     if (n > 0) this.broker.logger.info({ leases: n }, 'resuming interrupted lease work');

@@ -5,7 +5,7 @@
 const enabled = new Set((process.env.DBROKER_FAULTS ?? '').split(',').map((s) => s.trim()).filter(Boolean));
 
 export type FaultPoint =
-  | 'issue.after_pending'
+  | 'issue.after_write_ahead'
   | 'issue.after_create_user'
   /** The batcher: the engine's creation batch returned (its users committed), no lease updated yet. */
   | 'issue.after_batch_commit'

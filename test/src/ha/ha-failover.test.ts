@@ -156,9 +156,10 @@ test('(b) kill -9 the active during issuance by 8 clients: 0 lost leases, 0 orph
     await Promise.all(clients);
     console.log(`(b) issuance under 8 clients: takeover in ${ms} ms; ${issued.size} creds issued (${atKill} before the kill), ${failures} requests failed around it`);
     assert.ok(ms < 10_000, `takeover within 10 s (took ${ms} ms)`);
-    // Interrupted issuances (pending leases of the dead node) are revoked by the new active; what remains is
-    // exactly one user per lease, and every lease a client received.
-    await eventually(async () => (await leaseStates(cluster)).pending === undefined, 60_000, 'interrupted issuances to be settled');
+    // An issuance the kill cut short keeps its lease (the new active cannot know whether its answer
+    // went out): at most one per client, with or without its user. Every lease a client received is
+    // kept with its user, and no user is left without a lease (the revoke-prefix below drops them all).
+    assert.equal((await leaseStates(cluster)).pending, undefined, 'leases are written whole, never pending');
     const users = new Set(await rolesWithPrefix(target, prefix));
     const leaseRows = await leaseCount(cluster);
     for (const [id, username] of issued) {
@@ -166,7 +167,7 @@ test('(b) kill -9 the active during issuance by 8 clients: 0 lost leases, 0 orph
       const lookup = await cluster.api(next, 'PUT', 'sys/leases/lookup', { lease_id: id });
       assert.equal(lookup.status, 200, `lease ${id} is kept (0 lost leases)`);
     }
-    assert.equal(users.size, leaseRows, `one user per lease: 0 orphaned users (${users.size} users, ${leaseRows} leases)`);
+    assert.ok(users.size <= leaseRows, `every user has a lease: 0 orphaned users (${users.size} users, ${leaseRows} leases)`);
     assert.ok(leaseRows - issued.size <= 8, `at most one lease per client whose answer was lost in the kill (${leaseRows - issued.size})`);
     // Everything revokes cleanly from the new active.
     const r = await cluster.api(next, 'PUT', 'sys/leases/revoke-prefix/database/creds/app/', {});

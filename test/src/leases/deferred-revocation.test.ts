@@ -1,14 +1,14 @@
 // A revocation that reaches a lease while this process is still issuing it is
 // deferred until the issuance ends (lease-manager.ts). It used to be lost when
 // it arrived after the issuance's settle step had looked for it: the loop
-// claiming a failed issuance's pending row (claimed rows come due again only
-// after CLAIM_MS, 120 s; a CI run waited 15 s for it), or a revoke arriving
-// while the activation was being written (the lease then lived to its TTL).
+// claiming a failed issuance's row (claimed rows come due again only after
+// CLAIM_MS, 120 s; a CI run waited 15 s for it), or a revoke arriving while
+// the user was being made (the lease then lived to its TTL).
 //
 // An in-process broker (SQLite store) against the real PostgreSQL. To land in
-// that window every time, the test wraps the real store's updateLease on its
-// instance: when the issuance writes the settle step's row, the wrapper asks
-// for the revocation right then; the store still does the write.
+// that window every time, the test wraps the real store's method on its
+// instance: when the issuance writes the row, the wrapper asks for the
+// revocation right then; the store still does the write.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -36,17 +36,16 @@ async function call(method: 'GET' | 'PUT' | 'POST', url: string, body?: unknown)
   return { status: r.statusCode, body: r.body ? r.json() : undefined };
 }
 
-/** Run `onWrite(id)` when the issuance writes `match`ing changes to a lease row, once the store committed them (`after`) or before. */
-function onLeaseWrite(when: 'before' | 'after', match: (changes: Partial<LeaseRow>) => boolean, onWrite: (id: string) => Promise<unknown>): () => void {
+/** Run `onWrite(id)` when the issuance writes `match`ing changes to a lease row, once the store committed them. */
+function onLeaseWrite(match: (changes: Partial<LeaseRow>) => boolean, onWrite: (id: string) => Promise<unknown>): () => void {
   const storage = server.broker.storage;
   const original = storage.updateLease.bind(storage);
   let fired = false;
   storage.updateLease = async (id, changes) => {
     if (fired || !match(changes)) return original(id, changes);
     fired = true;
-    if (when === 'before') await onWrite(id);
     await original(id, changes);
-    if (when === 'after') await onWrite(id);
+    await onWrite(id);
   };
   return () => {
     storage.updateLease = original;
@@ -78,10 +77,9 @@ after(async () => {
   await pg?.stop();
 });
 
-test('a failed issuance whose pending row the revocation loop claims while the issuance unwinds is revoked at once, not after the claim expires', async () => {
+test('a failed issuance whose row the revocation loop claims while the issuance unwinds is revoked at once, not after the claim expires', async () => {
   let leaseId = '';
   const restore = onLeaseWrite(
-    'after',
     (changes) => changes.state === undefined && typeof changes.dueAt === 'number' && changes.dueAt <= Date.now(),
     async (id) => {
       leaseId = id;
@@ -99,21 +97,52 @@ test('a failed issuance whose pending row the revocation loop claims while the i
   assert.deepEqual(await rolesWithPrefix(pg, `${prefix}bad`), []);
 });
 
-test('a revocation asked for while the activation is being written is not lost: the new lease is revoked and its user dropped', async () => {
+test('a revocation asked for while the user is being made is not lost: the new lease is answered, then revoked and its user dropped', async () => {
+  const storage = server.broker.storage;
+  const original = storage.insertLeaseWriteAhead.bind(storage);
   let leaseId = '';
-  const restore = onLeaseWrite(
-    'before',
-    (changes) => changes.state === 'active',
-    async (id) => {
-      leaseId = id;
-      // Before the activation is committed: the row is still pending, so the revocation is deferred.
-      await server.broker.leases.expedite(id);
-    },
-  );
-  const r = await call('GET', 'database/creds/good');
-  restore();
+  storage.insertLeaseWriteAhead = async (row) => {
+    const written = await original(row);
+    if (!leaseId) {
+      leaseId = row.id;
+      // The row is committed and the user not made yet: the revocation is deferred.
+      await server.broker.leases.expedite(row.id);
+      assert.ok(await leaseExists(row.id), 'deferred, not done: the lease is still there');
+    }
+    return written;
+  };
+  let r: Awaited<ReturnType<typeof call>>;
+  try {
+    r = await call('GET', 'database/creds/good');
+  } finally {
+    storage.insertLeaseWriteAhead = original;
+  }
   assert.equal(r.status, 200, JSON.stringify(r.body));
   assert.equal(r.body.lease_id, leaseId);
   await eventually(async () => !(await leaseExists(leaseId)), 5_000, 'the lease to be revoked');
   assert.deepEqual(await rolesWithPrefix(pg, `${prefix}good`), []);
+});
+
+test('lookup and renew do not see a lease still being issued; they do once it is answered', async () => {
+  const storage = server.broker.storage;
+  const original = storage.insertLeaseWriteAhead.bind(storage);
+  let seen: Array<{ status: number; body: any }> = []; // eslint-disable-line @typescript-eslint/no-explicit-any -- JSON answers of several shapes
+  storage.insertLeaseWriteAhead = async (row) => {
+    const written = await original(row);
+    seen = [await call('PUT', 'sys/leases/lookup', { lease_id: row.id }), await call('PUT', 'sys/leases/renew', { lease_id: row.id, increment: 60 })];
+    return written;
+  };
+  let r: Awaited<ReturnType<typeof call>>;
+  try {
+    r = await call('GET', 'database/creds/good');
+  } finally {
+    storage.insertLeaseWriteAhead = original;
+  }
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.deepEqual(seen.map((x) => x.status), [400, 400], JSON.stringify(seen));
+  for (const x of seen) assert.match(x.body.errors.join(' '), /lease not found/);
+  const lookup = await call('PUT', 'sys/leases/lookup', { lease_id: r.body.lease_id });
+  assert.equal(lookup.status, 200, JSON.stringify(lookup.body));
+  assert.ok(lookup.body.data.ttl > 3500, JSON.stringify(lookup.body.data));
+  assert.equal((await call('PUT', 'sys/leases/revoke', { lease_id: r.body.lease_id })).status, 204);
 });

@@ -51,6 +51,8 @@ before(async () => {
   await role('manual', 'main', '10m');
   await role('short', 'main', '2s');
   await role('crash', 'main', '10m');
+  // Issuances cut short by a crash: their leases are kept to this TTL, then revoked.
+  await role('cut-short', 'main', '8s');
   await role('steady', 'main', '2s');
   await role('cut', 'flaky', '2s');
 });
@@ -123,27 +125,40 @@ test('a lease that expires while the broker is down (SIGKILL) is revoked right a
   assert.deepEqual(await leaseIdsUnder('database/creds/short/'), []);
 });
 
-test('crash after the database user is created but before the lease is active: the user is dropped after restart', async () => {
+// Recovery rolls forward: after a crash the broker cannot know whether its
+// answer reached the client, so a lease whose issuance was cut short is an
+// ordinary lease, revoked at its own end (never earlier: the client may hold it).
+test('crash after the database user is created, before the answer: the lease is kept after restart and drops the user at its TTL', async () => {
   await pb.restart({ env: { DBROKER_FAULTS: 'issue.after_create_user' } });
-  const r = await pb.broker.api('GET', 'database/creds/crash', { token: pb.root }).catch((err: unknown) => err);
+  const sent = Date.now();
+  const r = await pb.broker.api('GET', 'database/creds/cut-short', { token: pb.root }).catch((err: unknown) => err);
   assert.ok(r instanceof Error, 'the creds request should die with the broker');
   await pb.broker.waitForExit();
-  const orphans = await rolesWithPrefix(server, `${userPrefix}crash-`);
-  assert.equal(orphans.length, 1, 'the fault point is after the user exists');
+  const made = await rolesWithPrefix(server, `${userPrefix}cut-short-`);
+  assert.equal(made.length, 1, 'the fault point is after the user exists');
 
   await pb.restart();
-  await eventually(async () => (await rolesWithPrefix(server, `${userPrefix}crash-`)).length === 0, 15_000, 'the orphan to be dropped');
-  await eventually(async () => (await leaseIdsUnder('database/creds/crash/')).length === 0, 10_000, 'the pending lease to be forgotten');
+  const [key] = await leaseIdsUnder('database/creds/cut-short/');
+  assert.ok(key, 'the lease survived the crash');
+  const lookup = await pb.api('PUT', 'sys/leases/lookup', { lease_id: `database/creds/cut-short/${key}` });
+  assert.equal(lookup.status, 200, lookup.text);
+  assert.ok(Date.parse(lookup.body.data.expire_time) <= sent + 9000 + 1000, `it ends at its TTL (8 s): ${lookup.body.data.expire_time}`);
+  if (Date.now() < sent + 7000) assert.deepEqual(await rolesWithPrefix(server, `${userPrefix}cut-short-`), made, 'the user is kept until the lease ends');
+  await eventually(async () => (await rolesWithPrefix(server, `${userPrefix}cut-short-`)).length === 0, 20_000, 'the user to be dropped at the lease end');
+  assert.ok(Date.now() - sent >= 8000, `dropped ${Date.now() - sent} ms after the request, not before the TTL`);
+  await eventually(async () => (await leaseIdsUnder('database/creds/cut-short/')).length === 0, 10_000, 'the lease to be forgotten');
 });
 
-test('crash after the pending lease is written, before the user exists: no user, no lease after restart', async () => {
-  await pb.restart({ env: { DBROKER_FAULTS: 'issue.after_pending' } });
-  const r = await pb.broker.api('GET', 'database/creds/crash', { token: pb.root }).catch((err: unknown) => err);
+test('crash after the lease is written, before the user exists: no user; the lease ends at its TTL (a drop of nobody) and is forgotten', async () => {
+  await pb.restart({ env: { DBROKER_FAULTS: 'issue.after_write_ahead' } });
+  const r = await pb.broker.api('GET', 'database/creds/cut-short', { token: pb.root }).catch((err: unknown) => err);
   assert.ok(r instanceof Error);
   await pb.broker.waitForExit();
   await pb.restart();
-  await eventually(async () => (await leaseIdsUnder('database/creds/crash/')).length === 0, 15_000, 'the pending lease to be cleared');
-  assert.deepEqual(await rolesWithPrefix(server, `${userPrefix}crash-`), []);
+  assert.equal((await leaseIdsUnder('database/creds/cut-short/')).length, 1, 'the lease written ahead survived the crash');
+  assert.deepEqual(await rolesWithPrefix(server, `${userPrefix}cut-short-`), []);
+  await eventually(async () => (await leaseIdsUnder('database/creds/cut-short/')).length === 0, 25_000, 'the lease to be revoked at its end and forgotten');
+  assert.deepEqual(await rolesWithPrefix(server, `${userPrefix}cut-short-`), []);
 });
 
 test('crash after the user is dropped but before the lease is forgotten: the lease is settled after restart', async () => {
