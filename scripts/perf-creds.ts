@@ -55,7 +55,7 @@ async function load(ms: number): Promise<{ n: number; wallMs: number; cpuUs: num
   const t0 = performance.now();
   await Promise.all(Array.from({ length: clients }, async () => {
     while (performance.now() < end) {
-      const G=(globalThis as any); G.__T ??= {n:0,acc:{}}; G.__T.req=performance.now(); await call(creds); (G.__T.acc['total']??=[]).push(performance.now()-G.__T.req);
+      await call(creds);
       n++;
     }
   }));
@@ -76,4 +76,3 @@ if (profileFile) {
 console.log(`${clients} clients: ${r.n} creds in ${(r.wallMs / 1000).toFixed(1)} s = ${((r.n / r.wallMs) * 1000).toFixed(0)}/s; broker CPU ${(r.cpuUs / r.n / 1000).toFixed(3)} ms per credential; load ${(await import('node:os')).loadavg()[0]!.toFixed(2)}`);
 await call({ method: 'PUT', url: '/v1/sys/leases/revoke-prefix/database/creds/r', headers: root, payload: '{}' });
 await broker.close();
-{ const T=(globalThis as any).__T; if (T) for (const [k,v] of Object.entries(T.acc as Record<string,number[]>)) { const s=[...v].sort((a,b)=>a-b); console.log(k, 'p50', s[Math.floor(s.length/2)]!.toFixed(2)); } }
