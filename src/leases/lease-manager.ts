@@ -192,7 +192,7 @@ export class LeaseManager {
    * rolled back) means nothing was created: forget the lease, so the loop never
    * drops a role this lease does not own. Anything else may have left a user
    * (a rollback that failed, a commit whose answer was lost): the lease is
-   * made due, so the loop drops it, now, or after UNANSWERED_GRACE_MS when the
+   * marked revoking and made due, so the loop drops it, now, or after UNANSWERED_GRACE_MS when the
    * database did not answer (a creation that timed out may still be running there).
    */
   private async settleFailedIssue(id: string, err: unknown): Promise<void> {
@@ -202,7 +202,8 @@ export class LeaseManager {
       return;
     }
     const unanswered = code === errors.ENGINE_CONNECTION.code && !this.revokeWhenIssued.has(id);
-    await this.storage.updateLease(id, { dueAt: Date.now() + (unanswered ? UNANSWERED_GRACE_MS : 0) });
+    // Never answered, so never active: renew refuses it and the active-lease gauge leaves it out.
+    await this.storage.updateLease(id, { state: 'revoking', dueAt: Date.now() + (unanswered ? UNANSWERED_GRACE_MS : 0) });
     if (!unanswered) this.broker.wakeRevocation();
   }
 

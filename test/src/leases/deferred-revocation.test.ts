@@ -80,7 +80,7 @@ after(async () => {
 test('a failed issuance whose row the revocation loop claims while the issuance unwinds is revoked at once, not after the claim expires', async () => {
   let leaseId = '';
   const restore = onLeaseWrite(
-    (changes) => changes.state === undefined && typeof changes.dueAt === 'number' && changes.dueAt <= Date.now(),
+    (changes) => changes.state === 'revoking' && typeof changes.dueAt === 'number' && changes.dueAt <= Date.now(),
     async (id) => {
       leaseId = id;
       // What the loop does once woken: claim the due row (pushing it CLAIM_MS ahead) and revoke it.
