@@ -126,9 +126,13 @@ export class LeaseManager {
     };
     this.issuing.add(id);
     try {
-      // Committed now, on disk soon: the engine may work meanwhile, the user is committed only after.
-      // The row is the lease as it will stay: due at its end (see the top of this file).
-      const { durable } = await this.storage.insertLeaseWriteAhead({
+      // HA: a deposed node creates no user (a write after it lost the lock is fenced, too).
+      if (!this.broker.cluster.canAct()) throw errors.NOT_ACTIVE('leadership moved during issuance');
+      // The row is the lease as it will stay: due at its end (see the top of this file). It is
+      // written while the engine starts: an engine that waits for the write-ahead itself
+      // (PostgreSQL: before COMMIT) runs its statements during the write and its fsync; the
+      // batcher makes any other engine wait before it is called.
+      const written = this.storage.insertLeaseWriteAhead({
         id,
         mount: req.mount,
         role: req.role.name,
@@ -144,9 +148,11 @@ export class LeaseManager {
         tokenHash: req.token?.idHash ?? null,
         sealed: this.broker.seal.keys.encryptJSON(identity(id), ctx),
       });
-      fault('issue.after_write_ahead');
-      // HA: a node deposed while it wrote the row creates no user (its lease ends at its TTL, a no-op drop).
-      if (!this.broker.cluster.canAct()) throw errors.NOT_ACTIVE('leadership moved during issuance');
+      const durable = written.then(({ durable }) => {
+        fault('issue.after_write_ahead');
+        return durable;
+      });
+      durable.catch(() => undefined); // the engine or the batcher reports it (WriteAheadFailed)
       // The connection's batcher may create this user together with others waiting for the same
       // connection; the lease is settled here, after the batch committed.
       const batcher = this.backend(req.mount).connections.batcher(req.connection.name);
@@ -162,8 +168,10 @@ export class LeaseManager {
       };
       await batcher.create(request, async (outcome) => {
         if (!outcome.ok) {
+          // A row that was never written has nothing to settle (and no user was committed).
+          const rowWritten = await written.then(() => true, () => false);
           // NOT_ACTIVE: deposed while the request waited; nothing was created, and this node may not write.
-          if (!isNotActive(outcome.error)) await this.settleFailedIssue(id, outcome.error);
+          if (rowWritten && !isNotActive(outcome.error)) await this.settleFailedIssue(id, outcome.error);
           throw outcome.error;
         }
         fault('issue.after_create_user');

@@ -146,3 +146,28 @@ test('lookup and renew do not see a lease still being issued; they do once it is
   assert.ok(lookup.body.data.ttl > 3500, JSON.stringify(lookup.body.data));
   assert.equal((await call('PUT', 'sys/leases/revoke', { lease_id: r.body.lease_id })).status, 204);
 });
+
+// The row is written while the engine starts (PostgreSQL runs its statements
+// meanwhile and commits only once the row is durable): a row that cannot be
+// written must leave no user, no lease, and a clear error.
+test('a lease row that cannot be written while the engine already runs: a 500 naming it, no user committed, no lease', async () => {
+  const storage = server.broker.storage;
+  const original = storage.insertLeaseWriteAhead.bind(storage);
+  let leaseId = '';
+  storage.insertLeaseWriteAhead = async (row) => {
+    leaseId = row.id;
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the engine's statements are under way
+    throw new Error('disk I/O error (injected)');
+  };
+  let r: Awaited<ReturnType<typeof call>>;
+  try {
+    r = await call('GET', 'database/creds/good');
+  } finally {
+    storage.insertLeaseWriteAhead = original;
+  }
+  assert.equal(r.status, 500, JSON.stringify(r.body));
+  assert.match(r.body.errors.join(' '), /could not be stored durably: disk I\/O error \(injected\)/);
+  assert.ok(leaseId);
+  assert.equal(await leaseExists(leaseId), false);
+  assert.deepEqual(await rolesWithPrefix(pg, `${prefix}good`), []);
+});
