@@ -258,6 +258,41 @@ test('a user that created and owns a table is still revoked: objects go to the a
   assert.equal((await pb.list('sys/leases/lookup/database/creds/owner/')).status, 404);
 });
 
+// A rewrite or a delete of a role reaches the very next creds request (no stale copy anywhere).
+test('a role rewritten between two creds requests is used at once (new TTL, new statements); a deleted role is a 400 at once', async () => {
+  const write = (fields: Record<string, unknown>) => createRole(pb, 'rewritten', {
+    db_name: 'main',
+    creation_statements: [`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'`],
+    default_ttl: '10m',
+    max_ttl: '1h',
+    username_template: prefixTemplate(`${userPrefix}w`),
+    ...fields,
+  });
+  await write({});
+  const first = await issueCreds(pb, 'rewritten');
+  assert.equal(first.leaseDuration, 600);
+  const canRead = async (c: { username: string; password: string }) => {
+    const client = await loginAs(server, c.username, c.password);
+    try {
+      return (await client.query(`SELECT v FROM ${granted}`)).rows[0]?.v === 42;
+    } catch {
+      return false;
+    } finally {
+      await client.end();
+    }
+  };
+  assert.equal(await canRead(first), false, 'the first version grants nothing');
+  await write({ default_ttl: '20m', creation_statements: [`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'`, `GRANT SELECT ON ${granted} TO "{{name}}"`] });
+  const second = await issueCreds(pb, 'rewritten');
+  assert.equal(second.leaseDuration, 1200, 'the new default_ttl');
+  assert.equal(await canRead(second), true, 'the new creation statements');
+  assert.equal((await pb.api('PUT', 'sys/leases/revoke-prefix/database/creds/rewritten')).status, 204);
+  assert.equal((await pb.api('DELETE', 'database/roles/rewritten')).status, 204);
+  const gone = await pb.api('GET', 'database/creds/rewritten');
+  assert.equal(gone.status, 400, gone.text);
+  assert.equal(gone.body.errors[0], "unknown role: rewritten");
+});
+
 test('cleanup check: no role of this file is left behind', async () => {
   await pb.api('PUT', 'sys/leases/revoke-prefix/database/creds/');
   assert.deepEqual(await rolesWithPrefix(server, userPrefix), []);
