@@ -14,8 +14,11 @@
 // holds is revoked before its TTL. An issuance that fails in this process
 // forgets its lease (nothing was made) or makes it due now.
 // While this process is issuing a lease, lookup and renew do not see it, and
-// a revocation that reaches it (revoke-prefix, a token revoked) is deferred
-// until the issuance ends, so the user is never dropped before it is made.
+// a revocation that reaches it waits until the issuance ends, so the user is
+// never dropped before it is made: a synchronous revoke (sys/leases/revoke,
+// revoke-prefix) waits and then revokes, answering only once the drop is
+// done; the loop's and other asynchronous ones are deferred and made due
+// when the issuance ends.
 // Users are created and dropped by the connection's DdlBatcher, maybe in one
 // engine call with others; a batch that fails as a whole counts as a failed
 // creation (or revocation) for each of its leases.
@@ -75,8 +78,12 @@ export function backoffMs(attempts: number): number {
 }
 
 export class LeaseManager {
-  /** Leases this process is issuing right now (row written, user being created): hidden from lookup and renew. */
-  private readonly issuing = new Set<string>();
+  /**
+   * Leases this process is issuing right now (row written, user being
+   * created), each with the end of its issuance (never rejects): hidden from
+   * lookup and renew; a synchronous revocation waits for it.
+   */
+  private readonly issuing = new Map<string, Promise<void>>();
   /** Issuing leases whose revocation was asked for meanwhile: revoked as soon as issued. */
   private readonly revokeWhenIssued = new Set<string>();
   /** Revocations since start that dropped the user with warnings (logged with each). */
@@ -124,7 +131,8 @@ export class LeaseManager {
       renewStatements: req.role.renewStatements,
       displayName: req.token?.displayName ?? '',
     };
-    this.issuing.add(id);
+    let issued!: () => void;
+    this.issuing.set(id, new Promise<void>((resolve) => (issued = resolve)));
     try {
       // HA: a deposed node creates no user (a write after it lost the lock is fenced, too).
       if (!this.broker.cluster.canAct()) throw errors.NOT_ACTIVE('leadership moved during issuance');
@@ -178,6 +186,7 @@ export class LeaseManager {
       });
     } finally {
       this.issuing.delete(id);
+      issued();
       // A revocation deferred while the user was being made (a revoke-prefix, the loop
       // claiming the row of a short lease or of a failed issuance) runs now.
       if (this.revokeWhenIssued.delete(id)) await this.expediteDeferred(id);
@@ -269,7 +278,8 @@ export class LeaseManager {
   }
 
   /**
-   * Revoke one lease now. Unknown leases count as revoked. A failure leaves
+   * Revoke one lease now; one this process is still issuing is revoked once
+   * issued (the answer waits). Unknown leases count as revoked. A failure leaves
    * it scheduled for retry (throws REVOCATION_FAILED). Returns the engine's
    * warnings: the user is gone but something could not be checked (e.g.
    * whether a session of it stays open), so the revocation is not clean.
@@ -286,9 +296,14 @@ export class LeaseManager {
    * returns the error, if any (the lease then stays scheduled for retry).
    */
   private async revokeNow(id: string, mount?: string, warnings?: string[]): Promise<string | undefined> {
-    const row = await this.storage.getLease(id);
+    let row = await this.storage.getLease(id);
+    const issuance = row && this.issuing.get(id);
+    if (issuance) {
+      // Its user may not exist yet: answer only once it is made and dropped (or was never made).
+      await issuance;
+      row = await this.storage.getLease(id);
+    }
     if (!row || (mount !== undefined && row.mount !== mount)) return undefined;
-    if (this.deferIfIssuing(row)) return undefined;
     const now = Date.now();
     await this.storage.updateLease(id, { state: 'revoking', dueAt: now + CLAIM_MS, expireTime: Math.min(row.expireTime, now) });
     return this.revokeClaimed({ ...row, state: 'revoking' }, warnings);

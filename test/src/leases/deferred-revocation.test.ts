@@ -171,3 +171,37 @@ test('a lease row that cannot be written while the engine already runs: a 500 na
   assert.equal(await leaseExists(leaseId), false);
   assert.deepEqual(await rolesWithPrefix(pg, `${prefix}good`), []);
 });
+
+// "Never answer success for work not done": a synchronous revoke that reaches
+// a lease while its user is being made used to answer 204 at once and leave
+// the drop to later.
+test('a synchronous revoke of a lease still being issued answers only once its user is dropped', async () => {
+  const storage = server.broker.storage;
+  const original = storage.insertLeaseWriteAhead.bind(storage);
+  let revoke: Promise<{ status: number; body: unknown }> | undefined;
+  let leaseId = '';
+  let credsAnswered = false;
+  storage.insertLeaseWriteAhead = async (row) => {
+    const written = await original(row);
+    if (!revoke) {
+      leaseId = row.id;
+      revoke = call('PUT', 'sys/leases/revoke', { lease_id: row.id });
+    }
+    return written;
+  };
+  let r: Awaited<ReturnType<typeof call>>;
+  try {
+    r = await call('GET', 'database/creds/good');
+    credsAnswered = true;
+  } finally {
+    storage.insertLeaseWriteAhead = original;
+  }
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.ok(revoke);
+  const answer = await revoke;
+  assert.ok(credsAnswered, 'the revoke waited for the issuance');
+  assert.equal(answer.status, 204, JSON.stringify(answer.body));
+  // Checked right at the answer, without waiting: the work is done.
+  assert.deepEqual(await rolesWithPrefix(pg, `${prefix}good`), []);
+  assert.equal(await leaseExists(leaseId), false);
+});
