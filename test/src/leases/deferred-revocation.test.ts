@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { loadConfig } from '../../../src/config.ts';
 import { startServer, type RunningServer } from '../../../src/server.ts';
-import type { LeaseRow } from '../../../src/storage/storage.ts';
+import type { LeaseRow, Storage } from '../../../src/storage/storage.ts';
 import { eventually } from '../../support/broker.ts';
 import { dropRolesWithPrefix, LOGIN_ROLE, rolesWithPrefix, tag, templatedUrl } from '../../support/pg-broker.ts';
 import { trustPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
@@ -97,26 +97,38 @@ test('a failed issuance whose row the revocation loop claims while the issuance 
   assert.deepEqual(await rolesWithPrefix(pg, `${prefix}bad`), []);
 });
 
-test('a revocation asked for while the user is being made is not lost: the new lease is answered, then revoked and its user dropped', async () => {
+type Answer = Awaited<ReturnType<typeof call>>;
+
+/**
+ * GET database/creds/good while the real store's insertLeaseWriteAhead is
+ * wrapped: `write(row, original)` does the write (or fails it) and acts in
+ * the window, with the row committed and the user not made yet. Returns the
+ * creds answer and the lease id the issuance wrote.
+ */
+async function credsWhileWriting(write: (row: LeaseRow, original: Storage['insertLeaseWriteAhead']) => ReturnType<Storage['insertLeaseWriteAhead']>): Promise<{ answer: Answer; leaseId: string }> {
   const storage = server.broker.storage;
   const original = storage.insertLeaseWriteAhead.bind(storage);
   let leaseId = '';
   storage.insertLeaseWriteAhead = async (row) => {
-    const written = await original(row);
-    if (!leaseId) {
-      leaseId = row.id;
-      // The row is committed and the user not made yet: the revocation is deferred.
-      await server.broker.leases.expedite(row.id);
-      assert.ok(await leaseExists(row.id), 'deferred, not done: the lease is still there');
-    }
-    return written;
+    if (leaseId) return original(row);
+    leaseId = row.id;
+    return write(row, original);
   };
-  let r: Awaited<ReturnType<typeof call>>;
   try {
-    r = await call('GET', 'database/creds/good');
+    return { answer: await call('GET', 'database/creds/good'), leaseId };
   } finally {
     storage.insertLeaseWriteAhead = original;
   }
+}
+
+test('a revocation asked for while the user is being made is not lost: the new lease is answered, then revoked and its user dropped', async () => {
+  const { answer: r, leaseId } = await credsWhileWriting(async (row, original) => {
+    const written = await original(row);
+    // The row is committed and the user not made yet: the revocation is deferred.
+    await server.broker.leases.expedite(row.id);
+    assert.ok(await leaseExists(row.id), 'deferred, not done: the lease is still there');
+    return written;
+  });
   assert.equal(r.status, 200, JSON.stringify(r.body));
   assert.equal(r.body.lease_id, leaseId);
   await eventually(async () => !(await leaseExists(leaseId)), 5_000, 'the lease to be revoked');
@@ -124,20 +136,12 @@ test('a revocation asked for while the user is being made is not lost: the new l
 });
 
 test('lookup and renew do not see a lease still being issued; they do once it is answered', async () => {
-  const storage = server.broker.storage;
-  const original = storage.insertLeaseWriteAhead.bind(storage);
-  let seen: Array<{ status: number; body: any }> = []; // eslint-disable-line @typescript-eslint/no-explicit-any -- JSON answers of several shapes
-  storage.insertLeaseWriteAhead = async (row) => {
+  let seen: Answer[] = [];
+  const { answer: r } = await credsWhileWriting(async (row, original) => {
     const written = await original(row);
     seen = [await call('PUT', 'sys/leases/lookup', { lease_id: row.id }), await call('PUT', 'sys/leases/renew', { lease_id: row.id, increment: 60 })];
     return written;
-  };
-  let r: Awaited<ReturnType<typeof call>>;
-  try {
-    r = await call('GET', 'database/creds/good');
-  } finally {
-    storage.insertLeaseWriteAhead = original;
-  }
+  });
   assert.equal(r.status, 200, JSON.stringify(r.body));
   assert.deepEqual(seen.map((x) => x.status), [400, 400], JSON.stringify(seen));
   for (const x of seen) assert.match(x.body.errors.join(' '), /lease not found/);
@@ -151,20 +155,10 @@ test('lookup and renew do not see a lease still being issued; they do once it is
 // meanwhile and commits only once the row is durable): a row that cannot be
 // written must leave no user, no lease, and a clear error.
 test('a lease row that cannot be written while the engine already runs: a 500 naming it, no user committed, no lease', async () => {
-  const storage = server.broker.storage;
-  const original = storage.insertLeaseWriteAhead.bind(storage);
-  let leaseId = '';
-  storage.insertLeaseWriteAhead = async (row) => {
-    leaseId = row.id;
+  const { answer: r, leaseId } = await credsWhileWriting(async () => {
     await new Promise((resolve) => setTimeout(resolve, 50)); // the engine's statements are under way
     throw new Error('disk I/O error (injected)');
-  };
-  let r: Awaited<ReturnType<typeof call>>;
-  try {
-    r = await call('GET', 'database/creds/good');
-  } finally {
-    storage.insertLeaseWriteAhead = original;
-  }
+  });
   assert.equal(r.status, 500, JSON.stringify(r.body));
   assert.match(r.body.errors.join(' '), /could not be stored durably: disk I\/O error \(injected\)/);
   assert.ok(leaseId);
@@ -176,30 +170,18 @@ test('a lease row that cannot be written while the engine already runs: a 500 na
 // a lease while its user is being made used to answer 204 at once and leave
 // the drop to later.
 test('a synchronous revoke of a lease still being issued answers only once its user is dropped', async () => {
-  const storage = server.broker.storage;
-  const original = storage.insertLeaseWriteAhead.bind(storage);
-  let revoke: Promise<{ status: number; body: unknown }> | undefined;
-  let leaseId = '';
+  let revoke: Promise<{ answer: Answer; afterCreds: boolean }> | undefined;
   let credsAnswered = false;
-  storage.insertLeaseWriteAhead = async (row) => {
+  const { answer: r, leaseId } = await credsWhileWriting(async (row, original) => {
     const written = await original(row);
-    if (!revoke) {
-      leaseId = row.id;
-      revoke = call('PUT', 'sys/leases/revoke', { lease_id: row.id });
-    }
+    revoke = call('PUT', 'sys/leases/revoke', { lease_id: row.id }).then((answer) => ({ answer, afterCreds: credsAnswered }));
     return written;
-  };
-  let r: Awaited<ReturnType<typeof call>>;
-  try {
-    r = await call('GET', 'database/creds/good');
-    credsAnswered = true;
-  } finally {
-    storage.insertLeaseWriteAhead = original;
-  }
+  });
+  credsAnswered = true;
   assert.equal(r.status, 200, JSON.stringify(r.body));
   assert.ok(revoke);
-  const answer = await revoke;
-  assert.ok(credsAnswered, 'the revoke waited for the issuance');
+  const { answer, afterCreds } = await revoke;
+  assert.ok(afterCreds, 'the revoke answered after the issuance, not at once');
   assert.equal(answer.status, 204, JSON.stringify(answer.body));
   // Checked right at the answer, without waiting: the work is done.
   assert.deepEqual(await rolesWithPrefix(pg, `${prefix}good`), []);
