@@ -10,7 +10,7 @@
 // statement into statements appended at will. Batches save the per-user
 // lookups and run several users at once on the pool instead.
 
-import { createPool, type Pool, type PoolOptions, type RowDataPacket } from 'mysql2/promise';
+import { createPool, type FieldPacket, type Pool, type PoolConnection, type PoolOptions, type QueryValues, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise';
 import {
   EngineConnectionError,
   EngineInputError,
@@ -368,7 +368,7 @@ export class MysqlEngine implements Engine {
     if (username === this.adminUser) {
       let current: string;
       try {
-        const [rows] = await this.requirePool().query<RowDataPacket[]>('SELECT CURRENT_USER() AS who');
+        const [rows] = await this.query<RowDataPacket[]>('SELECT CURRENT_USER() AS who');
         current = String(rows[0]?.['who'] ?? '');
       } catch (err) {
         throw engineError(err, 'cannot find the account the admin is logged in as', secrets);
@@ -570,7 +570,7 @@ export class MysqlEngine implements Engine {
    */
   private async adminRights(secrets: string[]): Promise<AdminRights> {
     try {
-      const [rows] = await this.requirePool().query<RowDataPacket[]>(
+      const [rows] = await this.query<RowDataPacket[]>(
         `SELECT p.PRIVILEGE_TYPE AS privilege, c.who, c.version FROM (SELECT CURRENT_USER() AS who, VERSION() AS version) c
            LEFT JOIN information_schema.USER_PRIVILEGES p ON p.GRANTEE = CONCAT(
              QUOTE(LEFT(c.who, CHAR_LENGTH(c.who) - CHAR_LENGTH(SUBSTRING_INDEX(c.who, '@', -1)) - 1)), '@',
@@ -663,7 +663,29 @@ export class MysqlEngine implements Engine {
   }
 
   private async run(sql: string): Promise<void> {
-    await this.requirePool().query(sql);
+    await this.query(sql);
+  }
+
+  /**
+   * pool.query, with the two ways it fails told apart: no session (the
+   * server is down, or refused the admin's login: 1044 and 1049 then mean a
+   * default database it may not use) is an EngineConnectionError; an error
+   * of the statement itself (the same 1044 for a GRANT the admin may not
+   * give) is the server's error, so the caller reports the statement.
+   */
+  private async query<T extends RowDataPacket[] | ResultSetHeader = ResultSetHeader>(sql: string, values?: QueryValues): Promise<[T, FieldPacket[]]> {
+    const pool = this.requirePool();
+    let conn: PoolConnection;
+    try {
+      conn = await pool.getConnection();
+    } catch (err) {
+      throw new EngineConnectionError(asMysqlError(err).message);
+    }
+    try {
+      return await conn.query<T>(sql, values);
+    } finally {
+      conn.release();
+    }
   }
 
   private secrets(...extra: string[]): string[] {
@@ -693,13 +715,13 @@ export class MysqlEngine implements Engine {
     let rows: RowDataPacket[];
     try {
       try {
-        [rows] = await this.requirePool().query<RowDataPacket[]>(lookup(this.accountTable), names);
+        [rows] = await this.query<RowDataPacket[]>(lookup(this.accountTable), names);
       } catch (err) {
         // MySQL and MariaDB before 10.4 have no mysql.global_priv (1146), or the admin may not read it (1142).
         const errno = asMysqlError(err).errno;
         if (this.accountTable !== 'mysql.global_priv' || (errno !== 1146 && errno !== 1142)) throw err;
         this.accountTable = 'mysql.user';
-        [rows] = await this.requirePool().query<RowDataPacket[]>(lookup(this.accountTable), names);
+        [rows] = await this.query<RowDataPacket[]>(lookup(this.accountTable), names);
       }
     } catch (err) {
       throw engineError(err, 'cannot look up the user in mysql.user', secrets);
@@ -775,7 +797,7 @@ export class MysqlEngine implements Engine {
     if (names.length === 0) return out;
     let rows: RowDataPacket[];
     try {
-      [rows] = await this.requirePool().query<RowDataPacket[]>(
+      [rows] = await this.query<RowDataPacket[]>(
         'SELECT ID AS id, USER AS user FROM information_schema.PROCESSLIST WHERE USER IN (?)',
         [names],
       );

@@ -21,11 +21,12 @@ export const ER_NO_SUCH_THREAD = 1094;
 export const ER_CANNOT_USER = 1396;
 
 // Server errors that mean "the admin could not log in / get a session".
+// 1044 (access denied to a database) and 1049 (unknown database) are not
+// among them: a statement gets them too (a GRANT the admin may not give);
+// at login the engine reports them as EngineConnectionError itself.
 const LOGIN_ERRNOS = new Set([
   1040, // too many connections
-  1044, // access denied to database
   1045, // access denied (bad password)
-  1049, // unknown database
   1129, // host blocked
   1130, // host not allowed
   1203, // max_user_connections
@@ -50,7 +51,7 @@ export function cleanMessage(message: string, secrets: ReadonlyArray<string | un
   let out = message;
   const present = secrets.filter((s): s is string => !!s && s.length > 0);
   if (statement && present.some((s) => statement.includes(mysqlDialect.escapeInQuotes(s, "'")) || statement.includes(s))) {
-    out = out.replace(/ near '[\s\S]*' at line \d+/, ' near [statement text redacted] at line ?');
+    out = out.replace(/ near '[\s\S]*' at line (\d+)/, ' near [the statement text is not shown: it holds a secret] at line $1');
   }
   const variants = present.flatMap((s) => [s, mysqlDialect.escapeInQuotes(s, "'"), mysqlDialect.escapeInQuotes(s, '"')]);
   return scrubSecrets(out, variants);

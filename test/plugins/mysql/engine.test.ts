@@ -154,6 +154,61 @@ test('a failing creation rolls back and the error carries no password', async ()
   assert.deepEqual(await userHosts(admin, user), []);
 });
 
+// A new-user trial got "database connection failed" (a 502, and the lease
+// held 120 s as if the database had not answered) for a GRANT the admin may
+// not give: MySQL's 1044 means "access denied to a database" both at login
+// and for a statement. Only a failure to get a session is a connection error.
+test('a statement the admin may not run (1044, 1142) is that statement\'s error, not a connection failure; the user is rolled back', async () => {
+  const restrictedAdmin = `${P}ltd`;
+  const adminPassword = 'Aa1-limited-admin-password-01';
+  await admin.query('CREATE USER ?@? IDENTIFIED BY ?', [restrictedAdmin, '%', adminPassword]);
+  await admin.query('GRANT CREATE USER ON *.* TO ?@?', [restrictedAdmin, '%']);
+  await admin.query('GRANT SELECT ON mysql.user TO ?@?', [restrictedAdmin, '%']);
+  await admin.query(`GRANT SELECT ON ${DB}.${P}t1 TO ?@? WITH GRANT OPTION`, [restrictedAdmin, '%']);
+  const limited = await newEngine(mysqlConfig({ username: restrictedAdmin, password: adminPassword }));
+  const cases = [
+    { user: `${P}nodb`, grant: `GRANT INSERT ON ${DB}.* TO '{{name}}'@'%'`, errno: /Access denied for user '[^']+'@'%' to database '[^']+'/ },
+    { user: `${P}notbl`, grant: `GRANT INSERT ON ${DB}.${P}t2 TO '{{name}}'@'%'`, errno: /command denied to user/ },
+  ];
+  for (const c of cases) {
+    const err = await create(limited, c.user, PASSWORD, [CREATE[0]!, c.grant]).then(
+      () => assert.fail('newUser should fail'),
+      (e: unknown) => e as Error,
+    );
+    assert.ok(!(err instanceof EngineConnectionError), `${c.user}: not a connection failure: ${err.name}: ${err.message}`);
+    assert.ok(!(err instanceof EngineInputError), `${c.user}: the statements are valid`);
+    assert.match(err.message, /creation statement 2 failed/);
+    assert.match(err.message, c.errno);
+    assert.ok(!err.message.includes(PASSWORD) && !err.message.includes(adminPassword), err.message);
+    assert.deepEqual(await userHosts(admin, c.user), [], `${c.user} rolled back`);
+  }
+  // The same 1044 at login (a default database the admin may not use) stays a connection error.
+  await admin.query(`CREATE DATABASE IF NOT EXISTS ${P}closed`);
+  const noDb = mysql.create();
+  engines.push(noDb);
+  const loginErr = await noDb.initialize(mysqlConfig({ username: restrictedAdmin, password: adminPassword, connectionUrl: `mysql://{{username}}:{{password}}@${target.host}:${target.port}/${P}closed` }), { verify: true }).then(
+    () => assert.fail('initialize should fail'),
+    (e: unknown) => e as Error,
+  );
+  assert.ok(loginErr instanceof EngineConnectionError, String(loginErr));
+  assert.match(loginErr.message, new RegExp(`Access denied .* to database '${P}closed'`));
+  await noDb.initialize(mysqlConfig({ username: restrictedAdmin, password: adminPassword, connectionUrl: `mysql://{{username}}:{{password}}@${target.host}:${target.port}/${P}closed` }), { verify: false });
+  await assert.rejects(create(noDb, `${P}never`), EngineConnectionError, 'no session: a connection error for any operation');
+  await admin.query('DROP USER IF EXISTS ?@?', [restrictedAdmin, '%']);
+  await admin.query(`DROP DATABASE IF EXISTS ${P}closed`);
+});
+
+test('a syntax error in a statement that holds the password: the text near it is not shown, the line number is', async () => {
+  const secret = 'Aa1-syntax-secret-value-0099';
+  const err = await create(engine, `${P}syn`, secret, [`CREAT USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'`]).then(
+    () => assert.fail('newUser should fail'),
+    (e: unknown) => e as Error,
+  );
+  assert.ok(!(err instanceof EngineConnectionError));
+  assert.match(err.message, /near \[the statement text is not shown: it holds a secret\] at line 1/);
+  assert.ok(!err.message.includes(secret.slice(0, 8)), err.message);
+});
+
 test('a failed creation never drops an account that existed before', async () => {
   const user = `${P}pre`;
   const theirs = 'Aa1-pre-existing-password-01';
