@@ -50,13 +50,19 @@ async function api(app: FastifyInstance, token: string | undefined, method: 'GET
   return res.body ? (JSON.parse(res.body) as Record<string, unknown>) : {};
 }
 
+/** What devSetup made in the database that was not there before (dropped at exit: demoTeardown). */
+interface DemoObjects {
+  table: boolean;
+  group: boolean;
+}
+
 /**
  * Initialise and unseal, make `rootToken` the root token, create the demo
  * table, the DEMO_GROUP role that may read it, and the `demo` connection
  * (allowed_roles `*`: any role may use it) and `readonly` role (whose users
- * become DEMO_GROUP members). Returns the unseal key.
+ * become DEMO_GROUP members). Returns the unseal key and what it created.
  */
-async function devSetup(app: FastifyInstance, rootToken: string, pgUrl: string): Promise<string> {
+async function devSetup(app: FastifyInstance, rootToken: string, pgUrl: string): Promise<{ unsealKey: string; created: DemoObjects }> {
   const init = await api(app, undefined, 'PUT', 'sys/init', { secret_shares: 1, secret_threshold: 1 });
   const [unsealKey] = init.keys_base64 as string[];
   await api(app, undefined, 'PUT', 'sys/unseal', { key: unsealKey });
@@ -66,12 +72,15 @@ async function devSetup(app: FastifyInstance, rootToken: string, pgUrl: string):
 
   const demo = new pg.Client({ connectionString: pgUrl });
   await demo.connect();
+  const created: DemoObjects = { table: false, group: false };
   try {
+    created.table = (await demo.query<{ t: string | null }>("SELECT to_regclass('demo_items') AS t")).rows[0]?.t === null;
     await demo.query('CREATE TABLE IF NOT EXISTS demo_items (id serial PRIMARY KEY, name text NOT NULL)');
     await demo.query(`INSERT INTO demo_items (name) SELECT n FROM unnest(ARRAY['apple','banana','cherry']) AS n WHERE NOT EXISTS (SELECT 1 FROM demo_items)`);
     // The group-role pattern (README "PostgreSQL: grant a group role, not each user"): the table's
     // privileges go to one group role, each dynamic user only becomes a member. Roles are server-wide,
     // so with --dev-pg-url the group may exist already (or be created by another dev broker right now).
+    created.group = (await demo.query('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1', [DEMO_GROUP])).rowCount === 0;
     await demo.query(
       `DO $$ BEGIN CREATE ROLE ${DEMO_GROUP} NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$`,
     );
@@ -96,7 +105,25 @@ async function devSetup(app: FastifyInstance, rootToken: string, pgUrl: string):
     default_ttl: '1h',
     max_ttl: '24h',
   });
-  return unsealKey!;
+  return { unsealKey: unsealKey!, created };
+}
+
+/**
+ * At exit with --dev-pg-url, after the dev users are dropped: drop the demo
+ * table and group role if this run created them, so the database is left as
+ * it was found. Another dev broker on the same server may still use them:
+ * then DROP fails (dependent objects, members) and they stay, which is logged.
+ */
+async function demoTeardown(pgUrl: string, created: DemoObjects, logger: { info: (o: object, m: string) => void }): Promise<void> {
+  if (!created.table && !created.group) return;
+  const demo = new pg.Client({ connectionString: pgUrl });
+  await demo.connect();
+  try {
+    if (created.table) await demo.query('DROP TABLE IF EXISTS demo_items').catch((err: unknown) => logger.info({ err: String(err) }, 'dev mode: the demo table stays'));
+    if (created.group) await demo.query(`DROP ROLE IF EXISTS ${DEMO_GROUP}`).catch((err: unknown) => logger.info({ err: String(err) }, 'dev mode: the demo group role stays'));
+  } finally {
+    await demo.end();
+  }
 }
 
 /** Split a postgres URL into the admin credentials and a templated URL. */
@@ -126,21 +153,26 @@ export async function runDevServer(opts: DevOptions): Promise<void> {
       pgUrl = embedded.url;
     }
     const devPgUrl = pgUrl;
+    const external = opts.pgUrl !== undefined;
     let unsealKey = '';
+    let created: DemoObjects = { table: false, group: false };
     // The setup runs before the port opens: once sys/health answers, the
     // root token, the demo connection and the role exist.
     await startServer(config, {
       beforeListen: async (server) => {
         closeOnSignals(async () => {
-          // The store is deleted on exit, so nothing could revoke these later:
-          // drop every dev user now (matters with --dev-pg-url).
-          if (!server.broker.seal.sealed) {
+          // The store is deleted on exit, so nothing could revoke these later: with
+          // --dev-pg-url, drop every dev user now, then what the setup created. The
+          // embedded PostgreSQL is deleted whole (and a terminal's Ctrl-C reaches it
+          // too, so it may already be shutting down: nothing to revoke there).
+          if (external && !server.broker.seal.sealed) {
             await server.broker.leases.revokeAll().catch((err: unknown) => server.logger.error({ err: String(err) }, 'dev mode: revoking leases at exit failed'));
+            await demoTeardown(devPgUrl, created, server.logger).catch((err: unknown) => server.logger.error({ err: String(err) }, 'dev mode: dropping the demo table and group role failed'));
           }
           await server.close();
           await cleanup();
         }, server.logger);
-        unsealKey = await devSetup(server.app, opts.rootToken, devPgUrl);
+        ({ unsealKey, created } = await devSetup(server.app, opts.rootToken, devPgUrl));
       },
     });
     const base = `http://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${config.listen.port}`;

@@ -19,7 +19,7 @@ export function closeOnce(logger: Logger, message: string, close: () => Promise<
   let closing = false;
   const stop = (code: number, cause: ShutdownCause): void => {
     if (closing) {
-      if ('signal' in cause) logger.warn(cause, 'shutdown already under way (SIGKILL stops at once, skipping it)');
+      if ('signal' in cause) logger.info(cause, 'another stop signal while shutting down: ignored, the shutdown goes on (SIGKILL would stop at once, skipping it)');
       return;
     }
     closing = true;
