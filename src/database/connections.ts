@@ -411,7 +411,10 @@ export function checkStatements(factory: EngineFactory, kind: StatementKind, fie
     factory.validateStatements(kind, statements);
   } catch (err) {
     const mapped = mapEngineError('(validation)', err, []);
-    throw mapped.statusCode === 400 ? errors.BAD_FIELD(field, mapped.message) : mapped;
+    if (mapped.statusCode !== 400) throw mapped;
+    // Engines name the field themselves ("creation_statements: …"); BAD_FIELD names it once.
+    const own = `${field}: `;
+    throw errors.BAD_FIELD(field, mapped.message.startsWith(own) ? mapped.message.slice(own.length) : mapped.message);
   }
 }
 

@@ -293,6 +293,14 @@ test('a role rewritten between two creds requests is used at once (new TTL, new 
   assert.equal(gone.body.errors[0], "unknown role: rewritten");
 });
 
+// A new-user trial saw the field named twice: invalid field "creation_statements": creation_statements: must not be empty.
+test('statements the engine refuses at write name their field once', async () => {
+  const r = await pb.api('PUT', 'database/roles/empty', { db_name: 'main', creation_statements: [' ; '] });
+  assert.equal(r.status, 400, r.text);
+  assert.deepEqual(r.body.errors, ['invalid field "creation_statements": must not be empty']);
+  assert.equal((await pb.api('GET', 'database/roles/empty')).status, 404, 'nothing was written');
+});
+
 test('cleanup check: no role of this file is left behind', async () => {
   await pb.api('PUT', 'sys/leases/revoke-prefix/database/creds/');
   assert.deepEqual(await rolesWithPrefix(server, userPrefix), []);
