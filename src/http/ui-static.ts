@@ -108,4 +108,6 @@ export function registerUi(app: FastifyInstance, assets: Map<string, Asset> = lo
   const methods: Array<'GET' | 'HEAD' | 'PUT' | 'POST' | 'DELETE' | 'PATCH' | 'OPTIONS'> = ['GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'PATCH', 'OPTIONS'];
   app.route({ method: methods, url: '/ui', exposeHeadRoute: false, handler: async (req, reply) => (req.method === 'GET' || req.method === 'HEAD' ? void reply.redirect('/ui/', 301) : serve(req, reply)) });
   app.route({ method: methods, url: '/ui/*', exposeHeadRoute: false, handler: serve });
+  // As Vault's server does (http/handler.go: "/" redirects to the UI when it is enabled).
+  app.route({ method: ['GET', 'HEAD'], url: '/', exposeHeadRoute: false, handler: async (_req, reply) => void reply.redirect('/ui/', 307) });
 }

@@ -150,6 +150,12 @@ test('the UI is served under /ui/ with the right content types and security head
   const bare = await fetch(`${broker.url}/ui`, { redirect: 'manual' });
   assert.equal(bare.status, 301);
   assert.equal(bare.headers.get('location'), '/ui/');
+  // The server's root leads to the UI, as Vault's does (a new-user trial got a 404 there).
+  for (const method of ['GET', 'HEAD']) {
+    const root = await fetch(`${broker.url}/`, { method, redirect: 'manual' });
+    assert.equal(root.status, 307, method);
+    assert.equal(root.headers.get('location'), '/ui/', method);
+  }
   assert.equal((await fetch(ui('nothing-here.js'))).status, 404);
   assert.equal((await fetch(`${broker.url}/ui/%2e%2e/package.json`)).status, 404);
   assert.equal((await fetch(ui(), { method: 'POST', body: '{}' })).status, 405);
