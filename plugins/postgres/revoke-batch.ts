@@ -1,17 +1,23 @@
 // Revoking many users at once (the engine's deleteUsers): the steps of
 // revoke.ts, each done for the whole batch in one query or one transaction:
 //   1. one query for the oids of all names; a name without a role is done;
-//   2. NOLOGIN for all, in one transaction;
-//   3. one pg_stat_activity query for all; the few users with sessions get
-//      revoke.ts's endSessions (membership, terminate, check), and a user
+//   2. one pg_stat_activity query for all; NOLOGIN, in one transaction, for
+//      the users with sessions (so they cannot reconnect) and those with
+//      custom statements (which may keep the role); the users with sessions
+//      get revoke.ts's endSessions (membership, terminate, check), and a user
 //      whose session stays open fails alone (kept NOLOGIN, retried);
+//   3. the default revocation of a user without sessions needs no NOLOGIN:
+//      a session that logs in before the DROP commits is found and ended by
+//      step 5, and after it nobody can log in; if the DROP fails, revokeRole
+//      (NOLOGIN first) takes over. An ALTER ROLE per user was most of a
+//      drain's catalog writes;
 //   4. one transaction, with the user-change lock when needed: for users
 //      with the default revocation, the memberships REASSIGN/DROP OWNED need,
 //      then `REASSIGN OWNED BY a, b, c TO owner; DROP OWNED BY a, b, c;
 //      DROP ROLE IF EXISTS a, b, c` in one savepoint; users with custom
 //      statements each in a savepoint of their own; one COMMIT;
-//   5. one pg_stat_activity query for a session that slipped in before
-//      NOLOGIN took effect (ended as in step 3).
+//   5. one pg_stat_activity query for a session that logged in before the
+//      DROP committed (ended as in step 2).
 // When the default group's savepoint fails (one user that cannot be
 // dropped), its users are revoked one at a time with revokeRole after the
 // commit, so that user does not hold back the others. A user counts as done
@@ -95,11 +101,11 @@ export async function revokeBatch(
     if (oids.has(user.username)) present.push(user);
     else outcomes.set(user, 'done');
   }
-  await stopLogins(client, present, outcomes);
+  const sessions = await withSessions(client, present.map((u) => oids.get(u.username)!));
+  await stopLogins(client, present.filter((u) => u.statements !== null || sessions.has(oids.get(u.username)!)), outcomes);
 
   // Memberships taken to end sessions (custom statements may keep the role: given back at the end).
   const joined = new Set<BatchRevocation>();
-  const sessions = await withSessions(client, present.filter((u) => !outcomes.has(u)).map((u) => oids.get(u.username)!));
   for (const user of present) {
     const oid = oids.get(user.username)!;
     if (outcomes.has(user) || !sessions.has(oid)) continue;
@@ -136,7 +142,7 @@ export async function revokeBatch(
   const left = await oidsOf(client, todo.map((u) => u.username));
   for (const [user, err] of customFailed) outcomes.set(user, left.has(user.username) ? { error: err } : 'done');
 
-  // A session that slipped in before NOLOGIN took effect.
+  // A session that logged in before the DROP committed (or before NOLOGIN took effect).
   const late = await withSessions(client, committed.map((u) => oids.get(u.username)!));
   for (const user of committed) {
     const oid = oids.get(user.username)!;

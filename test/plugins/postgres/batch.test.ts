@@ -176,6 +176,37 @@ test('deleteUsers of 50 users, some owning tables, some with open sessions, some
   }
 });
 
+// Users without sessions are dropped without an ALTER ROLE … NOLOGIN first (it was most of a drain's
+// catalog writes): one that logs in after the sessions were checked, before the DROP commits, must
+// still lose that session. The batch is held at the user-change lock to log in right in that window.
+test('deleteUsers: a session that logs in after the sessions check, before the DROP commits, is ended; the user is gone', async () => {
+  const requests = Array.from({ length: 6 }, () => request(TABLE_GRANT));
+  assert.deepEqual(await engine.newUsers!(requests), requests.map(() => undefined));
+  const holder = new pg.Client({ connectionString: server.url });
+  await holder.connect();
+  let late: pg.Client | undefined;
+  try {
+    await holder.query('SELECT pg_advisory_lock($1::bigint)', [USER_CHANGE_LOCK]);
+    const deleting = engine.deleteUsers!(requests.map((r) => ({ username: r.username, statements: [] })));
+    // The batch has checked for sessions (there were none) and waits for the lock inside its transaction.
+    for (let i = 0; ; i++) {
+      const waiting = await adminQuery(server, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'");
+      if (waiting.length > 0) break;
+      assert.ok(i < 200, 'the batch never waited for the user-change lock');
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    late = await loginAs(server, requests[2]!.username, requests[2]!.password);
+    assert.equal((await late.query(`SELECT v FROM ${granted}`)).rows[0]?.v, 42, 'the late session works until the drop');
+    await holder.query('SELECT pg_advisory_unlock($1::bigint)', [USER_CHANGE_LOCK]);
+    assert.deepEqual(await deleting, requests.map(() => ({})));
+    assert.deepEqual(await adminQuery(server, 'SELECT rolname FROM pg_roles WHERE rolname = ANY($1)', [requests.map((r) => r.username)]), []);
+    await assert.rejects(late.query('SELECT 1'), 'the late session was ended');
+  } finally {
+    await late?.end().catch(() => undefined);
+    await holder.end();
+  }
+});
+
 test('deleteUsers: a user that cannot be dropped in the batch fails alone; the others are dropped', async () => {
   const db = `batch_other_db_${run}`;
   await adminQuery(server, `CREATE DATABASE ${db}`);
