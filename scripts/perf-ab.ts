@@ -11,11 +11,8 @@
 // Both directories need src/ and node_modules/ (a git worktree with the
 // node_modules symlink of /work/notes/guide.md). A/A (the same directory twice) shows the noise.
 
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { InjectOptions } from 'fastify';
-import type { RunningServer } from '../src/server.ts';
+import { startInProcessBroker, type InProcessBroker } from './in-process-broker.ts';
 
 const [dirA, dirB, which = 'lookup', roundsArg = '40', perArg = '400'] = process.argv.slice(2);
 if (!dirA || !dirB || !['lookup', 'self', 'health'].includes(which)) {
@@ -26,27 +23,13 @@ const rounds = Number(roundsArg);
 const per = Number(perArg);
 
 interface Side {
-  server: RunningServer;
-  dir: string;
+  broker: InProcessBroker;
   req: InjectOptions;
 }
 
 async function setup(checkout: string): Promise<Side> {
-  const { loadConfig } = await import(join(checkout, 'src/config.ts'));
-  const { startServer } = await import(join(checkout, 'src/server.ts'));
-  const { createLogger } = await import(join(checkout, 'src/logger.ts'));
-  const dir = mkdtempSync(join(tmpdir(), 'dbroker-ab-'));
-  const config = loadConfig(undefined, { DBROKER_STORAGE_PATH: join(dir, 'store.db'), DBROKER_LISTEN: '127.0.0.1:0' });
-  // The production logger (its redaction paths included), silenced.
-  const server: RunningServer = await startServer(config, { logger: createLogger('silent') });
-  const call = async (req: InjectOptions) => {
-    const r = await server.app.inject(req);
-    if (r.statusCode >= 300) throw new Error(`${req.method} ${req.url}: ${r.statusCode} ${r.body}`);
-    return r.body ? r.json() : undefined;
-  };
-  const init = await call({ method: 'PUT', url: '/v1/sys/init', payload: JSON.stringify({ secret_shares: 1, secret_threshold: 1 }) });
-  await call({ method: 'PUT', url: '/v1/sys/unseal', payload: JSON.stringify({ key: init.keys[0] }) });
-  const root = { 'x-vault-token': init.root_token as string };
+  const broker = await startInProcessBroker(checkout);
+  const { server, call, root } = broker;
   await call({ method: 'PUT', url: '/v1/sys/policies/acl/creds', headers: root, payload: JSON.stringify({ policy: 'path "database/creds/r" { capabilities = ["read"] }' }) });
   const child = await call({ method: 'PUT', url: '/v1/auth/token/create', headers: root, payload: JSON.stringify({ policies: ['default', 'creds'] }) });
   const now = Date.now();
@@ -61,14 +44,14 @@ async function setup(checkout: string): Promise<Side> {
       : which === 'health'
         ? { method: 'GET', url: '/v1/sys/health' }
         : { method: 'PUT', url: '/v1/sys/leases/lookup', headers: { ...auth, 'content-type': 'application/json' }, payload: JSON.stringify({ lease_id: 'database/creds/r/perf' }) };
-  return { server, dir, req };
+  return { broker, req };
 }
 
 /** CPU µs per request over `count` requests. */
 async function run(side: Side, count: number): Promise<number> {
   const c0 = process.cpuUsage();
   for (let i = 0; i < count; i++) {
-    const r = await side.server.app.inject(side.req);
+    const r = await side.broker.server.app.inject(side.req);
     if (r.statusCode !== 200) throw new Error(`${r.statusCode} ${r.body}`);
   }
   const c = process.cpuUsage(c0);
@@ -102,7 +85,4 @@ const at = (v: number[], q: number) => [...v].sort((x, y) => x - y)[Math.min(v.l
 console.log(
   `${which}: A ${at(as, 0.5).toFixed(1)} µs  B ${at(bs, 0.5).toFixed(1)} µs CPU/request (medians)  B/A ${at(ratios, 0.5).toFixed(3)} (quartiles ${at(ratios, 0.25).toFixed(3)}..${at(ratios, 0.75).toFixed(3)})`,
 );
-for (const side of [a, b]) {
-  await side.server.close();
-  rmSync(side.dir, { recursive: true, force: true });
-}
+for (const side of [a, b]) await side.broker.close();

@@ -107,6 +107,20 @@ export async function createAdminUser(admin: Connection, user: string, password:
   }
 }
 
+/**
+ * A least-privilege admin at host '%': `CREATE USER` plus the global
+ * privileges in `extra` (e.g. PROCESS, CONNECTION ADMIN), `SELECT` on
+ * mysql.user (existence checks), and `SELECT` on `grantable` (a
+ * `db`.`table` name, already quoted) WITH GRANT OPTION, so the roles it
+ * serves may grant that and nothing else.
+ */
+export async function createLimitedAdmin(admin: Connection, user: string, password: string, grantable: string, extra: string[] = []): Promise<void> {
+  await admin.query('CREATE USER ?@? IDENTIFIED BY ?', [user, '%', password]);
+  await admin.query(`GRANT ${['CREATE USER', ...extra].join(', ')} ON *.* TO ?@?`, [user, '%']);
+  await admin.query('GRANT SELECT ON mysql.user TO ?@?', [user, '%']);
+  await admin.query(`GRANT SELECT ON ${grantable} TO ?@? WITH GRANT OPTION`, [user, '%']);
+}
+
 /** Ids of the sessions `user` has open. */
 export async function sessionsOf(admin: Connection, user: string): Promise<number[]> {
   const [rows] = await admin.query<RowDataPacket[]>('SELECT ID AS id FROM information_schema.PROCESSLIST WHERE USER = ?', [user]);

@@ -10,7 +10,7 @@ import mysql from '../../../plugins/mysql/index.ts';
 import { mapEngineError } from '../../../src/database/connections.ts';
 import { DdlBatcher, unwrap } from '../../../src/database/ddl-batcher.ts';
 import { EngineInputError, type DeleteUserResult, type Engine, type NewUserRequest } from '../../../src/engine/engine.ts';
-import { adminConnection, canLogin, connectAs, dropLeftovers, mysqlConfig, sessionsOf, target, userHosts } from '../../support/mariadb.ts';
+import { adminConnection, canLogin, connectAs, createLimitedAdmin, dropLeftovers, mysqlConfig, sessionsOf, target, userHosts } from '../../support/mariadb.ts';
 
 const P = 'dbt_eb_';
 const DB = target.database;
@@ -148,10 +148,7 @@ test('deleteUsers: a name the one-statement DROP USER cannot drop (a role) fails
 test('deleteUsers with an admin that cannot end sessions: the user with an open session fails alone, locked and kept', async () => {
   const user = `${P}nokill`;
   const password = 'Aa1-nokill-admin-password-01';
-  await admin.query('CREATE USER ?@? IDENTIFIED BY ?', [user, '%', password]);
-  await admin.query('GRANT CREATE USER, PROCESS ON *.* TO ?@?', [user, '%']);
-  await admin.query('GRANT SELECT ON mysql.user TO ?@?', [user, '%']);
-  await admin.query(`GRANT SELECT ON ${TABLE} TO ?@? WITH GRANT OPTION`, [user, '%']);
+  await createLimitedAdmin(admin, user, password, TABLE, ['PROCESS']);
   const restricted = await newEngine(mysqlConfig({ username: user, password }));
 
   const names = [0, 1, 2, 3].map((i) => `${P}nk${i}`);
@@ -257,10 +254,7 @@ test('newUsers: two batches racing for one name: one gets it, the other an input
 test('an admin that may read mysql.user but not mysql.global_priv: names are still looked up (a name taken at another host is refused)', async () => {
   const user = `${P}viewonly`;
   const password = 'Aa1-viewonly-admin-password-1';
-  await admin.query('CREATE USER ?@? IDENTIFIED BY ?', [user, '%', password]);
-  await admin.query('GRANT CREATE USER ON *.* TO ?@?', [user, '%']);
-  await admin.query('GRANT SELECT ON mysql.user TO ?@?', [user, '%']);
-  await admin.query(`GRANT SELECT ON ${TABLE} TO ?@? WITH GRANT OPTION`, [user, '%']);
+  await createLimitedAdmin(admin, user, password, TABLE);
   const restricted = await newEngine(mysqlConfig({ username: user, password }));
   const taken = `${P}vtaken`;
   await admin.query(`CREATE USER ?@'localhost' IDENTIFIED BY 'Aa1-theirs-password-000001'`, [taken]);

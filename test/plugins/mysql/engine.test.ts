@@ -8,6 +8,7 @@ import {
   canLogin,
   connectAs,
   createAdminUser,
+  createLimitedAdmin,
   dropLeftovers,
   goDsn,
   mysqlConfig,
@@ -161,10 +162,7 @@ test('a failing creation rolls back and the error carries no password', async ()
 test('a statement the admin may not run (1044, 1142) is that statement\'s error, not a connection failure; the user is rolled back', async () => {
   const restrictedAdmin = `${P}ltd`;
   const adminPassword = 'Aa1-limited-admin-password-01';
-  await admin.query('CREATE USER ?@? IDENTIFIED BY ?', [restrictedAdmin, '%', adminPassword]);
-  await admin.query('GRANT CREATE USER ON *.* TO ?@?', [restrictedAdmin, '%']);
-  await admin.query('GRANT SELECT ON mysql.user TO ?@?', [restrictedAdmin, '%']);
-  await admin.query(`GRANT SELECT ON ${DB}.${P}t1 TO ?@? WITH GRANT OPTION`, [restrictedAdmin, '%']);
+  await createLimitedAdmin(admin, restrictedAdmin, adminPassword, `${DB}.${P}t1`);
   const limited = await newEngine(mysqlConfig({ username: restrictedAdmin, password: adminPassword }));
   const cases = [
     { user: `${P}nodb`, grant: `GRANT INSERT ON ${DB}.* TO '{{name}}'@'%'`, errno: /Access denied for user '[^']+'@'%' to database '[^']+'/ },

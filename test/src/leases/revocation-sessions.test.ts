@@ -19,7 +19,7 @@ import type { Connection } from 'mysql2/promise';
 import type pg from 'pg';
 import { adminQuery, loginAs, startScramPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
 import { createRole, issueCreds, startPgBroker, tag, templatedUrl, type PgBroker } from '../../support/pg-broker.ts';
-import { adminConnection, canLogin, connectAs, dropLeftovers, goDsn, target as mysqlTarget, userHosts } from '../../support/mariadb.ts';
+import { adminConnection, canLogin, connectAs, createLimitedAdmin, dropLeftovers, goDsn, target as mysqlTarget, userHosts } from '../../support/mariadb.ts';
 
 const run = tag();
 const userPrefix = `rs${run}`;
@@ -150,10 +150,7 @@ async function mysqlAdmin(name: string, extra: string[]): Promise<{ user: string
   const user = `${MY_PREFIX}${name}`;
   const password = `Aa1-${run}-${name}`;
   const db = mysqlRoot.escapeId(mysqlTarget.database);
-  await mysqlRoot.query('CREATE USER ?@? IDENTIFIED BY ?', [user, '%', password]);
-  await mysqlRoot.query(`GRANT CREATE USER${extra.map((p) => `, ${p}`).join('')} ON *.* TO ?@?`, [user, '%']);
-  await mysqlRoot.query('GRANT SELECT ON mysql.user TO ?@?', [user, '%']);
-  await mysqlRoot.query(`GRANT SELECT ON ${db}.${mysqlRoot.escapeId(`${MY_PREFIX}granted`)} TO ?@? WITH GRANT OPTION`, [user, '%']);
+  await createLimitedAdmin(mysqlRoot, user, password, `${db}.${mysqlRoot.escapeId(`${MY_PREFIX}granted`)}`, extra);
   return { user, password };
 }
 
