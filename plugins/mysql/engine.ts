@@ -11,10 +11,15 @@
 // lookups and run several users at once on the pool instead.
 
 import { createPool, type FieldPacket, type Pool, type PoolConnection, type PoolOptions, type QueryValues, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise';
+import { randomBytes } from 'node:crypto';
 import {
   EngineConnectionError,
   EngineInputError,
+  StatementRefusedError,
   type ConnectionConfig,
+  type RoleStatements,
+  type StatementKind,
+  type TryOutcome,
   type DeleteUserRequest,
   type DeleteUserResult,
   type Engine,
@@ -26,7 +31,10 @@ import { parseConnectionUrl, parseOptions, poolOptions, type MysqlOptions } from
 import { formatExpiration, mysqlDialect } from './dialect.ts';
 import { checkMysql, renderMysql } from './guard.ts';
 import { mergeShape, plainName, renderMerged } from './merge.ts';
-import { ER_CANNOT_USER, ER_NO_SUCH_THREAD, asMysqlError, engineError } from './errors.ts';
+import { ER_CANNOT_USER, ER_NO_SUCH_THREAD, asMysqlError, cleanMessage, engineError, isConnectionFailure } from './errors.ts';
+
+/** ER_UNSUPPORTED_PS: "This command is not supported in the prepared statement protocol yet". */
+const ER_UNSUPPORTED_PS = 1295;
 
 // Our session must read '...'/"..." as strings with backslash escapes, which
 // is what the dialect escapes for, whatever the server's global sql_mode.
@@ -142,6 +150,50 @@ export class MysqlEngine implements Engine {
         throw new EngineConnectionError(engineError(err, 'cannot connect to MySQL', this.secrets()).message);
       }
     }
+  }
+
+  /**
+   * Engine.tryRoleStatements: each creation statement, and the role's own
+   * renewal and revocation statements, is prepared (PREPARE … FROM, then
+   * DEALLOCATE) for a throwaway name, never executed: account statements
+   * commit at once here, so running them would keep a user. That finds what
+   * the server refuses to parse, and the names it resolves when preparing
+   * (MariaDB: a role in SET DEFAULT ROLE); a missing privilege or table only
+   * shows at creds time. A statement the server cannot prepare is skipped.
+   */
+  async tryRoleStatements(role: RoleStatements): Promise<TryOutcome> {
+    const name = `dbroker_try_${randomBytes(6).toString('hex')}`;
+    const password = randomBytes(18).toString('base64url');
+    const values: TemplateValues = { name, username: name, password, expiration: formatExpiration(new Date(Date.now() + 3_600_000)) };
+    const lists: Array<[StatementKind, string[]]> = [
+      ['creation', role.creationStatements],
+      ['renew', role.renewStatements],
+      ['revocation', role.revocationStatements],
+    ];
+    const tried = lists.flatMap(([kind, templates]) => checkMysql(templates).map((template) => ({ kind, template, text: renderStatement(template, values, mysqlDialect) })));
+    let conn: PoolConnection;
+    try {
+      conn = await this.requirePool().getConnection();
+    } catch (err) {
+      throw new EngineConnectionError(cleanMessage(asMysqlError(err).message, this.secrets()));
+    }
+    try {
+      for (const statement of tried) {
+        try {
+          await conn.query('PREPARE dbroker_try FROM ?', [statement.text]);
+          await conn.query('DEALLOCATE PREPARE dbroker_try');
+        } catch (err) {
+          const e = asMysqlError(err);
+          if (e.errno === ER_UNSUPPORTED_PS) continue;
+          if (isConnectionFailure(e)) throw new EngineConnectionError(cleanMessage(e.message, this.secrets()));
+          const reason = cleanMessage(e.message, this.secrets()).split(password).join('{{password}}').split(name).join('{{name}}');
+          throw new StatementRefusedError(statement.kind, `${statement.kind}_statements: the database refused ${JSON.stringify(statement.template)}: ${reason}`);
+        }
+      }
+    } finally {
+      conn.release();
+    }
+    return { tried: true };
   }
 
   async newUser(request: NewUserRequest): Promise<void> {

@@ -1,11 +1,15 @@
 // The PostgreSQL engine: one bounded pg.Pool per engine instance.
 
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import {
   EngineConnectionError,
   EngineInputError,
+  StatementRefusedError,
   WriteAheadFailed,
   type ConnectionConfig,
+  type RoleStatements,
+  type TryOutcome,
   type DeleteUserRequest,
   type DeleteUserResult,
   type Engine,
@@ -28,7 +32,8 @@ import { createBatch, type BatchCreation } from './create-batch.ts';
 import { SessionsOpenError, defaultRevocation, missingSignalGrant, revokeRole, signalRights } from './revoke.ts';
 import { revokeBatch, type BatchRevocation, type RevocationOutcome } from './revoke-batch.ts';
 import { scramVerifier } from './scram.ts';
-import { connect, dbError, exec, inTransaction, roleOid, sqlState } from './sql.ts';
+import { connect, controlsTransaction, dbError, exec, inTransaction, roleOid, sqlState } from './sql.ts';
+import { statementsToTry, throwawayName, tryRolledBack } from './try-role.ts';
 
 export const POSTGRES_TYPE = 'postgresql-database-plugin';
 
@@ -149,6 +154,40 @@ export class PostgresEngine implements Engine {
     const creation = renderFor('creation', request.creationStatements, values);
     if (creation.length === 0) throw new EngineInputError('creation_statements must not be empty');
     return { username: request.username, statements: creation, writeAhead: request.writeAhead, customRollback: renderFor('rollback', request.rollbackStatements, values), templates: request.creationStatements, secrets };
+  }
+
+  /**
+   * Engine.tryRoleStatements: creation, then the renewal and revocation
+   * statements when the role has its own, for a throwaway user, in one
+   * transaction that is rolled back (try-role.ts). The engine's defaults are
+   * not tried.
+   */
+  async tryRoleStatements(role: RoleStatements): Promise<TryOutcome> {
+    const { pool, settings, auth } = this.#ready();
+    const name = throwawayName();
+    const plain = randomBytes(24).toString('base64url');
+    const password = await this.#passwordValue(plain, settings);
+    const values: TemplateValues = { name, username: name, password, expiration: formatExpiration(new Date(Date.now() + 3_600_000)) };
+    const tried = [
+      ...statementsToTry('creation', role.creationStatements, values),
+      ...statementsToTry('renew', role.renewStatements, values),
+      ...statementsToTry('revocation', role.revocationStatements, values),
+    ];
+    if (controlsTransaction(tried.map((t) => t.text))) {
+      return { tried: false, reason: 'a statement ends or starts the transaction itself, so trying them would keep what they made' };
+    }
+    const secrets = [plain, password, auth.password];
+    const client = await connect(pool, secrets);
+    let broken = false;
+    try {
+      await tryRolledBack(client, tried, name, secrets);
+    } catch (err) {
+      broken = !(err instanceof StatementRefusedError);
+      throw err;
+    } finally {
+      release(settings, pool, client, broken);
+    }
+    return { tried: true };
   }
 
   async newUser(request: NewUserRequest): Promise<void> {

@@ -138,9 +138,14 @@ export async function sequentially<T extends Piped>(client: PoolClient, statemen
 // PostgreSQL manual, "SQL Commands": the statements that begin, end or mark a transaction (after any comments).
 const TRANSACTION_CONTROL = /^\s*(?:(?:--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)\s*)*(begin|commit|end|rollback|abort|start\s+transaction|savepoint|release|prepare\s+transaction|commit\s+prepared|rollback\s+prepared)\b/i;
 
+/** Whether one of `statements` ends, starts or marks the transaction itself (COMMIT, SAVEPOINT, ...). */
+export function controlsTransaction(statements: ReadonlyArray<string>): boolean {
+  return statements.some((s) => TRANSACTION_CONTROL.test(s));
+}
+
 /** How to send a transaction's statements: pipeline(), or sequentially() when a template controls the transaction itself. */
 export function senderFor(statements: ReadonlyArray<string>): typeof pipeline {
-  return statements.some((s) => TRANSACTION_CONTROL.test(s)) ? sequentially : pipeline;
+  return controlsTransaction(statements) ? sequentially : pipeline;
 }
 
 /** The statements of one user's creation with the user-change lock taken before the first that needs it (lock-scope.ts). */

@@ -126,6 +126,24 @@ export interface Engine {
   readonly type: string;
 
   /**
+   * Optional: try a role's statements on the database when the role is
+   * written, keeping nothing, so that statements the database refuses (a
+   * syntax error, a table or group role that does not exist, a privilege the
+   * admin may not grant) get a 400 then rather than a failure at every creds
+   * request, and revocation statements that would fail are known before any
+   * lease depends on them. PostgreSQL runs creation, renewal and revocation
+   * for a throwaway user in one transaction that is always rolled back;
+   * MySQL/MariaDB, whose account statements commit at once, only prepares
+   * each (PREPARE: syntax, and names it can resolve then). Vault accepts any
+   * text at role write and fails at creds (a 500).
+   * Resolves { tried: false, reason } for statements that cannot be tried
+   * without keeping something (templates that end the transaction
+   * themselves); rejects with StatementRefusedError for a refused statement,
+   * EngineConnectionError when the database cannot be reached.
+   */
+  tryRoleStatements?(role: RoleStatements): Promise<TryOutcome>;
+
+  /**
    * Validate the config and open the admin pool. With `verify`, prove the
    * admin login works (throws EngineConnectionError otherwise).
    */
@@ -267,6 +285,34 @@ export type StatementKind = 'creation' | 'revocation' | 'rollback' | 'renew' | '
 export class EngineInputError extends Error {
   override name = 'EngineInputError';
 }
+
+/**
+ * Engine.tryRoleStatements: the database refused one of a role's statements.
+ * `kind` names the list it came from (the role field `<kind>_statements`);
+ * the message names the statement (by position) and the database's reason,
+ * secrets scrubbed. The broker answers the role write 400.
+ */
+export class StatementRefusedError extends EngineInputError {
+  // name stays 'EngineInputError': the broker tells engine errors apart by name (plugins may bring their own copy of this module).
+  constructor(
+    readonly kind: StatementKind,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The statements of a role, as Engine.tryRoleStatements tries them. */
+export interface RoleStatements {
+  creationStatements: Statements;
+  /** Empty: the engine's default revocation (not tried: it is the engine's own). */
+  revocationStatements: Statements;
+  /** Empty: the engine's default renewal. */
+  renewStatements: Statements;
+}
+
+/** What Engine.tryRoleStatements did: `tried` false (with the reason) when it could not try them at all. */
+export type TryOutcome = { tried: true } | { tried: false; reason: string };
 
 /**
  * The database refused the work at one of its own limits, and nothing of it
