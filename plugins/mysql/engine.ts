@@ -17,8 +17,7 @@ import {
   EngineInputError,
   StatementRefusedError,
   type ConnectionConfig,
-  type RoleStatements,
-  type StatementKind,
+  type StatementsToTry,
   type TryOutcome,
   type DeleteUserRequest,
   type DeleteUserResult,
@@ -153,24 +152,18 @@ export class MysqlEngine implements Engine {
   }
 
   /**
-   * Engine.tryRoleStatements: each creation statement, and the role's own
-   * renewal and revocation statements, is prepared (PREPARE … FROM, then
-   * DEALLOCATE) for a throwaway name, never executed: account statements
-   * commit at once here, so running them would keep a user. That finds what
-   * the server refuses to parse, and the names it resolves when preparing
-   * (MariaDB: a role in SET DEFAULT ROLE); a missing privilege or table only
-   * shows at creds time. A statement the server cannot prepare is skipped.
+   * Engine.tryStatements: each statement is prepared (PREPARE … FROM, then
+   * DEALLOCATE), never executed: account statements commit at once here, so
+   * running them would keep a user. That finds what the server refuses to
+   * parse, and the names it resolves when preparing (MariaDB: a role in SET
+   * DEFAULT ROLE); a missing privilege or table only shows when they run. A
+   * statement the server cannot prepare is skipped.
    */
-  async tryRoleStatements(role: RoleStatements): Promise<TryOutcome> {
-    const name = `dbroker_try_${randomBytes(6).toString('hex')}`;
+  async tryStatements(what: StatementsToTry): Promise<TryOutcome> {
+    const name = what.username ?? `dbroker_try_${randomBytes(6).toString('hex')}`;
     const password = randomBytes(18).toString('base64url');
     const values: TemplateValues = { name, username: name, password, expiration: formatExpiration(new Date(Date.now() + 3_600_000)) };
-    const lists: Array<[StatementKind, string[]]> = [
-      ['creation', role.creationStatements],
-      ['renew', role.renewStatements],
-      ['revocation', role.revocationStatements],
-    ];
-    const tried = lists.flatMap(([kind, templates]) => checkMysql(templates).map((template) => ({ kind, template, text: renderStatement(template, values, mysqlDialect) })));
+    const tried = what.lists.flatMap(({ kind, statements }) => checkMysql(statements).map((template) => ({ kind, template, text: renderStatement(template, values, mysqlDialect) })));
     let conn: PoolConnection;
     try {
       conn = await this.requirePool().getConnection();
@@ -186,7 +179,8 @@ export class MysqlEngine implements Engine {
           const e = asMysqlError(err);
           if (e.errno === ER_UNSUPPORTED_PS) continue;
           if (isConnectionFailure(e)) throw new EngineConnectionError(cleanMessage(e.message, this.secrets()));
-          const reason = cleanMessage(e.message, this.secrets()).split(password).join('{{password}}').split(name).join('{{name}}');
+          let reason = cleanMessage(e.message, this.secrets()).split(password).join('{{password}}');
+          if (what.username === undefined) reason = reason.split(name).join('{{name}}');
           throw new StatementRefusedError(statement.kind, `${statement.kind}_statements: the database refused ${JSON.stringify(statement.template)}: ${reason}`);
         }
       }

@@ -8,7 +8,7 @@ import {
   StatementRefusedError,
   WriteAheadFailed,
   type ConnectionConfig,
-  type RoleStatements,
+  type StatementsToTry,
   type TryOutcome,
   type DeleteUserRequest,
   type DeleteUserResult,
@@ -157,22 +157,17 @@ export class PostgresEngine implements Engine {
   }
 
   /**
-   * Engine.tryRoleStatements: creation, then the renewal and revocation
-   * statements when the role has its own, for a throwaway user, in one
-   * transaction that is rolled back (try-role.ts). The engine's defaults are
-   * not tried.
+   * Engine.tryStatements: the lists in order (a dynamic role's creation
+   * first makes the throwaway user the others act on), in one transaction
+   * that is rolled back (try-role.ts).
    */
-  async tryRoleStatements(role: RoleStatements): Promise<TryOutcome> {
+  async tryStatements(what: StatementsToTry): Promise<TryOutcome> {
     const { pool, settings, auth } = this.#ready();
-    const name = throwawayName();
+    const name = what.username ?? throwawayName();
     const plain = randomBytes(24).toString('base64url');
     const password = await this.#passwordValue(plain, settings);
     const values: TemplateValues = { name, username: name, password, expiration: formatExpiration(new Date(Date.now() + 3_600_000)) };
-    const tried = [
-      ...statementsToTry('creation', role.creationStatements, values),
-      ...statementsToTry('renew', role.renewStatements, values),
-      ...statementsToTry('revocation', role.revocationStatements, values),
-    ];
+    const tried = what.lists.flatMap(({ kind, statements }) => statementsToTry(kind, statements, values));
     if (controlsTransaction(tried.map((t) => t.text))) {
       return { tried: false, reason: 'a statement ends or starts the transaction itself, so trying them would keep what they made' };
     }
@@ -180,7 +175,7 @@ export class PostgresEngine implements Engine {
     const client = await connect(pool, secrets);
     let broken = false;
     try {
-      await tryRolledBack(client, tried, name, secrets);
+      await tryRolledBack(client, tried, what.username === undefined ? name : undefined, secrets);
     } catch (err) {
       broken = !(err instanceof StatementRefusedError);
       throw err;

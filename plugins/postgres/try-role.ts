@@ -1,6 +1,6 @@
-// Engine.tryRoleStatements for PostgreSQL: a role's statements, tried when
-// the role is written, on a throwaway user in one transaction that is always
-// rolled back. CREATE ROLE, GRANT and DROP ROLE are transactional here (PG
+// Engine.tryStatements for PostgreSQL: statements tried when they are
+// written (a role's, on a throwaway user; a static role's rotation, on its
+// user) in one transaction that is always rolled back. CREATE ROLE, GRANT and DROP ROLE are transactional here (PG
 // manual, "Transactions"), so nothing of the try is kept; statements that
 // cannot run in a transaction block (CREATE DATABASE, VACUUM) fail the try as
 // they would fail at creds time, where they run in one transaction too.
@@ -42,10 +42,15 @@ export function statementsToTry(kind: StatementKind, templates: Statements, valu
  * The caller checks first that no statement controls the transaction itself
  * (sql.ts controlsTransaction): a template COMMIT would keep what came before.
  * @throws StatementRefusedError naming the field and the template when the database refuses one
- *   (`name`, the throwaway user, shown as {{name}}); EngineConnectionError when the connection
- *   fails. `secrets` are scrubbed from both.
+ *   (`throwaway`, the throwaway user's name, shown as {{name}}); EngineConnectionError when the
+ *   connection fails. `secrets` are scrubbed from both.
  */
-export async function tryRolledBack(client: PoolClient, statements: ReadonlyArray<TriedStatement>, name: string, secrets: ReadonlyArray<string | undefined>): Promise<void> {
+export async function tryRolledBack(
+  client: PoolClient,
+  statements: ReadonlyArray<TriedStatement>,
+  throwaway: string | undefined,
+  secrets: ReadonlyArray<string | undefined>,
+): Promise<void> {
   await retryTransient(async () => {
     await exec(client, 'BEGIN');
     try {
@@ -59,7 +64,8 @@ export async function tryRolledBack(client: PoolClient, statements: ReadonlyArra
           await exec(client, statement.text);
         } catch (err) {
           if (isConnectionFailure(err) || isTransient(err)) throw err;
-          const reason = dbError('', err, secrets).message.replace(/^: /, '').split(name).join('{{name}}');
+          const scrubbed = dbError('', err, secrets).message.replace(/^: /, '');
+          const reason = throwaway === undefined ? scrubbed : scrubbed.split(throwaway).join('{{name}}');
           throw new StatementRefusedError(statement.kind, `${statement.kind}_statements: the database refused ${JSON.stringify(statement.template)}: ${reason}`);
         }
       }

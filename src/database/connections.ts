@@ -15,8 +15,8 @@
 // process; it batches waiting requests into one engine call.
 
 import type { Broker } from '../broker.ts';
-import { EngineConnectionError, scrubSecrets, type ConnectionConfig, type Engine, type EngineFactory, type StatementKind } from '../engine/engine.ts';
-import { BrokerError, errors } from '../errors.ts';
+import { EngineConnectionError, scrubSecrets, type ConnectionConfig, type Engine, type EngineFactory, type StatementKind, type StatementsToTry, type TryOutcome } from '../engine/engine.ts';
+import { BrokerError, errors, isBrokerError } from '../errors.ts';
 import { checkDatabaseTexts } from './database-text.ts';
 import { DdlBatcher } from './ddl-batcher.ts';
 import { KeyedLock } from './keyed-lock.ts';
@@ -54,6 +54,9 @@ export interface RootRotationState {
 }
 
 const ENGINE_TIMEOUT_MS = 30_000;
+
+/** Longest wait (ms) for the database to try statements at their write (Connections.tryStatements); past it they are saved with a warning. */
+export const TRY_STATEMENTS_MS = 5_000;
 /** A retired engine is closed once its operations finish, or after this at the latest. */
 const RETIRE_GRACE_MS = ENGINE_TIMEOUT_MS + 5_000;
 
@@ -358,6 +361,40 @@ export class Connections {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * Try statements on the database of connection `name` before they are
+   * saved (Engine.tryStatements, for engines that have it). Returns warnings
+   * for the write when they could not be tried: the database did not answer
+   * within TRY_STATEMENTS_MS or could not be reached, or the statements cannot
+   * be tried without keeping something. The write goes on then, as Vault
+   * saves statements without contacting the database.
+   * @throws BrokerError 400 naming the field (`<kind>_statements`) when the database refused a statement.
+   */
+  async tryStatements(name: string, what: StatementsToTry): Promise<string[]> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<TryOutcome>((resolve) => {
+      timer = setTimeout(() => resolve({ tried: false, reason: `the database did not answer within ${TRY_STATEMENTS_MS / 1000}s` }), TRY_STATEMENTS_MS);
+    });
+    const attempt = this.run<TryOutcome>(name, [], (engine) => engine.tryStatements?.(what) ?? Promise.resolve({ tried: true }));
+    attempt.catch(() => undefined);
+    let outcome: TryOutcome;
+    try {
+      outcome = await Promise.race([attempt, late]);
+    } catch (err) {
+      if (isBrokerError(err) && err.code === errors.ENGINE_INPUT.code) {
+        // StatementRefusedError names its field first ("creation_statements: …"); BAD_FIELD names it once.
+        const field = what.lists.map((l) => `${l.kind}_statements`).find((f) => err.message.startsWith(`${f}: `));
+        throw field ? errors.BAD_FIELD(field, err.message.slice(field.length + 2)) : err;
+      }
+      outcome = { tried: false, reason: err instanceof Error ? err.message : String(err) };
+    } finally {
+      clearTimeout(timer);
+    }
+    if (outcome.tried) return [];
+    this.broker.logger.warn({ connection: name, reason: outcome.reason }, 'statements not tried on the database');
+    return [`the statements were not tried on the database (${outcome.reason}): a statement it refuses fails when it is used instead`];
   }
 
   /** Close every engine now (seal, unmount, shutdown), running operations or not. */

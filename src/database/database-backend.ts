@@ -3,7 +3,7 @@
 // interface; this file only knows the generic fields.
 
 import type { Broker } from '../broker.ts';
-import { errors, isBrokerError, messageOf } from '../errors.ts';
+import { errors, messageOf } from '../errors.ts';
 import type { RequestContext, Route } from '../http/route.ts';
 import { duration, durationField, listField, statementsField, name, object, stringList } from '../http/schema.ts';
 import { checkCredentialConfig, credentialConfig } from './credential-config.ts';
@@ -13,13 +13,7 @@ import { checkStatements, Connections, isConnectionFailure, type ConnectionRecor
 import { RootRotation } from './root-rotation.ts';
 import { StaticRoles } from './static-roles.ts';
 import { checkUsernameTemplate, DEFAULT_USERNAME_TEMPLATE, generateUsername } from './username-template.ts';
-import type { Engine, EngineFactory, PoolSetting, StatementKind, TryOutcome } from '../engine/engine.ts';
-
-/** Longest wait (ms) for the database to try a role's statements at role write; past it the role is saved with a warning. */
-export const TRY_STATEMENTS_MS = 5_000;
-
-/** The role fields Engine.tryRoleStatements tries. */
-const TRIED_FIELDS = ['creation_statements', 'renew_statements', 'revocation_statements'] as const;
+import type { Engine, EngineFactory, PoolSetting, StatementKind } from '../engine/engine.ts';
 
 export interface RoleRecord {
   name: string;
@@ -436,48 +430,19 @@ export class DatabaseBackend {
     if (role.defaultTtl > mountMax) throw errors.BAD_FIELD('default_ttl', `must not exceed the mount's max_lease_ttl (${mountMax}s)`);
     checkUsernameTemplate(effectiveTemplate(role, conn, factory), factory.maxUsernameLength, roleName);
     // Statements the database refuses are a 400 now, not a failure at every creds request.
-    const untried = await this.tryStatements(conn, role);
+    const untried = await this.connections.tryStatements(conn.name, {
+      lists: [
+        { kind: 'creation', statements: role.creationStatements },
+        { kind: 'renew', statements: role.renewStatements },
+        { kind: 'revocation', statements: role.revocationStatements },
+      ],
+    });
     // Valid statements that will hurt at scale (PostgreSQL's ACL row limit): saved, with Vault's warnings (200).
     const warnings = [...(factory.creationWarnings?.(role.creationStatements) ?? []), ...untried];
     await this.broker.writeEntry(this.roleEntry(roleName), role);
     if (warnings.length === 0) return undefined;
     this.broker.logger.warn({ mount: this.mount, role: roleName, warnings }, 'role written with warnings');
     return { warnings };
-  }
-
-  /**
-   * Try a role's statements on its database before the role is saved
-   * (Engine.tryRoleStatements, for engines that have it). Returns warnings
-   * for the role write when they could not be tried: the database did not
-   * answer within TRY_STATEMENTS_MS, could not be reached, or the statements
-   * cannot be tried without keeping something. The role is saved anyway then,
-   * as Vault saves every role without contacting the database.
-   * @throws BrokerError 400 naming the field when the database refused a statement.
-   */
-  private async tryStatements(conn: ConnectionRecord, role: RoleRecord): Promise<string[]> {
-    const statements = { creationStatements: role.creationStatements, revocationStatements: role.revocationStatements, renewStatements: role.renewStatements };
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<TryOutcome>((resolve) => {
-      timer = setTimeout(() => resolve({ tried: false, reason: `the database did not answer within ${TRY_STATEMENTS_MS / 1000}s` }), TRY_STATEMENTS_MS);
-    });
-    const attempt = this.connections.run<TryOutcome>(conn.name, [], (engine) => engine.tryRoleStatements?.(statements) ?? Promise.resolve({ tried: true }));
-    let outcome: TryOutcome;
-    try {
-      outcome = await Promise.race([attempt, late]);
-    } catch (err) {
-      if (isBrokerError(err) && err.code === errors.ENGINE_INPUT.code) {
-        // StatementRefusedError names its field first ("creation_statements: …"); BAD_FIELD names it once.
-        const field = TRIED_FIELDS.find((f) => err.message.startsWith(`${f}: `));
-        throw field ? errors.BAD_FIELD(field, err.message.slice(field.length + 2)) : err;
-      }
-      outcome = { tried: false, reason: err instanceof Error ? err.message : String(err) };
-    } finally {
-      clearTimeout(timer);
-    }
-    attempt.catch(() => undefined);
-    if (outcome.tried) return [];
-    this.broker.logger.warn({ mount: this.mount, role: role.name, reason: outcome.reason }, 'role statements not tried on the database');
-    return [`the statements were not tried on the database (${outcome.reason}): a statement it refuses fails at creds time instead`];
   }
 
   private async creds(ctx: RequestContext) {

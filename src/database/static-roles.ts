@@ -128,7 +128,7 @@ export class StaticRoles {
     };
   }
 
-  private async write(roleName: string, body: Record<string, unknown>): Promise<undefined> {
+  private async write(roleName: string, body: Record<string, unknown>): Promise<{ warnings: string[] } | undefined> {
     const existing = await this.store.read(roleName);
     const dbName = (body.db_name as string | undefined) ?? existing?.dbName;
     if (!dbName) throw errors.BAD_REQUEST('missing required field "db_name"');
@@ -207,9 +207,13 @@ export class StaticRoles {
     if (next !== undefined) rec.nextRotation = next;
 
     if (existing || skipImport) {
+      // Rotation statements the database refuses are a 400 now, not a failed rotation later
+      // (without skip_import_rotation, the import rotation below runs them for real).
+      const changed = statements.length > 0 && (!existing || statements.join('\0') !== existing.rotationStatements.join('\0'));
+      const warnings = changed ? await this.backend.connections.tryStatements(dbName, { username: user, lists: [{ kind: 'rotation', statements }] }) : [];
       await this.store.write(rec);
       this.rotation.schedule(rec);
-      return undefined;
+      return warnings.length > 0 ? { warnings } : undefined;
     }
     await this.importRotation(rec);
     return undefined;

@@ -126,22 +126,22 @@ export interface Engine {
   readonly type: string;
 
   /**
-   * Optional: try a role's statements on the database when the role is
-   * written, keeping nothing, so that statements the database refuses (a
-   * syntax error, a table or group role that does not exist, a privilege the
-   * admin may not grant) get a 400 then rather than a failure at every creds
-   * request, and revocation statements that would fail are known before any
-   * lease depends on them. PostgreSQL runs creation, renewal and revocation
-   * for a throwaway user in one transaction that is always rolled back;
-   * MySQL/MariaDB, whose account statements commit at once, only prepares
-   * each (PREPARE: syntax, and names it can resolve then). Vault accepts any
-   * text at role write and fails at creds (a 500).
+   * Optional: try statements on the database when they are written (a role,
+   * a static role's rotation statements), keeping nothing, so that statements
+   * the database refuses (a syntax error, a table or group role that does not
+   * exist, a privilege the admin may not grant) get a 400 then rather than a
+   * failure at every creds request or rotation, and revocation statements
+   * that would fail are known before any lease depends on them. PostgreSQL
+   * runs them in one transaction that is always rolled back; MySQL/MariaDB,
+   * whose account statements commit at once, only prepares each (PREPARE:
+   * syntax, and names it can resolve then). Vault accepts any text and fails
+   * at use (a 500).
    * Resolves { tried: false, reason } for statements that cannot be tried
    * without keeping something (templates that end the transaction
    * themselves); rejects with StatementRefusedError for a refused statement,
    * EngineConnectionError when the database cannot be reached.
    */
-  tryRoleStatements?(role: RoleStatements): Promise<TryOutcome>;
+  tryStatements?(what: StatementsToTry): Promise<TryOutcome>;
 
   /**
    * Validate the config and open the admin pool. With `verify`, prove the
@@ -287,7 +287,7 @@ export class EngineInputError extends Error {
 }
 
 /**
- * Engine.tryRoleStatements: the database refused one of a role's statements.
+ * Engine.tryStatements: the database refused one of a role's statements.
  * `kind` names the list it came from (the role field `<kind>_statements`);
  * the message names the statement (by position) and the database's reason,
  * secrets scrubbed. The broker answers the role write 400.
@@ -302,16 +302,19 @@ export class StatementRefusedError extends EngineInputError {
   }
 }
 
-/** The statements of a role, as Engine.tryRoleStatements tries them. */
-export interface RoleStatements {
-  creationStatements: Statements;
-  /** Empty: the engine's default revocation (not tried: it is the engine's own). */
-  revocationStatements: Statements;
-  /** Empty: the engine's default renewal. */
-  renewStatements: Statements;
+/** What Engine.tryStatements tries: lists of statements, in order, on one user. */
+export interface StatementsToTry {
+  /**
+   * The user they act on: an existing one (a static role's user), or
+   * undefined for a throwaway user that the `creation` list, first, makes
+   * (a dynamic role's statements).
+   */
+  username?: string;
+  /** Each list with its kind (the field `<kind>_statements`); an empty list (the engine's default) is not tried. */
+  lists: ReadonlyArray<{ kind: StatementKind; statements: Statements }>;
 }
 
-/** What Engine.tryRoleStatements did: `tried` false (with the reason) when it could not try them at all. */
+/** What Engine.tryStatements did: `tried` false (with the reason) when it could not try them at all. */
 export type TryOutcome = { tried: true } | { tried: false; reason: string };
 
 /**

@@ -1,5 +1,5 @@
 // A role's statements are tried on its database when the role is written
-// (Engine.tryRoleStatements), over HTTP against a real broker and real
+// (Engine.tryStatements), and so are a static role's rotation statements, over HTTP against a real broker and real
 // servers: what the database refuses is a 400 naming the field at write, and
 // nothing is saved, rather than a 500 at every creds request (Vault saves any
 // text and fails at creds). PostgreSQL tries creation, renewal and revocation
@@ -22,6 +22,8 @@ const MY_PREFIX = `dbt_st${run.slice(0, 4)}`;
 const TABLE = `st_t_${run}`;
 const GROUP = `st_g_${run}`;
 const MY_CREATE = `CREATE USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'`;
+const PG_STATIC = `st_s_${run}`;
+const MY_STATIC = `dbt_st${run.slice(0, 4)}_s`;
 
 let server: TestPostgres;
 let pb: PgBroker;
@@ -46,7 +48,8 @@ async function throwawayRoles(): Promise<string[]> {
 before(async () => {
   [server, pb, my] = await Promise.all([trustPostgres(), startPgBroker(), adminConnection()]);
   await dropLeftovers(my, MY_PREFIX);
-  await adminQuery(server, `CREATE TABLE ${TABLE} (v int); CREATE ROLE ${GROUP} NOLOGIN; GRANT SELECT ON ${TABLE} TO ${GROUP}`);
+  await adminQuery(server, `CREATE TABLE ${TABLE} (v int); CREATE ROLE ${GROUP} NOLOGIN; GRANT SELECT ON ${TABLE} TO ${GROUP}; CREATE ROLE ${PG_STATIC} LOGIN PASSWORD 'static-initial-1'`);
+  await my.query(`CREATE USER '${MY_STATIC}'@'%' IDENTIFIED BY 'static-initial-1'`);
   const pgConn = await pb.api('PUT', 'database/config/pg', {
     plugin_name: 'postgresql-database-plugin',
     connection_url: `postgres://{{username}}:{{password}}@${server.host}:${server.port}/postgres`,
@@ -72,11 +75,12 @@ after(async () => {
   await pb?.close();
   if (server) {
     await dropRolesWithPrefix(server, PG_PREFIX);
-    await adminQuery(server, `DROP TABLE IF EXISTS ${TABLE}; DROP ROLE IF EXISTS ${GROUP}`);
+    await adminQuery(server, `DROP TABLE IF EXISTS ${TABLE}; DROP ROLE IF EXISTS ${GROUP}; DROP ROLE IF EXISTS ${PG_STATIC}`);
     await server.stop();
   }
   if (my) {
     await dropLeftovers(my, MY_PREFIX);
+    await my.query(`DROP USER IF EXISTS '${MY_STATIC}'@'%'`);
     await my.end();
   }
 });
@@ -160,7 +164,7 @@ test('a database that cannot be reached: the role is saved at once, with a warni
   const r = await pb.api('PUT', 'database/roles/down-role', { db_name: 'down', creation_statements: [LOGIN_ROLE] });
   assert.equal(r.status, 200, r.text);
   assert.ok(Date.now() - started < 6_000, 'bounded by TRY_STATEMENTS_MS');
-  assert.match(r.body.warnings.join('\n'), /the statements were not tried on the database \(.*\): a statement it refuses fails at creds time instead/);
+  assert.match(r.body.warnings.join('\n'), /the statements were not tried on the database \(.*\): a statement it refuses fails when it is used instead/);
   assert.doesNotMatch(r.text, /secret-admin-pw/);
   assert.equal((await pb.api('GET', 'database/roles/down-role')).status, 200);
 });
@@ -194,4 +198,24 @@ test('MariaDB: valid statements are saved without a warning and creds work', asy
   assert.equal((await pb.api('PUT', 'sys/leases/revoke', { lease_id: creds.body.lease_id })).status, 204);
   const [rows] = await my.query("SELECT user FROM mysql.user WHERE user LIKE 'dbroker\\_try\\_%'");
   assert.deepEqual(rows, []);
+});
+
+test('static roles: rotation statements are tried on the static user when written; a refused one is a 400 and the stored ones stay', async () => {
+  for (const [conn, user, good, bad, problem] of [
+    ['pg', PG_STATIC, [`ALTER ROLE "{{name}}" WITH PASSWORD '{{password}}'`], [`ALTER ROLE "{{name}}" WITH PASWORD '{{password}}'`], /unrecognized role option "pasword" \(SQLSTATE 42601\)/],
+    ['my', MY_STATIC, ["ALTER USER '{{name}}'@'%' IDENTIFIED BY '{{password}}'"], ["ALTER USR '{{name}}'@'%' IDENTIFIED BY '{{password}}'"], /SQL syntax/],
+  ] as const) {
+    const role = `${conn}-static`;
+    const base = { db_name: conn, username: user, rotation_period: 3600, skip_import_rotation: true, password: 'static-initial-1' };
+    refused(await pb.api('PUT', `database/static-roles/${role}`, { ...base, rotation_statements: bad }), 'rotation_statements', problem, `${conn} create`);
+    assert.equal((await pb.api('GET', `database/static-roles/${role}`)).status, 404);
+    const created = await pb.api('PUT', `database/static-roles/${role}`, { ...base, rotation_statements: good });
+    assert.equal(created.status, 204, created.text);
+    refused(await pb.api('PUT', `database/static-roles/${role}`, { rotation_statements: bad }), 'rotation_statements', problem, `${conn} update`);
+    const stored = await pb.api('GET', `database/static-roles/${role}`);
+    assert.deepEqual(stored.body.data.rotation_statements, good, `${conn}: the refused update changed nothing`);
+    // The stored statements rotate.
+    assert.equal((await pb.api('PUT', `database/rotate-role/${role}`)).status, 204);
+    assert.equal((await pb.api('DELETE', `database/static-roles/${role}`)).status, 204);
+  }
 });
