@@ -219,7 +219,8 @@ test('token create/lookup/renew/revoke/capabilities with -field and -format=json
   assert.match(lookup.out, /\ndisplay_name\s+token-ci\n/);
   assert.match(lookup.out, /\nmeta\s+map\[team:dba\]\n/);
   assert.equal((await cli(['token', 'lookup', '-field=display_name'])).out, 'root\n');
-  assert.equal((await cli(['token', 'lookup', '-accessor', '-field=display_name', created.auth.accessor])).out, 'token-ci\n');
+  const byAccessor = await cli(['token', 'lookup', '-accessor', '-field=display_name', created.auth.accessor]);
+  assert.equal(byAccessor.out, 'token-ci\n', `exit ${byAccessor.code}: ${byAccessor.err}`);
   assert.match((await cli(['token', 'renew', '-increment=2h', token])).out, /token_duration\s+(1h59m5\ds|2h)/);
   assert.equal((await cli(['token', 'capabilities', token, 'sys/metrics'])).out, 'read\n');
   assert.equal((await cli(['token', 'capabilities', token, 'database/creds/r1'])).out, 'deny\n');
