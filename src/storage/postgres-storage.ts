@@ -554,7 +554,12 @@ export class PostgresStorage implements Storage, CopyableStore {
     if (this.closed) return;
     this.closed = true;
     await Promise.allSettled([...this.inFlight]);
-    this.lockClient?.release();
+    if (this.lockClient) {
+      // Unlocked now, not once the server notices the session ended (pool.end() does not wait
+      // for that): a broker started right after on this store must not find it still held.
+      await this.lockClient.query('SELECT pg_catalog.pg_advisory_unlock_all()').catch(() => undefined);
+      this.lockClient.release(true);
+    }
     await this.pool.end();
   }
 }

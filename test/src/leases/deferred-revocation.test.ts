@@ -21,7 +21,7 @@ import { startServer, type RunningServer } from '../../../src/server.ts';
 import type { LeaseRow, Storage } from '../../../src/storage/storage.ts';
 import { eventually } from '../../support/broker.ts';
 import { dropRolesWithPrefix, LOGIN_ROLE, rolesWithPrefix, tag, templatedUrl } from '../../support/pg-broker.ts';
-import { trustPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
+import { adminQuery, trustPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
 
 const run = tag();
 const prefix = `tdr${run}`;
@@ -66,8 +66,11 @@ before(async () => {
   assert.equal((await call('PUT', 'database/config/main', { plugin_name: 'postgresql-database-plugin', connection_url: templatedUrl(pg), username: pg.adminUser, password: pg.adminPassword, allowed_roles: '*' })).status, 204);
   const role = (name: string, statements: string[]) => call('PUT', `database/roles/${name}`, { db_name: 'main', creation_statements: statements, default_ttl: 3600, username_template: `${prefix}${name}{{random 12}}` });
   assert.equal((await role('good', [LOGIN_ROLE])).status, 204);
-  // Fails at runtime (the table does not exist), after CREATE ROLE ran: a failure that is not an input error.
+  // Fails at runtime, after CREATE ROLE ran (a failure that is not an input error): the table exists
+  // when the role is written (its statements are tried then), and is dropped before any creds.
+  await adminQuery(pg, `CREATE TABLE ${MISSING_TABLE} (v int)`);
   assert.ok([200, 204].includes((await role('bad', [LOGIN_ROLE, `GRANT SELECT ON ${MISSING_TABLE} TO "{{name}}"`])).status));
+  await adminQuery(pg, `DROP TABLE ${MISSING_TABLE}`);
 });
 
 after(async () => {

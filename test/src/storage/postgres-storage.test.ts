@@ -120,6 +120,17 @@ test('store lock: one single-node broker per store; HA nodes share it but never 
   await ha2.close();
 });
 
+test('store lock: a closed store has let its lock go, so a broker started at once on it gets it (single or HA)', async () => {
+  // pool.end() does not wait for the server to end the lock's session: close unlocks first.
+  // Without that, the second open failed most times here ("in use by another dbroker").
+  for (let i = 0; i < 20; i++) {
+    const single = await PostgresStorage.open({ connectionUrl: db.url, tablePrefix: 'relock_', mode: 'single' });
+    await single.close();
+    const ha = await PostgresStorage.open({ connectionUrl: db.url, tablePrefix: 'relock_', mode: i % 2 === 0 ? 'ha' : 'single' });
+    await ha.close();
+  }
+});
+
 test('fencing: writes carry the fencing number; after a takeover the old leader commits nothing', async () => {
   const a = await PostgresStorage.open({ connectionUrl: db.url, tablePrefix: 'fence_', mode: 'ha' });
   const b = await PostgresStorage.open({ connectionUrl: db.url, tablePrefix: 'fence_', mode: 'ha' });
