@@ -32,8 +32,8 @@ import { checkMysql, renderMysql } from './guard.ts';
 import { mergeShape, plainName, renderMerged } from './merge.ts';
 import { ER_CANNOT_USER, ER_NO_SUCH_THREAD, asMysqlError, cleanMessage, engineError, isConnectionFailure } from './errors.ts';
 
-/** ER_UNSUPPORTED_PS: "This command is not supported in the prepared statement protocol yet". */
-const ER_UNSUPPORTED_PS = 1295;
+/** ER_PARSE_ERROR: the server cannot parse the statement. */
+const ER_PARSE_ERROR = 1064;
 
 // Our session must read '...'/"..." as strings with backslash escapes, which
 // is what the dialect escapes for, whatever the server's global sql_mode.
@@ -154,10 +154,13 @@ export class MysqlEngine implements Engine {
   /**
    * Engine.tryStatements: each statement is prepared (PREPARE … FROM, then
    * DEALLOCATE), never executed: account statements commit at once here, so
-   * running them would keep a user. That finds what the server refuses to
-   * parse, and the names it resolves when preparing (MariaDB: a role in SET
-   * DEFAULT ROLE); a missing privilege or table only shows when they run. A
-   * statement the server cannot prepare is skipped.
+   * running them would keep a user. Only a parse error (1064) refuses a
+   * statement: other errors of PREPARE may depend on what the statements
+   * before it would have done, had they run (MariaDB checks SET DEFAULT ROLE
+   * against the grants of the moment: "has not been granted role", 1959, for
+   * the GRANT just before it, and the same errno for a role that does not
+   * exist), so they are not held against it; a missing role, privilege or
+   * table shows when the statements run.
    */
   async tryStatements(what: StatementsToTry): Promise<TryOutcome> {
     const name = what.username ?? `dbroker_try_${randomBytes(6).toString('hex')}`;
@@ -177,8 +180,8 @@ export class MysqlEngine implements Engine {
           await conn.query('DEALLOCATE PREPARE dbroker_try');
         } catch (err) {
           const e = asMysqlError(err);
-          if (e.errno === ER_UNSUPPORTED_PS) continue;
           if (isConnectionFailure(e)) throw new EngineConnectionError(cleanMessage(e.message, this.secrets()));
+          if (e.errno !== ER_PARSE_ERROR) continue;
           let reason = cleanMessage(e.message, this.secrets()).split(password).join('{{password}}');
           if (what.username === undefined) reason = reason.split(name).join('{{name}}');
           throw new StatementRefusedError(statement.kind, `${statement.kind}_statements: the database refused ${JSON.stringify(statement.template)}: ${reason}`);
