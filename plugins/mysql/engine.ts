@@ -163,7 +163,7 @@ export class MysqlEngine implements Engine {
    * table shows when the statements run.
    */
   async tryStatements(what: StatementsToTry): Promise<TryOutcome> {
-    const name = what.username ?? `dbroker_try_${randomBytes(6).toString('hex')}`;
+    const name = `dbroker_try_${randomBytes(6).toString('hex')}`;
     const password = randomBytes(18).toString('base64url');
     const values: TemplateValues = { name, username: name, password, expiration: formatExpiration(new Date(Date.now() + 3_600_000)) };
     const tried = what.lists.flatMap(({ kind, statements }) => checkMysql(statements).map((template) => ({ kind, template, text: renderStatement(template, values, mysqlDialect) })));
@@ -182,8 +182,7 @@ export class MysqlEngine implements Engine {
           const e = asMysqlError(err);
           if (isConnectionFailure(e)) throw new EngineConnectionError(cleanMessage(e.message, this.secrets()));
           if (e.errno !== ER_PARSE_ERROR) continue;
-          let reason = cleanMessage(e.message, this.secrets()).split(password).join('{{password}}');
-          if (what.username === undefined) reason = reason.split(name).join('{{name}}');
+          const reason = cleanMessage(e.message, this.secrets()).split(password).join('{{password}}').split(name).join('{{name}}');
           throw new StatementRefusedError(statement.kind, `${statement.kind}_statements: the database refused ${JSON.stringify(statement.template)}: ${reason}`);
         }
       }

@@ -25,6 +25,7 @@ import {
   checkPassword,
   checkUsername,
   formatExpiration,
+  postgresDialect,
   renderFor,
 } from './dialect.ts';
 import { aclLimitError } from './acl-limit.ts';
@@ -33,7 +34,7 @@ import { SessionsOpenError, defaultRevocation, missingSignalGrant, revokeRole, s
 import { revokeBatch, type BatchRevocation, type RevocationOutcome } from './revoke-batch.ts';
 import { scramVerifier } from './scram.ts';
 import { connect, controlsTransaction, dbError, exec, inTransaction, roleOid, sqlState } from './sql.ts';
-import { statementsToTry, throwawayName, tryRolledBack } from './try-role.ts';
+import { OUT_OF_TIME_REASON, statementsToTry, throwawayName, TRY_TIMEOUT_MS, tryRolledBack } from './try-role.ts';
 
 export const POSTGRES_TYPE = 'postgresql-database-plugin';
 
@@ -157,32 +158,45 @@ export class PostgresEngine implements Engine {
   }
 
   /**
-   * Engine.tryStatements: the lists in order (a dynamic role's creation
-   * first makes the throwaway user the others act on), in one transaction
-   * that is rolled back (try-role.ts).
+   * Engine.tryStatements: the lists in order on a throwaway user (a
+   * dynamic role's creation first makes it; otherwise a CREATE ROLE of the
+   * engine's own does), in one transaction that is rolled back (try-role.ts).
    */
   async tryStatements(what: StatementsToTry): Promise<TryOutcome> {
     const { pool, settings, auth } = this.#ready();
-    const name = what.username ?? throwawayName();
+    const name = throwawayName();
     const plain = randomBytes(24).toString('base64url');
     const password = await this.#passwordValue(plain, settings);
     const values: TemplateValues = { name, username: name, password, expiration: formatExpiration(new Date(Date.now() + 3_600_000)) };
     const tried = what.lists.flatMap(({ kind, statements }) => statementsToTry(kind, statements, values));
+    // Rotation statements alone (a static role) act on a user that must exist: a throwaway one, never the real user.
+    if (!what.lists.some((l) => l.kind === 'creation' && l.statements.length > 0)) {
+      tried.unshift({ kind: 'creation', template: '', text: `CREATE ROLE ${postgresDialect.quoteIdentifier(name)} LOGIN`, own: true });
+    }
     if (controlsTransaction(tried.map((t) => t.text))) {
       return { tried: false, reason: 'a statement ends or starts the transaction itself, so trying them would keep what they made' };
     }
     const secrets = [plain, password, auth.password];
     const client = await connect(pool, secrets);
-    let broken = false;
+    let released = false;
+    const letGo = (broken: boolean): void => {
+      if (released) return;
+      released = true;
+      release(settings, pool, client, broken);
+    };
+    // A statement the timeouts do not stop (it waits for the client, say): the session is closed,
+    // which ends the transaction on the server and everything it holds.
+    const guard = setTimeout(() => letGo(true), TRY_TIMEOUT_MS + 1_000);
     try {
-      await tryRolledBack(client, tried, what.username === undefined ? name : undefined, secrets);
+      return await tryRolledBack(client, tried, name, secrets);
     } catch (err) {
-      broken = !(err instanceof StatementRefusedError);
+      if (released) return { tried: false, reason: OUT_OF_TIME_REASON };
+      letGo(!(err instanceof StatementRefusedError));
       throw err;
     } finally {
-      release(settings, pool, client, broken);
+      clearTimeout(guard);
+      letGo(false);
     }
-    return { tried: true };
   }
 
   async newUser(request: NewUserRequest): Promise<void> {

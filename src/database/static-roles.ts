@@ -210,7 +210,7 @@ export class StaticRoles {
       // Rotation statements the database refuses are a 400 now, not a failed rotation later
       // (without skip_import_rotation, the import rotation below runs them for real).
       const changed = statements.length > 0 && (!existing || statements.join('\0') !== existing.rotationStatements.join('\0'));
-      const warnings = changed ? await this.backend.connections.tryStatements(dbName, { username: user, lists: [{ kind: 'rotation', statements }] }) : [];
+      const warnings = changed ? await this.backend.connections.tryStatements(dbName, { lists: [{ kind: 'rotation', statements }] }) : [];
       await this.store.write(rec);
       this.rotation.schedule(rec);
       return warnings.length > 0 ? { warnings } : undefined;

@@ -302,14 +302,13 @@ export class StatementRefusedError extends EngineInputError {
   }
 }
 
-/** What Engine.tryStatements tries: lists of statements, in order, on one user. */
+/**
+ * What Engine.tryStatements tries: lists of statements, in order, on a
+ * throwaway user ({{name}}), never on a real one. A `creation` list, first,
+ * makes that user (a dynamic role); without one, the engine makes it itself
+ * where the statements need it to exist (a static role's rotation).
+ */
 export interface StatementsToTry {
-  /**
-   * The user they act on: an existing one (a static role's user), or
-   * undefined for a throwaway user that the `creation` list, first, makes
-   * (a dynamic role's statements).
-   */
-  username?: string;
   /** Each list with its kind (the field `<kind>_statements`); an empty list (the engine's default) is not tried. */
   lists: ReadonlyArray<{ kind: StatementKind; statements: Statements }>;
 }

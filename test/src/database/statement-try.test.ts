@@ -12,6 +12,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import pg from 'pg';
 import type { Connection } from 'mysql2/promise';
 import { adminQuery, freePort, trustPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
 import { dropRolesWithPrefix, LOGIN_ROLE, startPgBroker, tag, type PgBroker } from '../../support/pg-broker.ts';
@@ -232,4 +233,60 @@ test('static roles: rotation statements are tried on the static user when writte
     assert.equal((await pb.api('PUT', `database/rotate-role/${role}`)).status, 204);
     assert.equal((await pb.api('DELETE', `database/static-roles/${role}`)).status, 204);
   }
+});
+
+test('PostgreSQL: a try that waits on a lock gives up by itself (4 s) and lets go of the user-change lock: creds of other roles go on', async () => {
+  // Another session's open transaction changes the table's ACL row: a GRANT on that table waits for it.
+  const blocker = new pg.Client({ connectionString: server.url });
+  await blocker.connect();
+  try {
+    await blocker.query(`BEGIN; GRANT SELECT ON ${TABLE} TO ${GROUP}`);
+    const started = Date.now();
+    const r = await pb.api('PUT', 'database/roles/pg-waits', { db_name: 'pg', creation_statements: [LOGIN_ROLE, `GRANT SELECT ON ${TABLE} TO "{{name}}"`] });
+    assert.equal(r.status, 200, r.text);
+    assert.match(r.body.warnings.join('\n'), /not tried on the database \(the database did not finish trying them within 4s/);
+    assert.ok(Date.now() - started < 6_000, `answered after ${Date.now() - started} ms`);
+    // A role whose statements need the user-change lock (a grant ON an object): it is free again.
+    const other = await pb.api('PUT', 'database/roles/pg-schema', { db_name: 'pg', creation_statements: [LOGIN_ROLE, 'GRANT USAGE ON SCHEMA public TO "{{name}}"'] });
+    assert.equal(other.status, 200, other.text);
+    assert.ok(other.body.warnings.every((w: string) => !/not tried/.test(w)), other.text);
+    const t0 = Date.now();
+    const creds = await pb.api('GET', 'database/creds/pg-schema');
+    assert.equal(creds.status, 200, creds.text);
+    assert.ok(Date.now() - t0 < 3_000, `creds took ${Date.now() - t0} ms while the blocker still holds its transaction`);
+    assert.equal((await pb.api('PUT', 'sys/leases/revoke', { lease_id: creds.body.lease_id })).status, 204);
+  } finally {
+    await blocker.query('ROLLBACK').catch(() => undefined);
+    await blocker.end();
+  }
+  assert.deepEqual(await throwawayRoles(), []);
+});
+
+test('PostgreSQL: renewal and revocation are tried with the admin\'s own settings, not what creation SET LOCAL (as at creds time)', async () => {
+  const owner = `st_o_${run}`;
+  const owned = `st_ot_${run}`;
+  await adminQuery(server, `CREATE ROLE ${owner} NOLOGIN; CREATE TABLE ${owned} (v int); ALTER TABLE ${owned} OWNER TO ${owner}`);
+  try {
+    const r = await pb.api('PUT', 'database/roles/pg-setrole', {
+      db_name: 'pg',
+      creation_statements: [`${LOGIN_ROLE}; SET LOCAL ROLE ${owner}; GRANT SELECT ON ${owned} TO "{{name}}"`],
+      revocation_statements: ['DROP OWNED BY "{{name}}"; DROP ROLE "{{name}}"'],
+    });
+    assert.equal(r.status, 200, r.text);
+    assert.ok(r.body.warnings.every((w: string) => !/not tried|refused/.test(w)), r.text);
+    const creds = await pb.api('GET', 'database/creds/pg-setrole');
+    assert.equal(creds.status, 200, creds.text);
+    assert.equal((await pb.api('PUT', 'sys/leases/revoke', { lease_id: creds.body.lease_id })).status, 204);
+  } finally {
+    await adminQuery(server, `DROP TABLE IF EXISTS ${owned}; DROP ROLE IF EXISTS ${owner}`);
+  }
+});
+
+test('static roles: rotation statements are tried on a throwaway user, so a user that does not exist yet (skip_import_rotation) does not matter', async () => {
+  const base = { db_name: 'pg', username: `st_nouser_${run}`, rotation_period: 3600, skip_import_rotation: true };
+  const good = await pb.api('PUT', 'database/static-roles/pg-later', { ...base, rotation_statements: [`ALTER ROLE "{{name}}" WITH PASSWORD '{{password}}'`] });
+  assert.equal(good.status, 204, good.text);
+  refused(await pb.api('PUT', 'database/static-roles/pg-later', { rotation_statements: [`ALTER ROLE "{{name}}" WITH PASWORD '{{password}}'`] }), 'rotation_statements', /unrecognized role option "pasword"/, 'update');
+  assert.equal((await pb.api('DELETE', 'database/static-roles/pg-later')).status, 204);
+  assert.deepEqual(await throwawayRoles(), []);
 });

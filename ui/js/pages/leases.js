@@ -97,8 +97,9 @@ export function Leases({ mount }) {
     setError(null);
     try {
       const body = await api('PUT', 'sys/leases/renew', { lease_id: id });
-      setNotice(`Lease renewed for ${body.lease_duration} s.${body.warnings?.length ? ` ${body.warnings.join(' ')}` : ''}`);
+      // The row shows the new TTL before the notice says it is renewed.
       await refreshOne(id);
+      setNotice(`Lease renewed for ${body.lease_duration} s.${body.warnings?.length ? ` ${body.warnings.join(' ')}` : ''}`);
     } catch (err) {
       setError(err);
     }
