@@ -72,6 +72,18 @@ function release(settings: PostgresSettings, pool: pg.Pool, client: pg.PoolClien
   client.release(broken || pool.idleCount >= settings.maxIdle);
 }
 
+/**
+ * Server-side bounds of every admin session (startup parameters, so no
+ * statement pays for them; `lock_timeout` / `statement_timeout` in the
+ * connection URL win): a statement waits at most 25 s for a lock and runs at
+ * most 25 s (PG manual, "Client Connection Defaults"). The broker stops
+ * waiting for an engine call after 30 s (connections.ts ENGINE_TIMEOUT_MS);
+ * without these, a creation that waited on a lock (another session's open
+ * transaction on the granted table) went on after the broker had answered and
+ * could commit its user long after its lease was settled as failed.
+ */
+export const SERVER_TIMEOUTS = { lock_timeout: 25_000, statement_timeout: 25_000 } as const;
+
 export class PostgresEngine implements Engine {
   readonly type = POSTGRES_TYPE;
   /** COMMIT waits for the lease rows (inTransaction, createBatch), so their fsync overlaps CREATE ROLE. */
@@ -99,7 +111,7 @@ export class PostgresEngine implements Engine {
     const auth = { password: settings.adminPassword };
     // Pipeline mode: statements sent together go in one round trip (sql.ts pipeline()); code that
     // awaits each query behaves as without it.
-    const pool = new pg.Pool({ ...settings.pool, password: () => auth.password ?? '', pipeline: true });
+    const pool = new pg.Pool({ ...SERVER_TIMEOUTS, ...settings.pool, password: () => auth.password ?? '', pipeline: true });
     // An idle client whose connection drops emits 'error' on the pool; without
     // a listener that would crash the process. The next checkout reconnects.
     pool.on('error', () => undefined);
