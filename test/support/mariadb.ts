@@ -41,6 +41,12 @@ export function mysqlConfig(overrides: Partial<ConnectionConfig> = {}): Connecti
   };
 }
 
+/** The body of a `database/config/<name>` write for this server as the test admin (add allowed_roles and the rest). */
+export function mysqlConnectionFields(): Record<string, string> {
+  const c = mysqlConfig();
+  return { plugin_name: 'mysql-database-plugin', connection_url: c.connectionUrl, username: c.username ?? '', password: c.password ?? '' };
+}
+
 /** The same server as a Go-style DSN template (Vault's format). */
 export function goDsn(): string {
   const host = target.host.includes(':') ? `[${target.host}]` : target.host;

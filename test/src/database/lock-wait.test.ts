@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import { adminQuery, trustPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
-import { dropRolesWithPrefix, LOGIN_ROLE, rolesWithPrefix, startPgBroker, tag, templatedUrl, type PgBroker } from '../../support/pg-broker.ts';
+import { configureConnection, dropRolesWithPrefix, LOGIN_ROLE, rolesWithPrefix, startPgBroker, tag, templatedUrl, type PgBroker } from '../../support/pg-broker.ts';
 
 const run = tag();
 const PREFIX = `lw${run}`;
@@ -18,17 +18,8 @@ const GROUP = `lw_g_${run}`;
 let server: TestPostgres;
 let pb: PgBroker;
 
-async function connection(name: string, query: string): Promise<void> {
-  const r = await pb.api('PUT', `database/config/${name}`, {
-    plugin_name: 'postgresql-database-plugin',
-    connection_url: `${templatedUrl(server)}${query}`,
-    username: server.adminUser,
-    password: server.adminPassword,
-    allowed_roles: '*',
-    username_template: `{{ printf "${PREFIX}%s" (random 16) }}`,
-  });
-  assert.equal(r.status, 204, r.text);
-}
+const connection = (name: string, query: string): Promise<void> =>
+  configureConnection(pb, server, name, { connection_url: `${templatedUrl(server)}${query}`, username_template: `{{ printf "${PREFIX}%s" (random 16) }}` });
 
 before(async () => {
   [server, pb] = await Promise.all([trustPostgres(), startPgBroker()]);

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import type { Connection } from 'mysql2/promise';
 import { adminQuery, trustPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
 import { dropRolesWithPrefix, roleExists, rolesWithPrefix, startPgBroker, tag, type PgBroker } from '../../support/pg-broker.ts';
-import { adminConnection, dropLeftovers, mysqlConfig, userHosts } from '../../support/mariadb.ts';
+import { adminConnection, dropLeftovers, mysqlConnectionFields, userHosts } from '../../support/mariadb.ts';
 import { assertDone, canLogin as mongoCanLogin, dropUsersWithPrefix, mongoConfig, mongoTarget, userDatabases, type MongoTarget } from '../../plugins/mongodb/helpers.ts';
 import type { ApiResponse } from '../../support/broker.ts';
 
@@ -68,12 +68,8 @@ before(async () => {
     username_template: pgTemplate,
   });
   assert.equal(pgConn.status, 204, pgConn.text);
-  const c = mysqlConfig();
   const myConn = await pb.api('PUT', 'database/config/my', {
-    plugin_name: 'mysql-database-plugin',
-    connection_url: c.connectionUrl,
-    username: c.username,
-    password: c.password,
+    ...mysqlConnectionFields(),
     // A JSON-array string.
     allowed_roles: '["my-b64", "my-json", "my-bad"]',
     username_template: myTemplate,

@@ -15,8 +15,8 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import type { Connection } from 'mysql2/promise';
 import { adminQuery, freePort, trustPostgres, type TestPostgres } from '../../support/scram-postgres.ts';
-import { dropRolesWithPrefix, LOGIN_ROLE, startPgBroker, tag, type PgBroker } from '../../support/pg-broker.ts';
-import { adminConnection, dropLeftovers, mysqlConfig } from '../../support/mariadb.ts';
+import { configureConnection, dropRolesWithPrefix, LOGIN_ROLE, startPgBroker, tag, type PgBroker } from '../../support/pg-broker.ts';
+import { adminConnection, dropLeftovers, mysqlConnectionFields } from '../../support/mariadb.ts';
 import type { ApiResponse } from '../../support/broker.ts';
 
 const run = tag();
@@ -54,21 +54,9 @@ before(async () => {
   await dropLeftovers(my, MY_PREFIX);
   await adminQuery(server, `CREATE TABLE ${TABLE} (v int); CREATE ROLE ${GROUP} NOLOGIN; GRANT SELECT ON ${TABLE} TO ${GROUP}; CREATE ROLE ${PG_STATIC} LOGIN PASSWORD 'static-initial-1'`);
   await my.query(`CREATE USER '${MY_STATIC}'@'%' IDENTIFIED BY 'static-initial-1'`);
-  const pgConn = await pb.api('PUT', 'database/config/pg', {
-    plugin_name: 'postgresql-database-plugin',
-    connection_url: `postgres://{{username}}:{{password}}@${server.host}:${server.port}/postgres`,
-    username: server.adminUser,
-    password: server.adminPassword,
-    allowed_roles: '*',
-    username_template: `{{ printf "${PG_PREFIX}%s" (random 20) }}`,
-  });
-  assert.equal(pgConn.status, 204, pgConn.text);
-  const c = mysqlConfig();
+  await configureConnection(pb, server, 'pg', { username_template: `{{ printf "${PG_PREFIX}%s" (random 20) }}` });
   const myConn = await pb.api('PUT', 'database/config/my', {
-    plugin_name: 'mysql-database-plugin',
-    connection_url: c.connectionUrl,
-    username: c.username,
-    password: c.password,
+    ...mysqlConnectionFields(),
     allowed_roles: '*',
     username_template: `{{ printf "${MY_PREFIX}%s" (random 20) }}`,
   });
