@@ -241,6 +241,11 @@ export class Broker implements Dispatcher {
     this.revocation.wake();
   }
 
+  /** A lease due at `dueAt` (ms since the epoch) was written: the revocation loop passes no later than that. */
+  revocationDueBy(dueAt: number): void {
+    this.revocation.dueBy(dueAt);
+  }
+
   /**
    * The token's policies when every one of them is parsed and cached already
    * (see policiesOf), else undefined: the per-request ACL check without an

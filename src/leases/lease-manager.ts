@@ -191,6 +191,7 @@ export class LeaseManager {
       // claiming the row of a short lease or of a failed issuance) runs now.
       if (this.revokeWhenIssued.delete(id)) await this.expediteDeferred(id);
     }
+    this.broker.revocationDueBy(expireTime);
     return { id, ttl, password, warnings };
   }
 

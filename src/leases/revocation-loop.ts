@@ -1,5 +1,5 @@
-// The revocation loop. Every interval it claims due leases through the
-// due_at index, a batch at a time, and hands each to the lease manager at
+// The revocation loop. When the next lease is due (and at least every
+// interval) it claims due leases through the due_at index, a batch at a time, and hands each to the lease manager at
 // once, which hands the drop to its connection's DdlBatcher: the batcher
 // bounds the database work per connection and drops the waiting users in
 // batches. Claims are not awaited as a whole, so a slow or failing connection
@@ -23,7 +23,11 @@ const PER_CONNECTION_REFILL = PER_CONNECTION_QUEUE / 2;
 
 interface RevocationStore {
   claimDueLeases(now: number, claimUntil: number, limit: number, skip?: ConnectionKey[]): Promise<LeaseRow[]>;
+  nextDueAt(): Promise<number | null>;
 }
+
+/** Least wait (ms) between two passes when the next lease is due sooner: leases due a few ms apart go in one pass. */
+const MIN_WAIT_MS = 10;
 
 /** The leases one connection holds: counted, each revoked as soon as it comes. */
 class ConnectionQueue {
@@ -51,6 +55,8 @@ class ConnectionQueue {
 
 export class RevocationLoop {
   private timer: NodeJS.Timeout | undefined;
+  /** When the timer set fires (ms since the epoch). */
+  private nextPassAt = 0;
   private ticking = false;
   private again = false;
   private running = false;
@@ -90,15 +96,34 @@ export class RevocationLoop {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
+  /**
+   * A lease due at `dueAt` (ms since the epoch) was written (issued or
+   * renewed): the next pass comes no later than that. Cheap: a comparison,
+   * and a new timer only when it is sooner than the one set.
+   */
+  dueBy(dueAt: number): void {
+    if (!this.running || this.ticking || dueAt >= this.nextPassAt) return;
+    this.schedule(Math.max(MIN_WAIT_MS, dueAt - Date.now()));
+  }
+
   private schedule(delay: number): void {
     if (this.timer) clearTimeout(this.timer);
+    this.nextPassAt = Date.now() + delay;
     this.timer = setTimeout(() => void this.tick(), delay);
     this.timer.unref();
   }
 
+  /**
+   * One pass: claim what is due, then sleep until the next lease is due
+   * (the due_at index's first entry), at most the interval, so a lease is
+   * revoked when it ends rather than up to an interval later. Leases still
+   * due after the pass wait for room (a full queue or the in-flight cap),
+   * which wakes the loop when it frees: then the interval applies.
+   */
   private async tick(): Promise<void> {
     if (!this.running || this.ticking) return;
     this.ticking = true;
+    let wait = this.intervalMs;
     try {
       for (;;) {
         const room = Math.min(BATCH, MAX_IN_FLIGHT - this.inFlight);
@@ -108,11 +133,14 @@ export class RevocationLoop {
         for (const row of rows) this.enqueue(row);
         if (rows.length < room || !this.running) break;
       }
+      const next = await this.store().nextDueAt();
+      const until = next === null ? Infinity : next - Date.now();
+      if (until > 0) wait = Math.min(this.intervalMs, Math.max(MIN_WAIT_MS, until));
     } catch (err) {
       this.logger.error({ err: messageOf(err) }, 'revocation pass failed');
     } finally {
       this.ticking = false;
-      if (this.running) this.schedule(this.again ? 0 : this.intervalMs);
+      if (this.running) this.schedule(this.again ? 0 : wait);
       this.again = false;
     }
   }

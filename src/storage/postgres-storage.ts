@@ -474,6 +474,11 @@ export class PostgresStorage implements Storage, CopyableStore {
       .sort((a, b) => a.dueAt - b.dueAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
+  async nextDueAt(): Promise<number | null> {
+    const [r] = await this.read<{ due: string | number | null }>(`SELECT min(due_at) AS due FROM ${this.t('leases')}`);
+    return r?.due === null || r?.due === undefined ? null : Number(r.due);
+  }
+
   async listLeaseIds(prefix: string, limit: number, after?: string): Promise<string[]> {
     const from = after !== undefined && after >= prefix ? after : null;
     const rows =

@@ -398,6 +398,11 @@ export class SqliteStorage implements Storage, CopyableStore {
     return (await this.write(() => this.db.transaction(this.claim)(now, claimUntil, limit, skip))).map(toLease);
   }
 
+  async nextDueAt(): Promise<number | null> {
+    const r = this.sql('SELECT min(due_at) AS due FROM leases').get() as { due: number | null };
+    return r.due;
+  }
+
   async listLeaseIds(prefix: string, limit: number, after?: string): Promise<string[]> {
     const from = after !== undefined && after >= prefix ? after : null;
     const rows = (

@@ -150,6 +150,8 @@ export interface Storage {
    * Leases of the connections in `skip` are left alone (their queue is full).
    */
   claimDueLeases(now: number, claimUntil: number, limit: number, skip?: ConnectionKey[]): Promise<LeaseRow[]>;
+  /** The earliest due_at of any lease (ms since the epoch; the due_at index's first entry), or null when there is none. */
+  nextDueAt(): Promise<number | null>;
   /** Lease ids starting with `prefix`, sorted, paged. */
   listLeaseIds(prefix: string, limit: number, after?: string): Promise<string[]>;
   countLeases(filter: { prefix?: string; mount?: string; connection?: string; role?: string; minAttempts?: number }): Promise<number>;

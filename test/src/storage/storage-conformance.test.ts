@@ -183,6 +183,19 @@ for (const backend of backends) {
       assert.equal((await s.claimDueLeases(5_000, 9_000, 100)).length, 10, 'an unfinished claim becomes due again');
     });
 
+    withStore('nextDueAt: the earliest due time of any lease, null without leases, a claim moves it', async (s) => {
+      assert.equal(await s.nextDueAt(), null);
+      const t = 1_764_547_200_123;
+      await s.insertLease(lease('database/creds/r/late', { dueAt: t + 500 }));
+      await s.insertLease(lease('database/creds/r/soon', { dueAt: t }));
+      assert.equal(await s.nextDueAt(), t);
+      assert.equal(typeof (await s.nextDueAt()), 'number');
+      await s.claimDueLeases(t, t + 10_000, 1);
+      assert.equal(await s.nextDueAt(), t + 500, 'the claimed lease is due again only at the claim\'s end');
+      await s.deleteLease('database/creds/r/late');
+      assert.equal(await s.nextDueAt(), t + 10_000);
+    });
+
     withStore('lease ids by prefix, paged; counts; failing leases', async (s) => {
       const ids = ['database/creds/a/1', 'database/creds/a/2', 'database/creds/a/3', 'database/creds/ab/1', 'other/creds/a/1'];
       for (const [i, id] of ids.entries()) await s.insertLease(lease(id, { mount: id.startsWith('other') ? 'other/' : 'database/', role: id.split('/')[2]!, attempts: i, connection: i % 2 ? 'x' : 'y' }));
