@@ -241,7 +241,7 @@ export class Broker implements Dispatcher {
     this.revocation.wake();
   }
 
-  /** A lease due at `dueAt` (ms since the epoch) was written: the revocation loop passes no later than that. */
+  /** A lease due at `dueAt` (ms since the epoch) was issued: the revocation loop passes no later than that. */
   revocationDueBy(dueAt: number): void {
     this.revocation.dueBy(dueAt);
   }

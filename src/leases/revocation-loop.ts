@@ -1,6 +1,7 @@
 // The revocation loop. When the next lease is due (and at least every
-// interval) it claims due leases through the due_at index, a batch at a time, and hands each to the lease manager at
-// once, which hands the drop to its connection's DdlBatcher: the batcher
+// interval) it claims due leases through the due_at index, a batch at a
+// time, and hands each to the lease manager at once, which hands the drop
+// to its connection's DdlBatcher: the batcher
 // bounds the database work per connection and drops the waiting users in
 // batches. Claims are not awaited as a whole, so a slow or failing connection
 // only ever delays its own leases. The number of leases in flight is capped,
@@ -97,9 +98,9 @@ export class RevocationLoop {
   }
 
   /**
-   * A lease due at `dueAt` (ms since the epoch) was written (issued or
-   * renewed): the next pass comes no later than that. Cheap: a comparison,
-   * and a new timer only when it is sooner than the one set.
+   * A lease due at `dueAt` (ms since the epoch) was issued: the next pass
+   * comes no later than that. Cheap: a comparison, and a new timer only when
+   * it is sooner than the one set. (A renewal only moves a lease later.)
    */
   dueBy(dueAt: number): void {
     if (!this.running || this.ticking || dueAt >= this.nextPassAt) return;
