@@ -439,6 +439,10 @@ export class DatabaseBackend {
     });
     // Valid statements that will hurt at scale (PostgreSQL's ACL row limit): saved, with Vault's warnings (200).
     const warnings = [...(factory.creationWarnings?.(role.creationStatements) ?? []), ...untried];
+    // Vault checks allowed_roles only at creds time; saying so now saves a surprise then.
+    if (!roleAllowed(conn.allowedRoles, roleName)) {
+      warnings.push(`connection "${conn.name}" does not allow this role (allowed_roles): creds for it are refused until the role is added to the connection's allowed_roles`);
+    }
     await this.broker.writeEntry(this.roleEntry(roleName), role);
     if (warnings.length === 0) return undefined;
     this.broker.logger.warn({ mount: this.mount, role: roleName, warnings }, 'role written with warnings');

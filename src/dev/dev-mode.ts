@@ -161,13 +161,16 @@ export async function runDevServer(opts: DevOptions): Promise<void> {
     await startServer(config, {
       beforeListen: async (server) => {
         closeOnSignals(async () => {
-          // The store is deleted on exit, so nothing could revoke these later: with
-          // --dev-pg-url, drop every dev user now, then what the setup created. The
-          // embedded PostgreSQL is deleted whole (and a terminal's Ctrl-C reaches it
-          // too, so it may already be shutting down: nothing to revoke there).
-          if (external && !server.broker.seal.sealed) {
-            await server.broker.leases.revokeAll().catch((err: unknown) => server.logger.error({ err: String(err) }, 'dev mode: revoking leases at exit failed'));
-            await demoTeardown(devPgUrl, created, server.logger).catch((err: unknown) => server.logger.error({ err: String(err) }, 'dev mode: dropping the demo table and group role failed'));
+          // The store is deleted on exit, so nothing could revoke these later: drop every
+          // user issued now (on connections the user added too: their databases outlive
+          // this process), then, with --dev-pg-url, what the setup created. The embedded
+          // PostgreSQL is deleted whole (and a terminal's Ctrl-C reaches it too, so it may
+          // already be shutting down): the demo connection's leases are left to it.
+          if (!server.broker.seal.sealed) {
+            await server.broker.leases
+              .revokeAll(external ? undefined : { mount: 'database/', connection: 'demo' })
+              .catch((err: unknown) => server.logger.error({ err: String(err) }, 'dev mode: revoking leases at exit failed'));
+            if (external) await demoTeardown(devPgUrl, created, server.logger).catch((err: unknown) => server.logger.error({ err: String(err) }, 'dev mode: dropping the demo table and group role failed'));
           }
           await server.close();
           await cleanup();

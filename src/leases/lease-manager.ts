@@ -32,7 +32,7 @@ import type { DdlBatcher } from '../database/ddl-batcher.ts';
 import type { RoleRecord } from '../database/database-backend.ts';
 import { BATCH_LIMIT } from '../engine/engine.ts';
 import { errors, isBrokerError, messageOf } from '../errors.ts';
-import type { LeaseRow, LeaseStatus } from '../storage/storage.ts';
+import type { ConnectionKey, LeaseRow, LeaseStatus } from '../storage/storage.ts';
 import { fault } from '../util/faults.ts';
 import { generatePassword, randomString } from '../util/random.ts';
 
@@ -422,9 +422,13 @@ export class LeaseManager {
     return this.revokeUnder(selected.prefix);
   }
 
-  /** Revoke every lease of every mount, synchronously (dev mode at exit); throws like revokePrefix. */
-  async revokeAll(): Promise<number> {
-    return this.revokeUnder('');
+  /**
+   * Revoke every lease of every mount, synchronously (dev mode at exit), but
+   * those on the connection `except` names (one whose database goes away with
+   * the process); throws like revokePrefix. Returns how many were revoked.
+   */
+  async revokeAll(except?: ConnectionKey): Promise<number> {
+    return this.revokeUnder('', undefined, except);
   }
 
   /**
@@ -447,7 +451,7 @@ export class LeaseManager {
     await this.revokeUnder(mount, mount);
   }
 
-  private async revokeUnder(prefix: string, mount?: string): Promise<number> {
+  private async revokeUnder(prefix: string, mount?: string, except?: ConnectionKey): Promise<number> {
     let found = 0;
     let failed = 0;
     let firstError = '';
@@ -456,11 +460,15 @@ export class LeaseManager {
       const ids = await this.storage.listLeaseIds(prefix, PREFIX_PAGE, after);
       if (ids.length === 0) break;
       after = ids[ids.length - 1];
-      found += ids.length;
       let next = 0;
       const worker = async (): Promise<void> => {
         while (next < ids.length) {
           const id = ids[next++]!;
+          if (except) {
+            const row = await this.storage.getLease(id);
+            if (row && row.mount === except.mount && row.connection === except.connection) continue;
+          }
+          found++;
           const error = await this.revokeNow(id, mount);
           if (error !== undefined) {
             failed++;

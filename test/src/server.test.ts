@@ -388,23 +388,50 @@ test('npm start: once sys/health answers 200, the dev root token, connection and
   }
 });
 
-// A new-user trial: Ctrl-C on `npm start` (embedded PostgreSQL) logged "lease
+// New-user trials: Ctrl-C on `npm start` (embedded PostgreSQL) logged "lease
 // revocation failed … the database system is shutting down" and "revoking
 // leases at exit failed": the terminal's SIGINT reaches the embedded server
-// too. Its users go with it (the whole server is deleted), so there is
-// nothing to revoke and nothing to report.
-test('npm start with the embedded PostgreSQL: Ctrl-C to the process group stops everything cleanly, with no failure logged', async () => {
+// too. Its users go with it (the whole server is deleted), so its leases are
+// not revoked. But a user who adds a connection to a database of their own
+// gets users there that outlive the process: those are revoked at exit (a
+// later trial found them left behind, their leases deleted with the store).
+test('npm start with the embedded PostgreSQL: Ctrl-C to the process group drops the users issued on the user\'s own database, and stops cleanly with no failure logged', async () => {
   const port = await freePort();
   const npm = spawnProcess('npm', ['start', '--silent', '--', '--listen', `127.0.0.1:${port}`], {}, ROOT, true);
   const base = `http://127.0.0.1:${port}/v1`;
   await eventually(async () => (await fetch(`${base}/sys/health`).catch(() => undefined))?.status === 200, 90_000, `dev mode to be ready\n${npm.output}`);
-  const creds = await fetch(`${base}/database/creds/readonly`, { headers: { 'x-vault-token': 'root' } });
-  const body = (await creds.json()) as { data: { username: string; password: string } };
-  assert.equal(creds.status, 200, JSON.stringify(body));
+  const call = async (method: string, path: string, payload?: unknown): Promise<{ status: number; body: any }> => { // eslint-disable-line @typescript-eslint/no-explicit-any -- JSON answers of several shapes
+    const r = await fetch(`${base}/${path}`, { method, headers: { 'x-vault-token': 'root' }, ...(payload !== undefined ? { body: JSON.stringify(payload) } : {}) });
+    const text = await r.text();
+    return { status: r.status, body: text ? JSON.parse(text) : undefined };
+  };
+  const creds = await call('GET', 'database/creds/readonly');
+  assert.equal(creds.status, 200, JSON.stringify(creds.body));
+  // A connection of the user's own: the local PostgreSQL (not deleted at exit).
+  const own = new URL(process.env.DBROKER_TEST_PG_URL || 'postgres://postgres@127.0.0.1:5432/postgres');
+  const conn = await call('PUT', 'database/config/mine', { plugin_name: 'postgresql-database-plugin', connection_url: `postgres://{{username}}:{{password}}@${own.host}${own.pathname}`, username: decodeURIComponent(own.username), password: decodeURIComponent(own.password) || 'unused', allowed_roles: '*' });
+  assert.equal(conn.status, 204, JSON.stringify(conn.body));
+  const role = await call('PUT', 'database/roles/mine', { db_name: 'mine', creation_statements: [`CREATE ROLE "{{name}}" LOGIN PASSWORD '{{password}}'`], default_ttl: '1h' });
+  assert.equal(role.status, 204, JSON.stringify(role.body));
+  const mine = await call('GET', 'database/creds/mine');
+  assert.equal(mine.status, 200, JSON.stringify(mine.body));
+  const exists = async (user: string): Promise<boolean> => {
+    const c = new pg.Client({ connectionString: own.href });
+    await c.connect();
+    try {
+      return (await c.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [user])).rowCount === 1;
+    } finally {
+      await c.end();
+    }
+  };
+  const user = mine.body.data.username as string;
+  assert.equal(await exists(user), true);
   const dir = /sealed storage in (\S+),/.exec(npm.output)?.[1];
   assert.ok(dir && existsSync(dir), npm.output);
   process.kill(-npm.child.pid!, 'SIGINT');
   assert.equal(await npm.exited, 0, npm.output);
+  assert.equal(await exists(user), false, `the user issued on the user's own database is dropped at exit\n${npm.output}`);
   assert.doesNotMatch(npm.output, /failed|"level":50|ERROR/i, npm.output);
+  assert.doesNotMatch(npm.output, /another stop signal/, 'one Ctrl-C, delivered twice (terminal and npm), is not reported as a second signal');
   assert.equal(existsSync(dir), false, 'the store and the embedded server are deleted');
 });
