@@ -80,14 +80,22 @@ export class BrokerProcess {
     return this.child?.pid;
   }
 
-  async start(env: Record<string, string> = {}): Promise<void> {
+  /**
+   * Start the process on a free port. The port is picked before the process
+   * binds it, so a broker of a test running alongside may take it first: the
+   * health check would then reach that other broker (a CI run's seal test saw
+   * another broker's `initialized: true`). So the process's own "dbroker
+   * listening" line is awaited before the health check (where its log level
+   * shows it), and a start that lost its port (EADDRINUSE) is retried on another.
+   */
+  async start(env: Record<string, string> = {}, attempt = 1): Promise<void> {
     const port = this.opts.stickyPort && this.port ? this.port : await freePort();
     this.port = port;
     this.url = `http://127.0.0.1:${port}`;
-    writeFileSync(
-      this.configPath,
-      JSON.stringify({ listen: `127.0.0.1:${port}`, storage: { path: this.storagePath }, log_level: 'info', revocation_interval: 1, ...this.opts.config, ...this.opts.configFor?.(port) }),
-    );
+    const config = { listen: `127.0.0.1:${port}`, storage: { path: this.storagePath }, log_level: 'info', revocation_interval: 1, ...this.opts.config, ...this.opts.configFor?.(port) };
+    const announces = ['trace', 'debug', 'info'].includes(String(config.log_level));
+    writeFileSync(this.configPath, JSON.stringify(config));
+    const from = this.output.length;
     const child = spawn(process.execPath, [BIN, 'server', '--config', this.configPath], {
       env: { ...process.env, ...this.opts.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -98,14 +106,20 @@ export class BrokerProcess {
     this.exited = new Promise((ok) => child.once('exit', (code) => ok(code)));
     const deadline = Date.now() + 30_000;
     for (;;) {
-      if (child.exitCode !== null) throw new Error(`broker exited with ${child.exitCode}:\n${this.output}`);
-      try {
-        await fetch(`${this.url}/v1/sys/health`);
-        return;
-      } catch {
-        if (Date.now() > deadline) throw new Error(`broker did not start:\n${this.output}`);
-        await new Promise((r) => setTimeout(r, 100));
+      if (child.exitCode !== null) {
+        if (attempt < 3 && !this.opts.stickyPort && this.output.slice(from).includes('EADDRINUSE')) return this.start(env, attempt + 1);
+        throw new Error(`broker exited with ${child.exitCode}:\n${this.output}`);
       }
+      if (!announces || this.output.slice(from).includes('"dbroker listening"')) {
+        try {
+          await fetch(`${this.url}/v1/sys/health`);
+          return;
+        } catch {
+          // not answering yet
+        }
+      }
+      if (Date.now() > deadline) throw new Error(`broker did not start:\n${this.output}`);
+      await new Promise((r) => setTimeout(r, 50));
     }
   }
 
