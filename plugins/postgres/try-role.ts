@@ -1,9 +1,10 @@
 // Engine.tryStatements for PostgreSQL: statements tried when they are
-// written (a role's, on a throwaway user; a static role's rotation, on its
-// user) in one transaction that is always rolled back. CREATE ROLE, GRANT and DROP ROLE are transactional here (PG
-// manual, "Transactions"), so nothing of the try is kept; statements that
-// cannot run in a transaction block (CREATE DATABASE, VACUUM) fail the try as
-// they would fail at creds time, where they run in one transaction too.
+// written (a role's, a static role's rotation), on a throwaway user, in one
+// transaction that is always rolled back. CREATE ROLE, GRANT and DROP ROLE
+// are transactional here (PG manual, "Transactions"), so nothing of the try
+// is kept but sequence values; statements that cannot run in a transaction
+// block (CREATE DATABASE, VACUUM) fail the try as they would fail at creds
+// time, where they run in one transaction too.
 
 import { randomBytes } from 'node:crypto';
 import type { PoolClient } from 'pg';

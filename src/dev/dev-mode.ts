@@ -50,6 +50,9 @@ async function api(app: FastifyInstance, token: string | undefined, method: 'GET
   return res.body ? (JSON.parse(res.body) as Record<string, unknown>) : {};
 }
 
+/** The connection devSetup writes (on the default `database/` mount) to the dev PostgreSQL. */
+const DEMO_CONNECTION = 'demo';
+
 /** What devSetup made in the database that was not there before (dropped at exit: demoTeardown). */
 interface DemoObjects {
   table: boolean;
@@ -90,7 +93,7 @@ async function devSetup(app: FastifyInstance, rootToken: string, pgUrl: string):
   }
 
   const admin = templatedUrl(pgUrl);
-  await api(app, rootToken, 'PUT', 'database/config/demo', {
+  await api(app, rootToken, 'PUT', `database/config/${DEMO_CONNECTION}`, {
     plugin_name: 'postgresql-database-plugin',
     connection_url: admin.connectionUrl,
     username: admin.username,
@@ -100,7 +103,7 @@ async function devSetup(app: FastifyInstance, rootToken: string, pgUrl: string):
     allowed_roles: ['*'],
   });
   await api(app, rootToken, 'PUT', 'database/roles/readonly', {
-    db_name: 'demo',
+    db_name: DEMO_CONNECTION,
     creation_statements: [`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'; GRANT ${DEMO_GROUP} TO "{{name}}";`],
     default_ttl: '1h',
     max_ttl: '24h',
@@ -168,7 +171,7 @@ export async function runDevServer(opts: DevOptions): Promise<void> {
           // already be shutting down): the demo connection's leases are left to it.
           if (!server.broker.seal.sealed) {
             await server.broker.leases
-              .revokeAll(external ? undefined : { mount: 'database/', connection: 'demo' })
+              .revokeAll(external ? undefined : { mount: 'database/', connection: DEMO_CONNECTION })
               .catch((err: unknown) => server.logger.error({ err: String(err) }, 'dev mode: revoking leases at exit failed'));
             if (external) await demoTeardown(devPgUrl, created, server.logger).catch((err: unknown) => server.logger.error({ err: String(err) }, 'dev mode: dropping the demo table and group role failed'));
           }
