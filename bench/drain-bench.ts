@@ -17,7 +17,10 @@
 // lease, as an earlier version did, costs a request per lease and a database
 // statement on PostgreSQL.) The clock runs from T until `sys/leases/count`
 // under the role's prefix reaches zero. A side client (1 connection, its own
-// role) reads creds in a loop before the drain (unloaded) and during it.
+// role) reads creds in a loop before the drain (unloaded), during it, and
+// during the raw serial drop: so the raw rate is measured under the same side
+// load as the broker's, and the side client's p99 during the raw drop shows
+// what the database's own drop work does to a creation on this machine.
 
 import { generatePassword } from '../src/util/random.ts';
 import { pause } from './abort.ts';
@@ -52,6 +55,8 @@ export interface DrainFigures {
   usersLeft: number;
   sideUnloaded: RunResult;
   sideDuring: RunResult;
+  /** The side client while the raw serial drop runs (the database's own drop work, no broker drain). */
+  sideDuringRaw: RunResult;
   /** The baseline: N users made by `clients` sessions, then dropped by one session, one after another. */
   rawCreate: RunResult;
   rawDrop: RunResult;
@@ -188,9 +193,9 @@ export async function benchDrain(bench: BenchBroker, target: BenchTarget, opts: 
 
     // The side client's leases stay until the final sweep.
     opts.progress(`raw baseline: ${issue.completed} users made by ${opts.clients} sessions, then dropped by 1 session`);
-    const raw = await rawCreateThenDrop(target, opts, issue.completed);
+    const raw = await rawCreateThenDrop(target, opts, issue.completed, () => bench.issue(side, SIDE));
     // The report counts failures; their first messages say which part failed and why.
-    for (const [part, r] of Object.entries({ issue, renew, sideUnloaded, sideDuring, rawCreate: raw.rawCreate, rawDrop: raw.rawDrop })) {
+    for (const [part, r] of Object.entries({ issue, renew, sideUnloaded, sideDuring, sideDuringRaw: raw.sideDuringRaw, rawCreate: raw.rawCreate, rawDrop: raw.rawDrop })) {
       if (r && r.failed > 0) opts.progress(`${part}: ${r.failed} failed, e.g. ${r.errors.join(' | ')}`);
     }
     return {
@@ -212,7 +217,12 @@ export async function benchDrain(bench: BenchBroker, target: BenchTarget, opts: 
   }
 }
 
-async function rawCreateThenDrop(target: BenchTarget, opts: DrainOptions, n: number): Promise<{ rawCreate: RunResult; rawDrop: RunResult; rawDropLoad: number }> {
+async function rawCreateThenDrop(
+  target: BenchTarget,
+  opts: DrainOptions,
+  n: number,
+  sideIssue: () => Promise<unknown>,
+): Promise<{ rawCreate: RunResult; rawDrop: RunResult; sideDuringRaw: RunResult; rawDropLoad: number }> {
   const sessions: DirectSession[] = [];
   try {
     for (let w = 0; w < opts.clients; w++) sessions.push(await target.openDirect());
@@ -222,10 +232,21 @@ async function rawCreateThenDrop(target: BenchTarget, opts: DrainOptions, n: num
       await sessions[w]!.createUser(name, generatePassword(), opts.statements);
       names.push(name);
     });
-    const rawDrop = await runConcurrent({ workers: 1, total: names.length }, async (i) => {
-      await sessions[0]!.dropUser(names[i]!);
+    let dropped = false;
+    const side = runConcurrent({ workers: 1, total: Infinity, stop: () => dropped }, async () => {
+      await sideIssue();
     });
-    return { rawCreate, rawDrop, rawDropLoad: loadNow() };
+    side.catch(() => undefined);
+    let rawDrop: RunResult;
+    try {
+      rawDrop = await runConcurrent({ workers: 1, total: names.length }, async (i) => {
+        await sessions[0]!.dropUser(names[i]!);
+      });
+    } finally {
+      dropped = true;
+    }
+    const rawDropLoad = loadNow();
+    return { rawCreate, rawDrop, sideDuringRaw: await side, rawDropLoad };
   } finally {
     for (const s of sessions) await s.close().catch(() => undefined);
   }

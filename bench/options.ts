@@ -21,15 +21,18 @@ export interface BenchOptions {
   clients: number;
   /** Leases due at once in the drain. */
   leases: number;
+  /** Drains run one after another (the table has a row for each and their median). */
+  drainRounds: number;
   /** Live users the vault-benchmark-style run goes up to. */
   live: number;
 }
 
 export const USAGE = `usage: npm run bench -- [postgres|mariadb|mongodb ...] [--engines pg,mariadb,mongo] [--only issue,api,drain,live]
-                     [--quick] [--rounds 3] [--seconds 3] [--clients 8] [--leases 5000] [--live 10000] [--help]`;
+                     [--quick] [--rounds 3] [--seconds 3] [--clients 8] [--leases 5000] [--drain-rounds 3]
+                     [--live 10000] [--help]`;
 
-const FULL = { rounds: 3, seconds: 3, clients: 8, leases: 5000, live: 10_000 };
-const QUICK = { rounds: 2, seconds: 2, clients: 8, leases: 300, live: 500 };
+const FULL = { rounds: 3, seconds: 3, clients: 8, leases: 5000, drainRounds: 3, live: 10_000 };
+const QUICK = { rounds: 2, seconds: 2, clients: 8, leases: 300, drainRounds: 1, live: 500 };
 
 /** What `--help` / `-h` prints (on stdout, exit 0): USAGE, then each option with its full and --quick value. */
 export const HELP = `${USAGE}
@@ -47,6 +50,8 @@ Benchmarks dbroker against real database servers and prints markdown tables
   --seconds N         length of each timed phase, in seconds (${FULL.seconds}; quick ${QUICK.seconds})
   --clients N         concurrent clients and raw sessions (${FULL.clients}; quick ${QUICK.clients})
   --leases N          leases due at once in the drain (${FULL.leases}; quick ${QUICK.leases})
+  --drain-rounds N    drains, one after another (${FULL.drainRounds}; quick ${QUICK.drainRounds}): a drain lasts
+                      seconds, so one round's creds p99 rests on a few hundred samples
   --live N            live users the live part goes up to (${FULL.live}; quick ${QUICK.live})
   -h, --help          print this and exit`;
 
@@ -84,6 +89,7 @@ export function parseOptions(argv: string[]): BenchOptions {
       seconds: { type: 'string' },
       clients: { type: 'string' },
       leases: { type: 'string' },
+      'drain-rounds': { type: 'string' },
       live: { type: 'string' },
       // Handled before parsing (wantsHelp); declared so it is never an "unknown option".
       help: { type: 'boolean', short: 'h' },
@@ -105,6 +111,7 @@ export function parseOptions(argv: string[]): BenchOptions {
     seconds: positive('seconds', values.seconds, base.seconds),
     clients: positive('clients', values.clients, base.clients),
     leases: positive('leases', values.leases, base.leases),
+    drainRounds: positive('drain-rounds', values['drain-rounds'], base.drainRounds),
     live: positive('live', values.live, base.live),
   };
 }

@@ -17,7 +17,8 @@ export interface EngineResult {
   failed?: string;
   issue?: IssueRound[];
   api?: ApiRound[];
-  drain?: DrainFigures;
+  /** One per drain round, in order. */
+  drain?: DrainFigures[];
   live?: LiveUsersFigures;
   leftoversDropped?: number;
   /** 1/5/15-minute load averages when the engine's part started and ended. */
@@ -77,30 +78,40 @@ function issueTable(results: EngineResult[], s: ReportSettings): string {
 }
 
 function drainTable(results: EngineResult[]): string {
-  const rows = results.filter((r) => r.drain).map((r) => {
-    const d = r.drain!;
-    const n = d.issue.completed;
-    const brokerRate = perSecond(n, d.allGoneMs);
-    const rawRate = rate(d.rawDrop);
-    const failed = d.issue.failed + (d.renew?.failed ?? 0) + d.sideUnloaded.failed + d.sideDuring.failed + d.rawCreate.failed + d.rawDrop.failed;
-    return [
-      r.label,
-      `${n}${d.renew ? ` (${d.renew.completed} renewed to re-aim)` : ''}${d.issueOverran ? ' (issuing overran the expiry)' : ''}`,
-      `${fmt(d.firstGoneMs / 1000, 1)} / ${fmt(d.allGoneMs / 1000, 1)}`,
-      fmt(brokerRate),
-      fmt(rawRate),
-      x(brokerRate / rawRate),
-      `${fmt(p99(d.sideUnloaded), 1)} (${d.sideUnloaded.completed})`,
-      `${fmt(p99(d.sideDuring), 1)} (${d.sideDuring.completed})`,
-      x(p99(d.sideDuring) / p99(d.sideUnloaded)),
-      String(failed),
-      String(d.usersLeft),
-      `${fmt(d.rss.before)} / ${fmt(d.rss.loaded)} / ${fmt(d.rss.peak)} / ${fmt(d.rss.after)}`,
-      `${fmt(d.load.drain, 2)} / ${fmt(d.load.rawDrop, 2)}`,
-    ];
-  });
+  const rows: string[][] = [];
+  for (const r of results) {
+    const rounds = r.drain ?? [];
+    const ratios: Array<{ rate: number; p99: number }> = [];
+    for (const [k, d] of rounds.entries()) {
+      const n = d.issue.completed;
+      const brokerRate = perSecond(n, d.allGoneMs);
+      const rawRate = rate(d.rawDrop);
+      const failed = d.issue.failed + (d.renew?.failed ?? 0) + d.sideUnloaded.failed + d.sideDuring.failed + d.sideDuringRaw.failed + d.rawCreate.failed + d.rawDrop.failed;
+      ratios.push({ rate: brokerRate / rawRate, p99: p99(d.sideDuring) / p99(d.sideUnloaded) });
+      rows.push([
+        rounds.length > 1 ? `${r.label} ${k + 1}/${rounds.length}` : r.label,
+        `${n}${d.renew ? ` (${d.renew.completed} renewed to re-aim)` : ''}${d.issueOverran ? ' (issuing overran the expiry)' : ''}`,
+        `${fmt(d.firstGoneMs / 1000, 1)} / ${fmt(d.allGoneMs / 1000, 1)}`,
+        fmt(brokerRate),
+        fmt(rawRate),
+        x(brokerRate / rawRate),
+        `${fmt(p99(d.sideUnloaded), 1)} (${d.sideUnloaded.completed})`,
+        `${fmt(p99(d.sideDuring), 1)} (${d.sideDuring.completed})`,
+        x(p99(d.sideDuring) / p99(d.sideUnloaded)),
+        `${fmt(p99(d.sideDuringRaw), 1)} (${d.sideDuringRaw.completed}): ${x(p99(d.sideDuringRaw) / p99(d.sideUnloaded))}`,
+        String(failed),
+        String(d.usersLeft),
+        `${fmt(d.rss.before)} / ${fmt(d.rss.loaded)} / ${fmt(d.rss.peak)} / ${fmt(d.rss.after)}`,
+        `${fmt(d.load.drain, 2)} / ${fmt(d.load.rawDrop, 2)}`,
+      ]);
+    }
+    if (rounds.length > 1) {
+      const dash = '';
+      rows.push([`${r.label} median`, dash, dash, dash, dash, x(median(ratios.map((q) => q.rate))), dash, dash, x(median(ratios.map((q) => q.p99))), dash, dash, dash, dash, dash]);
+    }
+  }
   return markdownTable(
-    ['engine', 'leases due at once', 'first / all revoked after (s)', 'broker users/s', 'raw serial DROP/s', 'broker ÷ raw', 'creds p99 unloaded (ms, n)', 'creds p99 during drain (ms, n)', 'during ÷ unloaded', 'failed', 'users left', 'broker RSS MiB before / loaded / peak / after', 'load drain / raw'],
+    ['engine', 'leases due at once', 'first / all revoked after (s)', 'broker users/s', 'raw serial DROP/s', 'broker ÷ raw', 'creds p99 unloaded (ms, n)', 'creds p99 during drain (ms, n)', 'during ÷ unloaded', 'creds p99 during the raw drop (ms, n): ÷ unloaded', 'failed', 'users left', 'broker RSS MiB before / loaded / peak / after', 'load drain / raw'],
     rows,
   );
 }
@@ -157,15 +168,17 @@ export function failures(r: EngineResult): string[] {
     add(`api round ${n + 1} sys/leases/lookup`, a.leaseLookup);
     add(`api round ${n + 1} lookup-self`, a.lookupSelf);
   });
-  if (r.drain) {
-    add('drain issue', r.drain.issue);
-    add('drain renew (re-aimed expiry)', r.drain.renew);
-    add('drain side client unloaded', r.drain.sideUnloaded);
-    add('drain side client during', r.drain.sideDuring);
-    add('drain raw create', r.drain.rawCreate);
-    add('drain raw drop', r.drain.rawDrop);
-    if (r.drain.usersLeft > 0) out.push(`drain: ${r.drain.usersLeft} users of revoked leases still in the database`);
-  }
+  r.drain?.forEach((d, n) => {
+    const round = r.drain!.length > 1 ? `drain round ${n + 1}` : 'drain';
+    add(`${round} issue`, d.issue);
+    add(`${round} renew (re-aimed expiry)`, d.renew);
+    add(`${round} side client unloaded`, d.sideUnloaded);
+    add(`${round} side client during`, d.sideDuring);
+    add(`${round} raw create`, d.rawCreate);
+    add(`${round} raw drop`, d.rawDrop);
+    add(`${round} side client during the raw drop`, d.sideDuringRaw);
+    if (d.usersLeft > 0) out.push(`${round}: ${d.usersLeft} users of revoked leases still in the database`);
+  });
   if (r.live) {
     add('live users', r.live.run);
     if (r.live.usersInDb !== r.live.run.completed) out.push(`live users: ${r.live.run.completed} creds served but ${r.live.usersInDb} users in the database`);
@@ -182,7 +195,7 @@ export function formatReport(results: EngineResult[], s: ReportSettings): string
   if (results.some((r) => r.api?.length)) {
     out.push(`### Non-database path: ${s.clients} keep-alive connections, ${s.seconds} s per phase, interleaved (same load generator for all)`, '', apiTable(results), '');
   }
-  if (results.some((r) => r.drain)) {
+  if (results.some((r) => r.drain?.length)) {
     out.push('### Drain: leases due at the same second, revoked by the broker; raw = the same server dropping as many users from 1 session', '', drainTable(results), '');
   }
   if (results.some((r) => r.live)) {

@@ -56,7 +56,12 @@ async function benchEngine(target: BenchTarget, opts: BenchOptions, withApi: boo
     if (opts.parts.has('drain')) {
       say(`drain of ${opts.leases} leases; load ${load()}`);
       const expectedRate = median((result.issue ?? []).map((i) => perSecond(i.brokerN.completed, i.brokerN.elapsedMs)));
-      result.drain = await benchDrain(bench, target, { leases: opts.leases, clients: opts.clients, seconds: opts.seconds, expectedRate, run, statements: setup.creationStatements, progress: say });
+      result.drain = [];
+      for (let k = 1; k <= opts.drainRounds; k++) {
+        if (opts.drainRounds > 1) say(`drain round ${k} of ${opts.drainRounds}; load ${load()}`);
+        // Each round its own user names (letters and digits), all under the run's prefix for the final sweep.
+        result.drain.push(await benchDrain(bench, target, { leases: opts.leases, clients: opts.clients, seconds: opts.seconds, expectedRate, run: `${run}r${k}`, statements: setup.creationStatements, progress: say }));
+      }
     }
     if (opts.parts.has('live')) {
       if (setup.groupStatements) {

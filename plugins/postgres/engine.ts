@@ -405,15 +405,20 @@ export class PostgresEngine implements Engine {
   async deleteUser(request: DeleteUserRequest): Promise<void> {
     const { pool, settings, auth } = this.#ready();
     checkUsername(request.username);
-    const custom = request.statements.length > 0;
-    const statements = custom
-      ? renderFor('revocation', request.statements, { name: request.username, username: request.username })
-      : defaultRevocation(request.username, settings.revocationOwner);
+    const custom = request.statements.length > 0 ? renderFor('revocation', request.statements, { name: request.username, username: request.username }) : null;
     const secrets = [auth.password];
     const client = await connect(pool, secrets);
     let failure: unknown;
     try {
-      await revokeRole(client, request.username, statements, !custom);
+      if (custom) await revokeRole(client, request.username, custom, false);
+      else {
+        // The default revocation is revoke-batch.ts's common case: two round trips.
+        const user: BatchRevocation = { username: request.username, statements: null };
+        const settled = new Map<BatchRevocation, RevocationOutcome>();
+        await revokeBatch(client, [user], settings.revocationOwner, settled);
+        const outcome = settled.get(user);
+        if (outcome !== 'done') throw outcome?.error ?? new Error('the revocation ended without an outcome');
+      }
     } catch (err) {
       failure = err;
     } finally {

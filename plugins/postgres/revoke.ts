@@ -73,7 +73,7 @@ export class SessionsOpenError extends Error {
 async function openSessions(client: PoolClient, oid: number): Promise<number[]> {
   const { rows } = await exec<{ pid: number }>(
     client,
-    'SELECT pid FROM pg_catalog.pg_stat_activity WHERE usesysid = $1 AND pid <> pg_catalog.pg_backend_pid()',
+    'SELECT pid FROM pg_catalog.pg_stat_get_activity(NULL) WHERE usesysid = $1 AND pid <> pg_catalog.pg_backend_pid()',
     [oid],
   );
   return rows.map((r) => r.pid);

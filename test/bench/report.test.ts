@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RunResult } from '../../bench/concurrent.ts';
+import type { DrainFigures } from '../../bench/drain-bench.ts';
 import { formatReport, markdownTable, type EngineResult } from '../../bench/report.ts';
 
 /** `completed` operations in `seconds`, each taking `latencyMs`. */
@@ -35,26 +36,38 @@ test('issuance ratios and the per-credential overhead come from the rates and p5
   assert.deepEqual(cells.slice(1), ['1', '100 (5.0)', '200', '50 (9.0 / 9.0)', '150 (50.0 / 50.0)', '0', '1.50×', '0.75×', '4.0', '3.00']);
 });
 
-test('drain: broker users/s from the time to the last lease gone, against raw serial DROP, and p99 during vs unloaded', () => {
-  const result: EngineResult = {
-    label: 'MariaDB',
-    drain: {
-      issue: run(1000, 10, 10),
-      renew: undefined,
-      issueOverran: false,
-      firstGoneMs: 500,
-      allGoneMs: 4000,
-      usersLeft: 0,
-      sideUnloaded: run(100, 2, 10),
-      sideDuring: run(50, 4, 25),
-      rawCreate: run(1000, 5, 8),
-      rawDrop: run(1000, 2, 2),
-      rss: { before: 100, loaded: 120, peak: 130, after: 110 },
-      load: { drain: 1.5, rawDrop: 1.25 },
-    },
+/** One drain round: 1000 leases gone 4 s after their expiry; raw drop 500/s; side p99 10 ms unloaded, 15 ms during the raw drop. */
+function drainRound(sideDuring: RunResult): DrainFigures {
+  return {
+    issue: run(1000, 10, 10),
+    renew: undefined,
+    issueOverran: false,
+    firstGoneMs: 500,
+    allGoneMs: 4000,
+    usersLeft: 0,
+    sideUnloaded: run(100, 2, 10),
+    sideDuring,
+    sideDuringRaw: run(60, 4, 15),
+    rawCreate: run(1000, 5, 8),
+    rawDrop: run(1000, 2, 2),
+    rss: { before: 100, loaded: 120, peak: 130, after: 110 },
+    load: { drain: 1.5, rawDrop: 1.25 },
   };
+}
+
+test('drain: broker users/s from the time to the last lease gone, against raw serial DROP, and p99 during vs unloaded', () => {
+  const result: EngineResult = { label: 'MariaDB', drain: [drainRound(run(50, 4, 25))] };
   const cells = rowOf(formatReport([result], settings), '### Drain', 'MariaDB');
-  assert.deepEqual(cells.slice(1, 11), ['1000', '0.5 / 4.0', '250', '500', '0.50×', '10.0 (100)', '25.0 (50)', '2.50×', '0', '0']);
+  assert.deepEqual(cells.slice(1, 12), ['1000', '0.5 / 4.0', '250', '500', '0.50×', '10.0 (100)', '25.0 (50)', '2.50×', '15.0 (60): 1.50×', '0', '0']);
+});
+
+test('drain rounds: a row for each, then the medians of their ratios', () => {
+  const result: EngineResult = { label: 'PostgreSQL', drain: [drainRound(run(50, 4, 25)), drainRound(run(50, 4, 12)), drainRound(run(50, 4, 40))] };
+  const report = formatReport([result], settings);
+  assert.equal(rowOf(report, '### Drain', 'PostgreSQL 2/3')[7], '12.0 (50)');
+  const median = rowOf(report, '### Drain', 'PostgreSQL median');
+  assert.equal(median[5], '0.50×');
+  assert.equal(median[8], '2.50×', 'the median of 2.50×, 1.20× and 4.00×');
 });
 
 test('every failure is counted and its messages are listed in the notes', () => {

@@ -240,6 +240,29 @@ test('deleteUsers: a user that cannot be dropped in the batch fails alone; the o
   await adminQuery(server, `DROP DATABASE ${db}`);
 });
 
+test('deleteUser (one user, the default revocation) of a user that cannot be dropped fails, kept NOLOGIN; dropped once it can be', async () => {
+  const db = `batch_single_db_${run}`;
+  await adminQuery(server, `CREATE DATABASE ${db}`);
+  const [req] = [request(TABLE_GRANT)];
+  assert.deepEqual(await engine.newUsers!([req!]), [undefined]);
+  const url = new URL(server.url);
+  url.pathname = `/${db}`;
+  const other = new pg.Client({ connectionString: url.toString() });
+  await other.connect();
+  try {
+    await other.query(`CREATE TABLE kept (v int); ALTER TABLE kept OWNER TO "${req!.username}"`);
+    await assert.rejects(engine.deleteUser({ username: req!.username, statements: [] }), /depend/);
+    const [row] = await adminQuery<{ rolcanlogin: boolean }>(server, 'SELECT rolcanlogin FROM pg_roles WHERE rolname = $1', [req!.username]);
+    assert.equal(row?.rolcanlogin, false, 'kept, NOLOGIN');
+    await other.query('DROP TABLE kept');
+  } finally {
+    await other.end();
+  }
+  await engine.deleteUser({ username: req!.username, statements: [] });
+  assert.equal(await exists(req!.username), false);
+  await adminQuery(server, `DROP DATABASE ${db}`);
+});
+
 test('deleteUsers with an admin that cannot end sessions: the user with a session fails (kept NOLOGIN), the rest are dropped', async () => {
   const admin = `batch_adm_${run}`;
   const password = brokerPassword();
