@@ -49,6 +49,9 @@ function requireName(username: string): void {
 }
 
 /** What the admin may do about other users' sessions. */
+/** How long (ms) a revocation reuses the admin's privileges looked up by an earlier one (recentAdminRights). */
+const ADMIN_RIGHTS_REUSE_MS = 10_000;
+
 interface AdminRights {
   /** The admin account, quoted: 'user'@'host'. */
   account: string;
@@ -108,23 +111,30 @@ export class MysqlEngine implements Engine {
    * Drops give way to creations (Engine.dropsNearCreates; issue 11): every
    * DROP USER queues for the grant tables' locks (Aria, table-level, first
    * come first served) that CREATE USER and GRANT need too, and holds them
-   * until its commit, so a creation waits behind every drop statement queued
-   * before it. Measured in process (bench/drain-contention.ts: the batcher
-   * and this engine on MariaDB 10.11, this 2-core machine shared and loaded,
-   * a drain of 1,500 users fed 256 at a time, one client creating in a loop;
-   * two interleaved runs each): batch / slots 64 / 7 (as without this) made a
-   * creation's p99 22-49× its unloaded p99 (p50 340-470 ms); 16 / 2: 4.5-8.5×
-   * at 0.88-1.22× the raw serial DROP rate; 8 / 2: 3.5-7.6× at 0.71-0.74×;
-   * 8 / 1: 2.1-4.0× at 0.63-0.75×; 16 / 1: 7.7-9.3× at 1.02-1.05×, the one
-   * setting that kept the drain at the raw serial rate (issue 11's other goal).
+   * until its commit, so a creation waits behind the drop statement running
+   * when it comes. A DROP USER of n accounts costs one statement's fixed part
+   * plus a little per account (MariaDB 10.11 on this machine: 16 accounts in
+   * one statement took 16 ms with 3,000 on the server; one per statement ran
+   * at 117-197/s, 5-8.5 ms each, in the bench below), so the batch size
+   * trades the drain's rate against that wait. `npm run bench -- mariadb --only drain`
+   * (5,000 leases due at once, one client issuing creds meanwhile; one run
+   * each, this 2-core machine; raw = the server dropping one user per
+   * statement from one session, the same client issuing meanwhile):
+   * batch 2 / 4 / 8 / 16 drained at 1.01 / 1.53 / 1.83 / 2.16x the raw rate,
+   * with the client's p50 during the drain 16 / 18 / 25 / 37 ms (3.3-4.9
+   * unloaded) and p99 2.4 / 2.7 / 3.5 / 4.8x unloaded, where the raw drop's
+   * own made it 1.7-2.5x. Four accounts per statement keep a creation's wait
+   * near what the server's own serial drop causes, at 1.5x its rate.
    */
-  readonly dropsNearCreates = { batch: 16, slots: 1 } as const;
+  readonly dropsNearCreates = { batch: 4, slots: 1 } as const;
   /** Where accounts are stored: MariaDB 10.4+'s mysql.global_priv, else (found at the first lookup) mysql.user. */
   private accountTable: 'mysql.global_priv' | 'mysql.user' = 'mysql.global_priv';
   private pool: Pool | null = null;
   private baseOptions: PoolOptions | null = null;
   private options: MysqlOptions = { tlsSkipVerify: false };
   private adminUser = '';
+  /** The last adminRights lookup for revocations (recentAdminRights): when it started (ms since the epoch) and its answer. */
+  private rightsLookup: { at: number; rights: Promise<AdminRights> } | undefined;
   private adminPassword = '';
   /** max_connection_lifetime in ms (0: forever). mysql2 has no such option: connections past it are closed when released. */
   private maxLifetimeMs = 0;
@@ -490,7 +500,7 @@ export class MysqlEngine implements Engine {
     try {
       if (jobs.length > 0) {
         [rights, hosts, open] = await Promise.all([
-          this.adminRights(secrets),
+          this.recentAdminRights(secrets),
           this.hostsOfMany(live(), secrets),
           this.sessionsOfMany(live(), secrets).catch(() => undefined),
         ]);
@@ -616,6 +626,27 @@ export class MysqlEngine implements Engine {
    * to end them. Read from information_schema.USER_PRIVILEGES for the
    * account logged in (privileges held only through roles are not seen).
    */
+  /**
+   * adminRights for revocations, looked up again at most every
+   * ADMIN_RIGHTS_REUSE_MS: the admin's privileges rarely change, and on
+   * MariaDB the lookup reads information_schema.USER_PRIVILEGES, which an
+   * admin with the global privileges lists for every account on the server
+   * (thousands during a drain), taking the grant tables' lock that creations
+   * and drops queue for. A failed lookup is not kept.
+   */
+  private recentAdminRights(secrets: string[]): Promise<AdminRights> {
+    const now = Date.now();
+    if (!this.rightsLookup || now - this.rightsLookup.at > ADMIN_RIGHTS_REUSE_MS) {
+      const rights = this.adminRights(secrets);
+      const lookup = { at: now, rights };
+      this.rightsLookup = lookup;
+      rights.catch(() => {
+        if (this.rightsLookup === lookup) this.rightsLookup = undefined;
+      });
+    }
+    return this.rightsLookup.rights;
+  }
+
   private async adminRights(secrets: string[]): Promise<AdminRights> {
     try {
       const [rows] = await this.query<RowDataPacket[]>(

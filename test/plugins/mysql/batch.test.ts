@@ -292,7 +292,7 @@ test('generated names (uniqueName) skip the lookup; a CREATE USER that still fin
 
 test('through the DDL batcher, drops asked for right after a creation go at most dropsNearCreates.batch per call, one call at a time (Engine.dropsNearCreates); every user is gone', async () => {
   const limits = engine.dropsNearCreates;
-  assert.deepEqual(limits, { batch: 16, slots: 1 });
+  assert.deepEqual(limits, { batch: 4, slots: 1 });
   const sizes: number[] = [];
   let running = 0;
   let most = 0;
