@@ -49,9 +49,6 @@ function requireName(username: string): void {
 }
 
 /** What the admin may do about other users' sessions. */
-/** How long (ms) a revocation reuses the admin's privileges looked up by an earlier one (recentAdminRights). */
-const ADMIN_RIGHTS_REUSE_MS = 10_000;
-
 interface AdminRights {
   /** The admin account, quoted: 'user'@'host'. */
   account: string;
@@ -133,8 +130,6 @@ export class MysqlEngine implements Engine {
   private baseOptions: PoolOptions | null = null;
   private options: MysqlOptions = { tlsSkipVerify: false };
   private adminUser = '';
-  /** The last adminRights lookup for revocations (recentAdminRights): when it started (ms since the epoch) and its answer. */
-  private rightsLookup: { at: number; rights: Promise<AdminRights> } | undefined;
   private adminPassword = '';
   /** max_connection_lifetime in ms (0: forever). mysql2 has no such option: connections past it are closed when released. */
   private maxLifetimeMs = 0;
@@ -500,7 +495,7 @@ export class MysqlEngine implements Engine {
     try {
       if (jobs.length > 0) {
         [rights, hosts, open] = await Promise.all([
-          this.recentAdminRights(secrets),
+          this.adminRights(secrets),
           this.hostsOfMany(live(), secrets),
           this.sessionsOfMany(live(), secrets).catch(() => undefined),
         ]);
@@ -626,27 +621,6 @@ export class MysqlEngine implements Engine {
    * to end them. Read from information_schema.USER_PRIVILEGES for the
    * account logged in (privileges held only through roles are not seen).
    */
-  /**
-   * adminRights for revocations, looked up again at most every
-   * ADMIN_RIGHTS_REUSE_MS: the admin's privileges rarely change, and on
-   * MariaDB the lookup reads information_schema.USER_PRIVILEGES, which an
-   * admin with the global privileges lists for every account on the server
-   * (thousands during a drain), taking the grant tables' lock that creations
-   * and drops queue for. A failed lookup is not kept.
-   */
-  private recentAdminRights(secrets: string[]): Promise<AdminRights> {
-    const now = Date.now();
-    if (!this.rightsLookup || now - this.rightsLookup.at > ADMIN_RIGHTS_REUSE_MS) {
-      const rights = this.adminRights(secrets);
-      const lookup = { at: now, rights };
-      this.rightsLookup = lookup;
-      rights.catch(() => {
-        if (this.rightsLookup === lookup) this.rightsLookup = undefined;
-      });
-    }
-    return this.rightsLookup.rights;
-  }
-
   private async adminRights(secrets: string[]): Promise<AdminRights> {
     try {
       const [rows] = await this.query<RowDataPacket[]>(

@@ -410,15 +410,8 @@ export class PostgresEngine implements Engine {
     const client = await connect(pool, secrets);
     let failure: unknown;
     try {
-      if (custom) await revokeRole(client, request.username, custom, false);
-      else {
-        // The default revocation is revoke-batch.ts's common case: two round trips.
-        const user: BatchRevocation = { username: request.username, statements: null };
-        const settled = new Map<BatchRevocation, RevocationOutcome>();
-        await revokeBatch(client, [user], settings.revocationOwner, settled);
-        const outcome = settled.get(user);
-        if (outcome !== 'done') throw outcome?.error ?? new Error('the revocation ended without an outcome');
-      }
+      // One user: revoke.ts, which leaves more time between NOLOGIN and its last look for sessions than a batch's pipeline.
+      await revokeRole(client, request.username, custom ?? defaultRevocation(request.username, settings.revocationOwner), custom === null);
     } catch (err) {
       failure = err;
     } finally {

@@ -1,30 +1,27 @@
-// Revoking many users at once (the engine's deleteUsers). First one query
-// (`survey`) finds, for every name, its role (a name without one is done),
-// whether the admin holds its privileges, and whether it has sessions.
-//
-// The common case, every user with the default revocation and none with a
-// session, takes one more round trip (`quickDrop`): BEGIN, the user-change
-// lock, the memberships a CREATEROLE admin needs for REASSIGN/DROP OWNED,
-// `REASSIGN OWNED BY a, b, c TO owner; DROP OWNED BY a, b, c; DROP ROLE IF
-// EXISTS a, b, c`, COMMIT and a look for sessions that logged in before the
-// DROP committed, all sent at once (pg's pipeline mode). A statement that
-// fails aborts the transaction, the pipelined COMMIT then rolls it back, and
-// the batch is done the careful way instead, step by step:
-//   1. NOLOGIN, in one transaction, for the users with sessions (so they
-//      cannot reconnect) and those with custom statements (which may keep
-//      the role); the users with sessions get revoke.ts's endSessions
-//      (membership, terminate, check), and a user whose session stays open
-//      fails alone (kept NOLOGIN, retried);
-//   2. the default revocation of a user without sessions needs no NOLOGIN:
-//      a session that logs in before the DROP commits is found and ended by
-//      step 4, and after it nobody can log in; if the DROP fails, revokeRole
-//      (NOLOGIN first) takes over. An ALTER ROLE per user was most of a
-//      drain's catalog writes;
-//   3. one transaction, with the user-change lock when needed: the default
-//      group's statements (as above) in one savepoint; users with custom
-//      statements each in a savepoint of their own; one COMMIT;
-//   4. one query for a session that logged in before the DROP committed
-//      (ended as in step 1).
+// Revoking many users at once (the engine's deleteUsers), in three round
+// trips when nothing goes wrong:
+//   1. one query (`survey`) finds each name's role (a name without one is
+//      done) and whether the admin holds its privileges;
+//   2. NOLOGIN for every user in one transaction, sent at once with its
+//      COMMIT and a look for the users' sessions (`stopLogins`): no session
+//      can start after that commit, and those open are found while the roles
+//      still exist (an admin that ends sessions through membership of a role
+//      cannot once it is dropped). Dropping NOLOGIN for users without
+//      sessions (session 5) let a login that raced the drop outlive a
+//      revocation reported done;
+//   3. when every user has the default revocation and none has a session
+//      (`quickDrop`): BEGIN, the user-change lock, the memberships a
+//      CREATEROLE admin needs for REASSIGN/DROP OWNED, `REASSIGN OWNED BY a,
+//      b, c TO owner; DROP OWNED BY a, b, c; DROP ROLE IF EXISTS a, b, c`,
+//      COMMIT and a look for sessions that logged in before NOLOGIN took
+//      effect, all at once (pg's pipeline mode).
+// Otherwise, or when a statement of step 3 fails (the pipelined COMMIT then
+// rolls back), the batch goes step by step: the users with sessions get
+// revoke.ts's endSessions (membership, terminate, check), and a user whose
+// session stays open fails alone (kept NOLOGIN, retried); then one
+// transaction, with the user-change lock when needed: the default group's
+// statements in one savepoint, users with custom statements each in a
+// savepoint of their own, one COMMIT; then the look for late sessions.
 // When the default group's savepoint fails (one user that cannot be
 // dropped), its users are revoked one at a time with revokeRole after the
 // commit, so that user does not hold back the others. A user counts as done
@@ -38,7 +35,7 @@ import type { PoolClient } from 'pg';
 import { postgresDialect } from './dialect.ts';
 import { needsUserChangeLock } from './lock-scope.ts';
 import { SessionsOpenError, defaultRevocation, endSessions, revokeRole } from './revoke.ts';
-import { exec, execPrepared, isConnectionFailure, LOCK_STATEMENT, sendTogether, takeUserChangeLock, type Piped } from './sql.ts';
+import { exec, isConnectionFailure, LOCK_STATEMENT, sendTogether, takeUserChangeLock, type Piped } from './sql.ts';
 import { inSavepoint } from './savepoint.ts';
 
 /** One user of a revocation batch: its rendered custom statements, or null for the default revocation. */
@@ -77,27 +74,21 @@ interface RoleFacts {
   oid: number;
   /** The admin has the role's privileges (pg_has_role USAGE): REASSIGN/DROP OWNED need no membership first. */
   member: boolean;
-  /** Another session of the role is open. */
-  busy: boolean;
 }
 
 /** The roles among `names` that exist, with their facts, in one query. */
 async function survey(client: PoolClient, names: string[]): Promise<Map<string, RoleFacts>> {
-  const { rows } = await execPrepared<{ oid: number; rolname: string; member: boolean; busy: boolean }>(
+  const { rows } = await exec<{ oid: number; rolname: string; member: boolean }>(
     client,
-    'dbroker_revoke_survey',
-    `SELECT r.oid, r.rolname, pg_catalog.pg_has_role(CURRENT_USER, r.oid, 'USAGE') AS member, a.usesysid IS NOT NULL AS busy
-       FROM pg_catalog.pg_roles r
-       LEFT JOIN (SELECT DISTINCT usesysid FROM pg_catalog.pg_stat_get_activity(NULL) WHERE pid <> pg_catalog.pg_backend_pid()) a ON a.usesysid = r.oid
-      WHERE r.rolname = ANY($1::text[])`,
+    "SELECT oid, rolname, pg_catalog.pg_has_role(CURRENT_USER, oid, 'USAGE') AS member FROM pg_catalog.pg_roles WHERE rolname = ANY($1::text[])",
     [names],
   );
-  return new Map(rows.map((r) => [r.rolname, { oid: r.oid, member: r.member, busy: r.busy }]));
+  return new Map(rows.map((r) => [r.rolname, { oid: r.oid, member: r.member }]));
 }
 
 /**
- * The default revocation of `users` (all existing, none with a session) in
- * one round trip: see the top of this file. Returns false, with nothing
+ * The default revocation of `users` (all existing, NOLOGIN, none with a
+ * session) in one round trip: see the top of this file. Returns false, with nothing
  * changed, when a statement failed (the transaction rolled back); throws the
  * raw error when the connection fails, so whether the COMMIT took is unknown
  * (the caller revokes the users again, one at a time; dropping is idempotent).
@@ -145,18 +136,39 @@ async function quickDrop(
   return true;
 }
 
-/** NOLOGIN for all in one transaction; when that fails (a role dropped meanwhile, a refusal), one at a time. */
-async function stopLogins(client: PoolClient, users: BatchRevocation[], outcomes: Map<BatchRevocation, RevocationOutcome>): Promise<void> {
-  if (users.length === 0) return;
-  await exec(client, 'BEGIN');
-  try {
-    for (const user of users) await exec(client, `ALTER ROLE ${quote(user.username)} NOLOGIN`);
-    await exec(client, 'COMMIT');
-    return;
-  } catch (err) {
-    await exec(client, 'ROLLBACK').catch(() => undefined);
-    if (isConnectionFailure(err)) throw err;
+/**
+ * NOLOGIN for all in one transaction, sent at once with the COMMIT and a look
+ * for their sessions; when that fails (a role dropped meanwhile, a refusal),
+ * one at a time, then the look. Returns the oids with a session open once
+ * NOLOGIN is committed: no session can start after that, so one not found
+ * here can only be a login that passed its check just before the commit
+ * (the check after the DROP is for those).
+ */
+async function stopLogins(
+  client: PoolClient,
+  users: BatchRevocation[],
+  facts: Map<string, RoleFacts>,
+  outcomes: Map<BatchRevocation, RevocationOutcome>,
+): Promise<Set<number>> {
+  if (users.length === 0) return new Set();
+  const oids = [...new Set(users.map((u) => facts.get(u.username)!.oid))];
+  const statements: Piped[] = [
+    { text: 'BEGIN' },
+    ...[...new Set(users.map((u) => u.username))].map((name) => ({ text: `ALTER ROLE ${quote(name)} NOLOGIN` })),
+    { text: 'COMMIT' },
+    { text: SESSIONS_OF.text, values: [oids] },
+  ];
+  const results = await Promise.allSettled(sendTogether(client, statements));
+  const commit = results.length - 2;
+  for (const r of results.slice(0, commit + 1)) {
+    if (r.status === 'rejected' && isConnectionFailure(r.reason)) throw r.reason;
   }
+  const committed = results[commit]!;
+  const check = results[commit + 1]!;
+  if (committed.status === 'fulfilled' && committed.value.command === 'COMMIT' && check.status === 'fulfilled') {
+    return new Set((check.value.rows as Array<{ oid: number }>).map((r) => r.oid));
+  }
+  if (committed.status === 'rejected') await exec(client, 'ROLLBACK').catch(() => undefined);
   for (const user of users) {
     await exec(client, `ALTER ROLE ${quote(user.username)} NOLOGIN`).catch(async (err: unknown) => {
       if (isConnectionFailure(err)) throw err;
@@ -164,6 +176,7 @@ async function stopLogins(client: PoolClient, users: BatchRevocation[], outcomes
       outcomes.set(user, gone ? 'done' : { error: err });
     });
   }
+  return withSessions(client, oids);
 }
 
 /**
@@ -186,12 +199,15 @@ export async function revokeBatch(
     if (facts.has(user.username)) present.push(user);
     else outcomes.set(user, 'done');
   }
-  if (present.length > 0 && present.every((u) => u.statements === null && !facts.get(u.username)!.busy)) {
-    if (await quickDrop(client, present, facts, owner, outcomes)) return;
-  }
+  // NOLOGIN first, committed, for every user: a session cannot start after it,
+  // and one that started before is found now, while the role exists (an admin
+  // that ends sessions through membership of the role cannot once it is gone).
+  const sessions = await stopLogins(client, present, facts, outcomes);
   const oids = new Map([...facts].map(([name, f]) => [name, f.oid]));
-  const sessions = new Set([...facts.values()].filter((f) => f.busy).map((f) => f.oid));
-  await stopLogins(client, present.filter((u) => u.statements !== null || sessions.has(oids.get(u.username)!)), outcomes);
+  const unsettled = present.filter((u) => !outcomes.has(u));
+  if (unsettled.length > 0 && unsettled.every((u) => u.statements === null && !sessions.has(oids.get(u.username)!))) {
+    if (await quickDrop(client, unsettled, facts, owner, outcomes)) return;
+  }
 
   // Memberships taken to end sessions (custom statements may keep the role: given back at the end).
   const joined = new Set<BatchRevocation>();
