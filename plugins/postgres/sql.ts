@@ -23,20 +23,6 @@ export function exec<R extends QueryResultRow = QueryResultRow>(
   return client.query<R>(config);
 }
 
-/**
- * exec() as a named prepared statement: parsed and planned once per
- * connection (the session keeps it), for the hot catalog queries whose
- * planning costs more than their execution. `name` must be unique to `text`.
- */
-export function execPrepared<R extends QueryResultRow = QueryResultRow>(
-  client: PoolClient,
-  name: string,
-  text: string,
-  values: unknown[] = [],
-): Promise<QueryResult<R>> {
-  return client.query<R>({ name, text, values });
-}
-
 interface PgErrorLike {
   message?: unknown;
   code?: unknown;
