@@ -84,6 +84,15 @@ function release(settings: PostgresSettings, pool: pg.Pool, client: pg.PoolClien
  */
 export const SERVER_TIMEOUTS = { lock_timeout: 25_000, statement_timeout: 25_000 } as const;
 
+/**
+ * Revoking the connection's own admin would make it NOLOGIN and then fail
+ * ("current user cannot be dropped"), locking the broker out: refused first,
+ * as the MySQL engine does. Throws EngineInputError.
+ */
+function refuseAdmin(username: string, adminUser: string | undefined): void {
+  if (adminUser !== undefined && username === adminUser) throw new EngineInputError('refusing to delete the admin user of this connection');
+}
+
 export class PostgresEngine implements Engine {
   readonly type = POSTGRES_TYPE;
   /** COMMIT waits for the lease rows (inTransaction, createBatch), so their fsync overlaps CREATE ROLE. */
@@ -405,6 +414,7 @@ export class PostgresEngine implements Engine {
   async deleteUser(request: DeleteUserRequest): Promise<void> {
     const { pool, settings, auth } = this.#ready();
     checkUsername(request.username);
+    refuseAdmin(request.username, settings.adminUser);
     const custom = request.statements.length > 0 ? renderFor('revocation', request.statements, { name: request.username, username: request.username }) : null;
     const secrets = [auth.password];
     const client = await connect(pool, secrets);
@@ -437,6 +447,7 @@ export class PostgresEngine implements Engine {
     for (const [i, request] of requests.entries()) {
       try {
         checkUsername(request.username);
+        refuseAdmin(request.username, settings.adminUser);
         const statements =
           request.statements.length > 0 ? renderFor('revocation', request.statements, { name: request.username, username: request.username }) : null;
         batch.set({ username: request.username, statements }, i);

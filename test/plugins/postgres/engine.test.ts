@@ -293,6 +293,26 @@ test('initialize with a wrong admin password: EngineConnectionError without the 
   await eng.close();
 });
 
+test('deleteUser and deleteUsers refuse the connection\'s own admin (EngineInputError); the admin can still log in', async () => {
+  const admin = `dbroker_selfadm_${run}`;
+  const password = brokerPassword();
+  await adminQuery(server, `CREATE ROLE ${admin} WITH LOGIN CREATEROLE PASSWORD '${password}'`);
+  const engine = postgresEngine.create();
+  try {
+    await engine.initialize(connectionFor(server, { username: admin, password, maxOpenConnections: 2 }), { verify: true });
+    await assert.rejects(engine.deleteUser({ username: admin, statements: [] }), (err: unknown) => err instanceof EngineInputError && /admin user of this connection/.test(err.message));
+    const [outcome] = await engine.deleteUsers!([{ username: admin, statements: [] }]);
+    assert.ok(outcome instanceof EngineInputError, String(outcome));
+    const [row] = await adminQuery<{ rolcanlogin: boolean }>(server, 'SELECT rolcanlogin FROM pg_roles WHERE rolname = $1', [admin]);
+    assert.equal(row?.rolcanlogin, true, 'not made NOLOGIN');
+    (await loginAs(server, admin, password)).end();
+  } finally {
+    await engine.close();
+    await adminQuery(server, 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1', [admin]);
+    await adminQuery(server, `DROP ROLE IF EXISTS ${admin}`);
+  }
+});
+
 test('root rotation on a dedicated admin role: the new password works, the old one not', async () => {
   const admin = `dbroker_admin_${run}`;
   const oldPassword = brokerPassword();
