@@ -18,6 +18,13 @@ export interface RoleSettings {
   maxTtl: number;
 }
 
+/** Event-loop delay over a window, in ms. */
+export interface EventLoopLag {
+  p50: number;
+  p99: number;
+  max: number;
+}
+
 export class BenchBroker {
   private constructor(
     readonly process: BrokerProcess,
@@ -71,6 +78,21 @@ export class BenchBroker {
   async leaseCount(prefix?: string): Promise<number> {
     const res = await this.expect(200, 'GET', `sys/leases/count${prefix ? `?prefix=${encodeURIComponent(prefix)}` : ''}`);
     return Number(res.body.data.lease_count);
+  }
+
+  /**
+   * The broker's event-loop delay since the previous call, in ms: prom-client's
+   * default metrics (perf_hooks monitorEventLoopDelay, sampled every 10 ms),
+   * whose histogram is reset by each scrape of sys/metrics. Call once to
+   * start a window, again to read it.
+   */
+  async eventLoopLag(): Promise<EventLoopLag> {
+    const res = await this.expect(200, 'GET', 'sys/metrics?format=prometheus');
+    const read = (name: string): number => {
+      const line = res.text.split('\n').find((l) => l.startsWith(`dbroker_nodejs_eventloop_lag_${name}_seconds `));
+      return line === undefined ? NaN : Number(line.split(' ')[1]) * 1000;
+    };
+    return { p50: read('p50'), p99: read('p99'), max: read('max') };
   }
 
   /** Resident memory of the broker process in MiB. */

@@ -21,10 +21,12 @@
 // during the raw serial drop: so the raw rate is measured under the same side
 // load as the broker's, and the side client's p99 during the raw drop shows
 // what the database's own drop work does to a creation on this machine.
+// Around each of the three windows the broker's event-loop delay is read
+// from its sys/metrics (each scrape resets prom-client's histogram).
 
 import { generatePassword } from '../src/util/random.ts';
 import { pause } from './abort.ts';
-import type { BenchBroker } from './bench-broker.ts';
+import type { BenchBroker, EventLoopLag } from './bench-broker.ts';
 import { runConcurrent, type RunResult } from './concurrent.ts';
 import { loadNow } from './stats.ts';
 import type { BenchTarget, DirectSession } from './targets/target.ts';
@@ -61,6 +63,8 @@ export interface DrainFigures {
   rawCreate: RunResult;
   rawDrop: RunResult;
   rss: { before: number; loaded: number; peak: number; after: number };
+  /** The broker's event-loop delay while the side client ran unloaded, during the drain, and during the raw drop. */
+  lag: { unloaded: EventLoopLag; drain: EventLoopLag; rawDrop: EventLoopLag };
   /** 1-minute load average at the end of the broker drain and of the raw drop. */
   load: { drain: number; rawDrop: number };
 }
@@ -77,9 +81,11 @@ export async function benchDrain(bench: BenchBroker, target: BenchTarget, opts: 
   try {
     const rssBefore = bench.rss();
     opts.progress(`side client, unloaded, ${opts.seconds} s`);
+    await bench.eventLoopLag();
     const sideUnloaded = await runConcurrent({ workers: 1, total: Infinity, maxMs: opts.seconds * 1000 }, async () => {
       await bench.issue(side, SIDE);
     });
+    const lagUnloaded = await bench.eventLoopLag();
 
     let rate = opts.expectedRate;
     if (!(rate > 0)) {
@@ -160,6 +166,7 @@ export async function benchDrain(bench: BenchBroker, target: BenchTarget, opts: 
     await pause(expiresAt - Date.now());
 
     // The drain; the side client runs until it ends.
+    await bench.eventLoopLag();
     let drained = false;
     const during = runConcurrent({ workers: 1, total: Infinity, stop: () => drained }, async () => {
       await bench.issue(side, SIDE);
@@ -187,12 +194,13 @@ export async function benchDrain(bench: BenchBroker, target: BenchTarget, opts: 
       drained = true;
     }
     const sideDuring = await during;
+    const lagDrain = await bench.eventLoopLag();
     const drainLoad = loadNow();
     const usersLeft = await target.countUsers(prefix);
     const rssAfter = bench.rss();
 
     opts.progress(`raw baseline: ${issue.completed} users made by ${opts.clients} sessions, then dropped by 1 session`);
-    const raw = await rawCreateThenDrop(target, opts, issue.completed, () => bench.issue(side, SIDE));
+    const raw = await rawCreateThenDrop(target, opts, issue.completed, () => bench.issue(side, SIDE), () => bench.eventLoopLag());
     // Untimed: the side client's users go too, so they do not pile up round after
     // round (MariaDB's account changes slow down with every account the server holds).
     opts.progress('revoking the side client\'s leases (untimed)');
@@ -213,7 +221,10 @@ export async function benchDrain(bench: BenchBroker, target: BenchTarget, opts: 
       usersLeft,
       sideUnloaded,
       sideDuring,
-      ...raw,
+      rawCreate: raw.rawCreate,
+      rawDrop: raw.rawDrop,
+      sideDuringRaw: raw.sideDuringRaw,
+      lag: { unloaded: lagUnloaded, drain: lagDrain, rawDrop: raw.lagRawDrop },
       rss: { before: rssBefore, loaded: rssLoaded, peak: rssPeak, after: rssAfter },
       load: { drain: drainLoad, rawDrop: raw.rawDropLoad },
     };
@@ -228,7 +239,8 @@ async function rawCreateThenDrop(
   opts: DrainOptions,
   n: number,
   sideIssue: () => Promise<unknown>,
-): Promise<{ rawCreate: RunResult; rawDrop: RunResult; sideDuringRaw: RunResult; rawDropLoad: number }> {
+  lag: () => Promise<EventLoopLag>,
+): Promise<{ rawCreate: RunResult; rawDrop: RunResult; sideDuringRaw: RunResult; rawDropLoad: number; lagRawDrop: EventLoopLag }> {
   const sessions: DirectSession[] = [];
   try {
     for (let w = 0; w < opts.clients; w++) sessions.push(await target.openDirect());
@@ -238,6 +250,7 @@ async function rawCreateThenDrop(
       await sessions[w]!.createUser(name, generatePassword(), opts.statements);
       names.push(name);
     });
+    await lag();
     let dropped = false;
     const side = runConcurrent({ workers: 1, total: Infinity, stop: () => dropped }, async () => {
       await sideIssue();
@@ -252,7 +265,8 @@ async function rawCreateThenDrop(
       dropped = true;
     }
     const rawDropLoad = loadNow();
-    return { rawCreate, rawDrop, sideDuringRaw: await side, rawDropLoad };
+    const sideDuringRaw = await side;
+    return { rawCreate, rawDrop, sideDuringRaw, rawDropLoad, lagRawDrop: await lag() };
   } finally {
     for (const s of sessions) await s.close().catch(() => undefined);
   }

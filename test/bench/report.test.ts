@@ -50,6 +50,7 @@ function drainRound(sideDuring: RunResult): DrainFigures {
     sideDuringRaw: run(60, 4, 15),
     rawCreate: run(1000, 5, 8),
     rawDrop: run(1000, 2, 2),
+    lag: { unloaded: { p50: 10, p99: 11, max: 12 }, drain: { p50: 10, p99: 25.5, max: 40 }, rawDrop: { p50: 10, p99: 12, max: 20 } },
     rss: { before: 100, loaded: 120, peak: 130, after: 110 },
     load: { drain: 1.5, rawDrop: 1.25 },
   };
@@ -58,7 +59,7 @@ function drainRound(sideDuring: RunResult): DrainFigures {
 test('drain: broker users/s from the time to the last lease gone, against raw serial DROP, and p99 during vs unloaded', () => {
   const result: EngineResult = { label: 'MariaDB', drain: [drainRound(run(50, 4, 25))] };
   const cells = rowOf(formatReport([result], settings), '### Drain', 'MariaDB');
-  assert.deepEqual(cells.slice(1, 12), ['1000', '0.5 / 4.0', '250', '500', '0.50×', '10.0 (100)', '25.0 (50)', '2.50×', '15.0 (60): 1.50×', '0', '0']);
+  assert.deepEqual(cells.slice(1, 13), ['1000', '0.5 / 4.0', '250', '500', '0.50×', '10.0 (100)', '25.0 (50)', '2.50×', '15.0 (60): 1.50×', '11.0/12 · 25.5/40 · 12.0/20', '0', '0']);
 });
 
 test('drain rounds: a row for each, then the medians of their ratios', () => {
@@ -68,6 +69,9 @@ test('drain rounds: a row for each, then the medians of their ratios', () => {
   const median = rowOf(report, '### Drain', 'PostgreSQL median');
   assert.equal(median[5], '0.50×');
   assert.equal(median[8], '2.50×', 'the median of 2.50×, 1.20× and 4.00×');
+  // The p99 of every round's samples together: 150 during (50 each at 25, 12 and 40 ms), 300 unloaded.
+  const pooled = rowOf(report, '### Drain', 'PostgreSQL pooled');
+  assert.deepEqual(pooled.slice(6, 10), ['10.0 (300)', '40.0 (150)', '4.00×', '15.0 (180): 1.50×']);
 });
 
 test('every failure is counted and its messages are listed in the notes', () => {

@@ -96,7 +96,7 @@ export class BrokerProcess {
     const announces = ['trace', 'debug', 'info'].includes(String(config.log_level));
     writeFileSync(this.configPath, JSON.stringify(config));
     const from = this.output.length;
-    const child = spawn(process.execPath, [BIN, 'server', '--config', this.configPath], {
+    const child = spawn(process.execPath, [...(process.env.DBROKER_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.DBROKER_CPU_PROF}`] : []), BIN, 'server', '--config', this.configPath], {
       env: { ...process.env, ...this.opts.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
