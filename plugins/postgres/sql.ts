@@ -26,12 +26,17 @@ export function exec<R extends QueryResultRow = QueryResultRow>(
 interface PgErrorLike {
   message?: unknown;
   code?: unknown;
+  detail?: unknown;
 }
 
-function describe(err: unknown): { message: string; code: string | undefined } {
+/** At most this many characters of the server's DETAIL go into an error (a 2BP01 lists up to 100 objects). */
+const DETAIL_MAX = 400;
+
+function describe(err: unknown): { message: string; code: string | undefined; detail: string | undefined } {
   const e = (typeof err === 'object' && err !== null ? err : {}) as PgErrorLike;
   const message = typeof e.message === 'string' && e.message ? e.message : String(err);
-  return { message, code: typeof e.code === 'string' ? e.code : undefined };
+  const detail = typeof e.detail === 'string' && e.detail.trim() ? e.detail.trim().split('\n').join('; ') : undefined;
+  return { message, code: typeof e.code === 'string' ? e.code : undefined, detail: detail && detail.length > DETAIL_MAX ? `${detail.slice(0, DETAIL_MAX)}…` : detail };
 }
 
 export function sqlState(err: unknown): string | undefined {
@@ -45,10 +50,16 @@ export function isConnectionFailure(err: unknown): boolean {
   return code.startsWith('08') || code.startsWith('57P') || code.startsWith('28') || code === '3D000';
 }
 
-/** A scrubbed error for `what` failing; connection failures become EngineConnectionError. */
+/**
+ * A scrubbed error for `what` failing; connection failures become
+ * EngineConnectionError. The server's DETAIL field follows, when it has one:
+ * for a role that cannot be dropped (2BP01) it names what depends on it,
+ * e.g. "owner of table public.t" or "1 object in database app" (PG manual,
+ * "Dropping Roles"; protocol "Error and Notice Message Fields").
+ */
 export function dbError(what: string, err: unknown, secrets: ReadonlyArray<string | undefined>): Error {
-  const { message, code } = describe(err);
-  const text = scrubSecrets(`${what}: ${message}${code && /^[0-9A-Z]{5}$/.test(code) ? ` (SQLSTATE ${code})` : ''}`, secrets);
+  const { message, code, detail } = describe(err);
+  const text = scrubSecrets(`${what}: ${message}${code && /^[0-9A-Z]{5}$/.test(code) ? ` (SQLSTATE ${code})` : ''}${detail ? `. Detail: ${detail}` : ''}`, secrets);
   return isConnectionFailure(err) ? new EngineConnectionError(text) : new Error(text);
 }
 

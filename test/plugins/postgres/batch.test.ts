@@ -221,7 +221,9 @@ test('deleteUsers: a user that cannot be dropped in the batch fails alone; the o
     const outcomes = await engine.deleteUsers!(requests.map((r) => ({ username: r.username, statements: [] })));
     for (const [i, r] of requests.entries()) {
       if (i === 3) {
-        assert.ok(outcomes[i] instanceof Error && /depend/.test(outcomes[i].message), String(outcomes[i]));
+        // The server's DETAIL says where to look: the object is in another database.
+        assert.ok(outcomes[i] instanceof Error && /depend.*\(SQLSTATE 2BP01\)\. Detail: 1 object in database /.test(outcomes[i].message), String(outcomes[i]));
+        assert.ok((outcomes[i] as Error).message.includes(db), String(outcomes[i]));
         const [row] = await adminQuery<{ rolcanlogin: boolean }>(server, 'SELECT rolcanlogin FROM pg_roles WHERE rolname = $1', [stuck]);
         assert.equal(row?.rolcanlogin, false, 'kept, NOLOGIN');
       } else {
@@ -249,7 +251,7 @@ test('deleteUser (one user, the default revocation) of a user that cannot be dro
   await other.connect();
   try {
     await other.query(`CREATE TABLE kept (v int); ALTER TABLE kept OWNER TO "${req!.username}"`);
-    await assert.rejects(engine.deleteUser({ username: req!.username, statements: [] }), /depend/);
+    await assert.rejects(engine.deleteUser({ username: req!.username, statements: [] }), new RegExp(`depend.*Detail: 1 object in database ${db}`));
     const [row] = await adminQuery<{ rolcanlogin: boolean }>(server, 'SELECT rolcanlogin FROM pg_roles WHERE rolname = $1', [req!.username]);
     assert.equal(row?.rolcanlogin, false, 'kept, NOLOGIN');
     await other.query('DROP TABLE kept');
@@ -308,7 +310,8 @@ test('deleteUsers with custom statements: each user in its own savepoint; statem
     { username: nextUser(), statements: [`ALTER ROLE "{{name}}" PASSWORD '{{password}}'`] },
   ]);
   assert.deepEqual(outcomes[0], {});
-  assert.ok(outcomes[1] instanceof Error && /depend/.test(outcomes[1].message), String(outcomes[1]));
+  // DETAIL names the privilege that holds it: "privileges for table …".
+  assert.ok(outcomes[1] instanceof Error && /depend.*Detail: privileges for table /.test(outcomes[1].message), String(outcomes[1]));
   assert.deepEqual(outcomes[2], {});
   assert.deepEqual(outcomes[3], {});
   assert.ok(outcomes[4] instanceof EngineInputError && /revocation_statements/.test(outcomes[4].message), String(outcomes[4]));
