@@ -87,6 +87,34 @@ async function survey(client: PoolClient, names: string[]): Promise<Map<string, 
 }
 
 /**
+ * BEGIN, `body`, COMMIT and a look for the sessions of `oids`, sent at once
+ * (sendTogether: one socket write, one round trip). Throws the raw error when
+ * the connection fails before the look. `committed` is false when the
+ * transaction rolled back (a statement failed: its COMMIT answers ROLLBACK; a
+ * COMMIT that failed is followed by a ROLLBACK here). `sessions`: the oids
+ * with a session open after the COMMIT, or the look's error.
+ */
+async function commitThenLook(
+  client: PoolClient,
+  body: Piped[],
+  oids: number[],
+): Promise<{ committed: boolean; sessions: Set<number> | { error: unknown } }> {
+  const results = await Promise.allSettled(sendTogether(client, [{ text: 'BEGIN' }, ...body, { text: 'COMMIT' }, { text: SESSIONS_OF.text, values: [oids] }]));
+  const commit = results.length - 2;
+  for (const r of results.slice(0, commit + 1)) {
+    if (r.status === 'rejected' && isConnectionFailure(r.reason)) throw r.reason;
+  }
+  const committed = results[commit]!;
+  // An error at COMMIT leaves the transaction open.
+  if (committed.status === 'rejected') await exec(client, 'ROLLBACK').catch(() => undefined);
+  const check = results[commit + 1]!;
+  return {
+    committed: committed.status === 'fulfilled' && committed.value.command === 'COMMIT',
+    sessions: check.status === 'rejected' ? { error: check.reason } : new Set((check.value.rows as Array<{ oid: number }>).map((r) => r.oid)),
+  };
+}
+
+/**
  * The default revocation of `users` (all existing, NOLOGIN, none with a
  * session) in one round trip: see the top of this file. Returns false, with nothing
  * changed, when a statement failed (the transaction rolled back); throws the
@@ -101,28 +129,14 @@ async function quickDrop(
   outcomes: Map<BatchRevocation, RevocationOutcome>,
 ): Promise<boolean> {
   const names = [...new Set(users.map((u) => u.username))];
-  const oids = names.map((n) => facts.get(n)!.oid);
-  const statements: Piped[] = [
-    { text: 'BEGIN' },
-    LOCK_STATEMENT,
-    ...defaultGroup(names, names.filter((n) => !facts.get(n)!.member), owner).map((text) => ({ text })),
-    { text: 'COMMIT' },
-    { text: SESSIONS_OF.text, values: [oids] },
-  ];
-  const results = await Promise.allSettled(sendTogether(client, statements));
-  const commit = results.length - 2;
-  for (const r of results.slice(0, commit + 1)) {
-    if (r.status === 'rejected' && isConnectionFailure(r.reason)) throw r.reason;
-  }
-  const committed = results[commit]!;
-  if (committed.status === 'rejected' || committed.value.command !== 'COMMIT') {
-    // A COMMIT of an aborted transaction answers ROLLBACK; an error there leaves the transaction open.
-    if (committed.status === 'rejected') await exec(client, 'ROLLBACK').catch(() => undefined);
-    return false;
-  }
-  const check = results[commit + 1]!;
-  if (check.status === 'rejected') throw check.reason;
-  const late = new Set((check.value.rows as Array<{ oid: number }>).map((r) => r.oid));
+  const sent = await commitThenLook(
+    client,
+    [LOCK_STATEMENT, ...defaultGroup(names, names.filter((n) => !facts.get(n)!.member), owner).map((text) => ({ text }))],
+    names.map((n) => facts.get(n)!.oid),
+  );
+  if (!sent.committed) return false;
+  if ('error' in sent.sessions) throw sent.sessions.error;
+  const late = sent.sessions;
   for (const user of users) {
     const oid = facts.get(user.username)!.oid;
     try {
@@ -152,23 +166,9 @@ async function stopLogins(
 ): Promise<Set<number>> {
   if (users.length === 0) return new Set();
   const oids = [...new Set(users.map((u) => facts.get(u.username)!.oid))];
-  const statements: Piped[] = [
-    { text: 'BEGIN' },
-    ...[...new Set(users.map((u) => u.username))].map((name) => ({ text: `ALTER ROLE ${quote(name)} NOLOGIN` })),
-    { text: 'COMMIT' },
-    { text: SESSIONS_OF.text, values: [oids] },
-  ];
-  const results = await Promise.allSettled(sendTogether(client, statements));
-  const commit = results.length - 2;
-  for (const r of results.slice(0, commit + 1)) {
-    if (r.status === 'rejected' && isConnectionFailure(r.reason)) throw r.reason;
-  }
-  const committed = results[commit]!;
-  const check = results[commit + 1]!;
-  if (committed.status === 'fulfilled' && committed.value.command === 'COMMIT' && check.status === 'fulfilled') {
-    return new Set((check.value.rows as Array<{ oid: number }>).map((r) => r.oid));
-  }
-  if (committed.status === 'rejected') await exec(client, 'ROLLBACK').catch(() => undefined);
+  const names = [...new Set(users.map((u) => u.username))];
+  const sent = await commitThenLook(client, names.map((name) => ({ text: `ALTER ROLE ${quote(name)} NOLOGIN` })), oids);
+  if (sent.committed && !('error' in sent.sessions)) return sent.sessions;
   for (const user of users) {
     await exec(client, `ALTER ROLE ${quote(user.username)} NOLOGIN`).catch(async (err: unknown) => {
       if (isConnectionFailure(err)) throw err;
