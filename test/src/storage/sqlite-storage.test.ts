@@ -182,3 +182,42 @@ test('insertLeaseWriteAhead: a row committed but not yet fsynced survives a cras
   assert.equal((await store.getLease('database/creds/r/24'))?.state, 'pending');
   await store.close();
 });
+
+test('entries are served from a cache that follows every write: put, overwrite, delete, a miss then a put, a failed put, and the bound', async () => {
+  const path = join(dir, 'entry-cache.db');
+  const store = new SqliteStorage(path);
+  // What the table holds, read by another connection: the cache must always agree with it.
+  const table = new Database(path, { readonly: true });
+  const inTable = (p: string): string | undefined => (table.prepare('SELECT sealed FROM entries WHERE path = ?').get(p) as { sealed: Buffer } | undefined)?.sealed.toString();
+  try {
+    assert.equal(await store.getEntry('roles/a'), undefined, 'a miss is remembered as absent');
+    await store.putEntry('roles/a', Buffer.from('one'));
+    assert.equal((await store.getEntry('roles/a'))?.toString(), 'one');
+    const given = Buffer.from('two');
+    await store.putEntry('roles/a', given);
+    given.fill(0); // the caller's buffer is not the cached one
+    assert.equal((await store.getEntry('roles/a'))?.toString(), 'two');
+    assert.equal(inTable('roles/a'), 'two');
+    await store.deleteEntry('roles/a');
+    assert.equal(await store.getEntry('roles/a'), undefined);
+    assert.equal(inTable('roles/a'), undefined);
+    // A write the table refuses leaves the cache as it was.
+    await store.putEntry('roles/b', Buffer.from('kept'));
+    await assert.rejects(store.putEntry('roles/b', null as unknown as Buffer));
+    assert.equal((await store.getEntry('roles/b'))?.toString(), 'kept');
+    assert.equal(inTable('roles/b'), 'kept');
+    // Past the bound the oldest entries leave the cache, and are read from the table again.
+    for (let i = 0; i < 5000; i++) await store.putEntry(`many/${i}`, Buffer.from(`v${i}`));
+    assert.equal((await store.getEntry('many/0'))?.toString(), 'v0');
+    assert.equal((await store.getEntry('many/4999'))?.toString(), 'v4999');
+    assert.equal((await store.getEntry('roles/b'))?.toString(), 'kept');
+  } finally {
+    table.close();
+    await store.close();
+  }
+  // A new connection (after a restart) reads what was committed.
+  const again = new SqliteStorage(path);
+  assert.equal((await again.getEntry('roles/b'))?.toString(), 'kept');
+  assert.equal(await again.getEntry('roles/a'), undefined);
+  await again.close();
+});
