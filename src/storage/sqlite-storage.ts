@@ -22,9 +22,6 @@ const rangeEnd = (prefix: string): string => prefix + '\uffff';
 const INSERT_LEASE = `INSERT INTO leases (id, mount, role, connection, state, issue_time, expire_time, max_expire_time, last_renewal, due_at, attempts, last_error, token_hash, sealed)
   VALUES (@id, @mount, @role, @connection, @state, @issueTime, @expireTime, @maxExpireTime, @lastRenewal, @dueAt, @attempts, @lastError, @tokenHash, @sealed)`;
 
-/** Sealed entries kept by SqliteStorage's entry cache, at most (configuration, not leases). */
-const ENTRY_CACHE_MAX = 4096;
-
 interface GroupedWrite {
   run: () => unknown;
   /** Called once the write is committed, with the promise of that commit's fsync. */
@@ -44,13 +41,6 @@ export class SqliteStorage implements Storage, CopyableStore {
   private readonly db: Database.Database;
   private readonly unlock: () => void = () => undefined;
   private readonly statements = new Map<string, Database.Statement>();
-  /**
-   * Sealed entries by path, as stored (null: no entry). Entries are
-   * configuration (mounts, roles, connections, policies), read on every
-   * creds request: a SQLite point read cost about 40 µs there (issue 11).
-   * Ciphertext only, like the table; decrypted by the reader each time.
-   */
-  private readonly entryCache = new Map<string, Buffer | null>();
   /**
    * getLeaseStatus's query, in raw mode: each row is an array, so better-sqlite3
    * does not build an object keyed by column names (a V8 string lookup and a
@@ -213,38 +203,16 @@ export class SqliteStorage implements Storage, CopyableStore {
   }
 
   async getEntry(path: string): Promise<Buffer | undefined> {
-    const cached = this.entryCache.get(path);
-    if (cached !== undefined) return cached ?? undefined;
     const row = this.sql('SELECT sealed FROM entries WHERE path = ?').get(path) as { sealed: Buffer } | undefined;
-    this.cacheEntry(path, row?.sealed ?? null);
     return row?.sealed;
   }
 
   async putEntry(path: string, sealed: Buffer): Promise<void> {
-    const copy = Buffer.from(sealed);
-    await this.write(() => {
-      this.sql('INSERT INTO entries (path, sealed) VALUES (?, ?) ON CONFLICT(path) DO UPDATE SET sealed = excluded.sealed').run(path, copy);
-      this.cacheEntry(path, copy);
-    });
+    await this.write(() => this.sql('INSERT INTO entries (path, sealed) VALUES (?, ?) ON CONFLICT(path) DO UPDATE SET sealed = excluded.sealed').run(path, sealed));
   }
 
   async deleteEntry(path: string): Promise<void> {
-    await this.write(() => {
-      this.sql('DELETE FROM entries WHERE path = ?').run(path);
-      this.cacheEntry(path, null);
-    });
-  }
-
-  /**
-   * Remember what `path` holds (null: nothing). Set in the same synchronous
-   * step as the statement, so the cache never disagrees with the table; this
-   * connection is the store's only writer (lockStore). Bounded: the oldest
-   * entry goes first.
-   */
-  private cacheEntry(path: string, sealed: Buffer | null): void {
-    this.entryCache.delete(path);
-    this.entryCache.set(path, sealed);
-    if (this.entryCache.size > ENTRY_CACHE_MAX) this.entryCache.delete(this.entryCache.keys().next().value!);
+    await this.write(() => this.sql('DELETE FROM entries WHERE path = ?').run(path));
   }
 
   async listEntries(prefix: string): Promise<string[]> {
@@ -494,7 +462,6 @@ export class SqliteStorage implements Storage, CopyableStore {
   }
 
   async writeRows(table: StoreTable, rows: RawRow[]): Promise<void> {
-    if (table === 'entries') this.entryCache.clear();
     await this.write(() =>
       this.db.transaction(() => {
         for (const row of rows) {
