@@ -32,11 +32,21 @@ interface PgErrorLike {
 /** At most this many characters of the server's DETAIL go into an error (a 2BP01 lists up to 100 objects). */
 const DETAIL_MAX = 400;
 
+/**
+ * The SQLSTATEs whose DETAIL is shown: it names catalog objects only. Most
+ * other DETAILs echo row values ("Failing row contains (…)" of 23502/23514,
+ * each value cut to 64 characters), and a custom statement may write
+ * `{{password}}` into such a row: a cut value is a secret's prefix, which no
+ * scrub of the whole secret finds.
+ */
+const DETAIL_SHOWN = new Set(['2BP01']);
+
 function describe(err: unknown): { message: string; code: string | undefined; detail: string | undefined } {
   const e = (typeof err === 'object' && err !== null ? err : {}) as PgErrorLike;
   const message = typeof e.message === 'string' && e.message ? e.message : String(err);
-  const detail = typeof e.detail === 'string' && e.detail.trim() ? e.detail.trim().split('\n').join('; ') : undefined;
-  return { message, code: typeof e.code === 'string' ? e.code : undefined, detail: detail && detail.length > DETAIL_MAX ? `${detail.slice(0, DETAIL_MAX)}…` : detail };
+  const code = typeof e.code === 'string' ? e.code : undefined;
+  const detail = code && DETAIL_SHOWN.has(code) && typeof e.detail === 'string' && e.detail.trim() ? e.detail.trim().split('\n').join('; ') : undefined;
+  return { message, code, detail };
 }
 
 export function sqlState(err: unknown): string | undefined {
@@ -52,14 +62,17 @@ export function isConnectionFailure(err: unknown): boolean {
 
 /**
  * A scrubbed error for `what` failing; connection failures become
- * EngineConnectionError. The server's DETAIL field follows, when it has one:
- * for a role that cannot be dropped (2BP01) it names what depends on it,
- * e.g. "owner of table public.t" or "1 object in database app" (PG manual,
- * "Dropping Roles"; protocol "Error and Notice Message Fields").
+ * EngineConnectionError. For a role that cannot be dropped (2BP01) the
+ * server's DETAIL follows: it names what depends on the role, e.g. "owner of
+ * table public.t" or "1 object in database app" (PG manual, "Dropping
+ * Roles"; protocol "Error and Notice Message Fields"). Scrubbed before it is
+ * cut, so a cut never splits a secret.
  */
 export function dbError(what: string, err: unknown, secrets: ReadonlyArray<string | undefined>): Error {
   const { message, code, detail } = describe(err);
-  const text = scrubSecrets(`${what}: ${message}${code && /^[0-9A-Z]{5}$/.test(code) ? ` (SQLSTATE ${code})` : ''}${detail ? `. Detail: ${detail}` : ''}`, secrets);
+  const scrubbed = detail === undefined ? undefined : scrubSecrets(detail, secrets);
+  const shown = scrubbed === undefined ? '' : `. Detail: ${scrubbed.length > DETAIL_MAX ? `${scrubbed.slice(0, DETAIL_MAX)}…` : scrubbed}`;
+  const text = `${scrubSecrets(`${what}: ${message}${code && /^[0-9A-Z]{5}$/.test(code) ? ` (SQLSTATE ${code})` : ''}`, secrets)}${shown}`;
   return isConnectionFailure(err) ? new EngineConnectionError(text) : new Error(text);
 }
 

@@ -530,3 +530,25 @@ test('templates that end the transaction themselves are sent one at a time: noth
   assert.equal(await readsGranted(batch[0]!.username, batch[0]!.password), true);
   await engine.deleteUsers!([{ username: batch[0]!.username, statements: [] }]);
 });
+
+test('no part of a password reaches an error through the server DETAIL: "Failing row contains (…)" cuts each value, which no scrub of the whole secret finds', async () => {
+  const audit = `batch_audit_${run}`;
+  // Five wide columns first, so the password would also straddle a cut at 400 characters.
+  const wide = Array.from({ length: 5 }, (_, i) => `f${i} text DEFAULT '${'x'.repeat(70)}'`).join(', ');
+  await adminQuery(server, `CREATE TABLE ${audit} (${wide}, secret text, who text NOT NULL, CHECK (length(secret) < 5))`);
+  try {
+    // 23502 (who is NULL), then 23514 (the CHECK): each failing row holds the password.
+    for (const insert of [`INSERT INTO ${audit} (secret) VALUES ('{{password}}')`, `INSERT INTO ${audit} (secret, who) VALUES ('{{password}}', 'x')`]) {
+      const req = request([...LOGIN, insert]);
+      const single = await engine.newUser(req).then(() => undefined, (err: unknown) => err as Error);
+      const [batched] = await engine.newUsers!([{ ...request([...LOGIN, insert]), password: req.password }]);
+      for (const err of [single, batched]) {
+        assert.ok(err instanceof Error, 'the insert fails');
+        assert.match(err.message, /\(SQLSTATE 23(502|514)\)$/, 'no Detail after the SQLSTATE');
+        for (let i = 0; i + 8 <= req.password.length; i++) assert.ok(!err.message.includes(req.password.slice(i, i + 8)), `a part of the password in: ${err.message}`);
+      }
+    }
+  } finally {
+    await adminQuery(server, `DROP TABLE ${audit}`);
+  }
+});
