@@ -20,7 +20,6 @@ export interface RoleSettings {
 
 /** Event-loop delay over a window, in ms. */
 export interface EventLoopLag {
-  p50: number;
   p99: number;
   max: number;
 }
@@ -81,7 +80,7 @@ export class BenchBroker {
   }
 
   /**
-   * The broker's event-loop delay since the previous call, in ms: prom-client's
+   * The broker's event-loop delay (p99, max) since the previous call, in ms: prom-client's
    * default metrics (perf_hooks monitorEventLoopDelay, sampled every 10 ms),
    * whose histogram is reset by each scrape of sys/metrics. Call once to
    * start a window, again to read it.
@@ -92,7 +91,7 @@ export class BenchBroker {
       const line = res.text.split('\n').find((l) => l.startsWith(`dbroker_nodejs_eventloop_lag_${name}_seconds `));
       return line === undefined ? NaN : Number(line.split(' ')[1]) * 1000;
     };
-    return { p50: read('p50'), p99: read('p99'), max: read('max') };
+    return { p99: read('p99'), max: read('max') };
   }
 
   /** Resident memory of the broker process in MiB. */

@@ -110,8 +110,9 @@ function drainTable(results: EngineResult[]): string {
       const dash = '';
       rows.push([`${r.label} median`, dash, dash, dash, dash, x(median(ratios.map((q) => q.rate))), dash, dash, x(median(ratios.map((q) => q.p99))), dash, dash, dash, dash, dash, dash]);
       // One round's p99 rests on a few hundred samples; all rounds' samples together give a steadier one.
-      const pool = (part: (d: DrainFigures) => RunResult): RunResult => ({ ...part(rounds[0]!), latenciesMs: rounds.flatMap((d) => part(d).latenciesMs) });
+      const pool = (part: (d: DrainFigures) => RunResult): number[] => rounds.flatMap((d) => part(d).latenciesMs);
       const [unloaded, during, duringRaw] = [pool((d) => d.sideUnloaded), pool((d) => d.sideDuring), pool((d) => d.sideDuringRaw)];
+      const base = percentile(unloaded, 99);
       rows.push([
         `${r.label} pooled`,
         dash,
@@ -119,10 +120,10 @@ function drainTable(results: EngineResult[]): string {
         dash,
         dash,
         dash,
-        `${fmt(p99(unloaded), 1)} (${unloaded.latenciesMs.length})`,
-        `${fmt(p99(during), 1)} (${during.latenciesMs.length})`,
-        x(p99(during) / p99(unloaded)),
-        `${fmt(p99(duringRaw), 1)} (${duringRaw.latenciesMs.length}): ${x(p99(duringRaw) / p99(unloaded))}`,
+        `${fmt(base, 1)} (${unloaded.length})`,
+        `${fmt(percentile(during, 99), 1)} (${during.length})`,
+        x(percentile(during, 99) / base),
+        `${fmt(percentile(duringRaw, 99), 1)} (${duringRaw.length}): ${x(percentile(duringRaw, 99) / base)}`,
         dash,
         dash,
         dash,

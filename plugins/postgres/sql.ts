@@ -41,12 +41,18 @@ const DETAIL_MAX = 400;
  */
 const DETAIL_SHOWN = new Set(['2BP01']);
 
-function describe(err: unknown): { message: string; code: string | undefined; detail: string | undefined } {
+function describe(err: unknown): { message: string; code: string | undefined } {
   const e = (typeof err === 'object' && err !== null ? err : {}) as PgErrorLike;
   const message = typeof e.message === 'string' && e.message ? e.message : String(err);
-  const code = typeof e.code === 'string' ? e.code : undefined;
-  const detail = code && DETAIL_SHOWN.has(code) && typeof e.detail === 'string' && e.detail.trim() ? e.detail.trim().split('\n').join('; ') : undefined;
-  return { message, code, detail };
+  return { message, code: typeof e.code === 'string' ? e.code : undefined };
+}
+
+/** ". Detail: …" for a SQLSTATE in DETAIL_SHOWN, on one line, scrubbed, then cut; '' otherwise. */
+function shownDetail(err: unknown, code: string | undefined, secrets: ReadonlyArray<string | undefined>): string {
+  const detail = (err as PgErrorLike | null)?.detail;
+  if (!code || !DETAIL_SHOWN.has(code) || typeof detail !== 'string' || !detail.trim()) return '';
+  const scrubbed = scrubSecrets(detail.trim().split('\n').join('; '), secrets);
+  return `. Detail: ${scrubbed.length > DETAIL_MAX ? `${scrubbed.slice(0, DETAIL_MAX)}…` : scrubbed}`;
 }
 
 export function sqlState(err: unknown): string | undefined {
@@ -69,10 +75,8 @@ export function isConnectionFailure(err: unknown): boolean {
  * cut, so a cut never splits a secret.
  */
 export function dbError(what: string, err: unknown, secrets: ReadonlyArray<string | undefined>): Error {
-  const { message, code, detail } = describe(err);
-  const scrubbed = detail === undefined ? undefined : scrubSecrets(detail, secrets);
-  const shown = scrubbed === undefined ? '' : `. Detail: ${scrubbed.length > DETAIL_MAX ? `${scrubbed.slice(0, DETAIL_MAX)}…` : scrubbed}`;
-  const text = `${scrubSecrets(`${what}: ${message}${code && /^[0-9A-Z]{5}$/.test(code) ? ` (SQLSTATE ${code})` : ''}`, secrets)}${shown}`;
+  const { message, code } = describe(err);
+  const text = `${scrubSecrets(`${what}: ${message}${code && /^[0-9A-Z]{5}$/.test(code) ? ` (SQLSTATE ${code})` : ''}`, secrets)}${shownDetail(err, code, secrets)}`;
   return isConnectionFailure(err) ? new EngineConnectionError(text) : new Error(text);
 }
 

@@ -50,7 +50,7 @@ function drainRound(sideDuring: RunResult): DrainFigures {
     sideDuringRaw: run(60, 4, 15),
     rawCreate: run(1000, 5, 8),
     rawDrop: run(1000, 2, 2),
-    lag: { unloaded: { p50: 10, p99: 11, max: 12 }, drain: { p50: 10, p99: 25.5, max: 40 }, rawDrop: { p50: 10, p99: 12, max: 20 } },
+    lag: { unloaded: { p99: 11, max: 12 }, drain: { p99: 25.5, max: 40 }, rawDrop: { p99: 12, max: 20 } },
     rss: { before: 100, loaded: 120, peak: 130, after: 110 },
     load: { drain: 1.5, rawDrop: 1.25 },
   };
